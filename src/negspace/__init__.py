@@ -1,0 +1,3 @@
+"""negspace: embedding recommenders from implicit feedback, trained with better negatives."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,161 @@
+"""negspace train | evaluate | recommend | grid | data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+from negspace.errors import NegspaceError
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports usage errors as one line and exit code 2, like every other input error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise NegspaceError(f"{self.prog}: {message}")
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    from negspace.training.config import config_fields
+
+    for f in config_fields():
+        flag = "--" + f.name.replace("_", "-")
+        meta = f.metadata
+        if f.type == "bool":
+            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                           help=meta["help"])
+            continue
+        typ = {"int": int, "float": float}.get(f.type.replace(" | None", ""), str)
+        p.add_argument(flag, dest=f.name, type=typ, default=None, help=meta["help"],
+                       metavar=f.name.upper())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="negspace", description="Embedding recommenders trained with better negatives.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = sub.add_parser("train", help="train one model and write a run directory")
+    train.add_argument("--config", help="TOML file of options (flags override it)")
+    train.add_argument("--out", required=True, help="run directory to write")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    _add_train_options(train)
+
+    ev = sub.add_parser("evaluate", help="recompute a run's test metrics")
+    ev.add_argument("run_dir")
+    ev.add_argument("--data-dir", help="folder holding named datasets")
+
+    rec = sub.add_parser("recommend", help="top items for a user of a run")
+    rec.add_argument("run_dir")
+    rec.add_argument("--user", required=True, help="external user id")
+    rec.add_argument("-k", type=int, default=10, help="number of items")
+    rec.add_argument("--json", action="store_true", help="print JSON")
+
+    grid = sub.add_parser("grid", help="run a grid of configurations from a TOML file")
+    grid.add_argument("config")
+    grid.add_argument("--out", help="output folder (overrides the file's)")
+    grid.add_argument("--dry-run", action="store_true", help="list the cells and exit")
+
+    data = sub.add_parser("data", help="list, inspect or fetch datasets")
+    dsub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    dl = dsub.add_parser("list", help="known datasets and where they were found")
+    dl.add_argument("--data-dir")
+    df = dsub.add_parser("fetch", help="download a dataset from its official source")
+    df.add_argument("name")
+    df.add_argument("--data-dir")
+    di = dsub.add_parser("info", help="size of a dataset after loading")
+    di.add_argument("name")
+    di.add_argument("--data-dir")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from negspace.experiments.run import run_training
+    from negspace.training.config import config_fields, load_toml, make_config
+
+    values: dict[str, Any] = load_toml(args.config) if args.config else {}
+    for f in config_fields():
+        if getattr(args, f.name) is not None:
+            values[f.name] = getattr(args, f.name)
+    cfg = make_config(values)
+    out = run_training(cfg, args.out, overwrite=args.overwrite)
+    _print_metrics(out.metrics)
+    print(f"run written to {args.out} ({out.seconds:.1f}s)")
+    return 0
+
+
+def _print_metrics(metrics: dict[str, float]) -> None:
+    keys = [k for k in ("map@50", "ndcg@50", "mmr@50", "recall@20", "ndcg@20", "hit@20",
+                        "recall@50", "hit@50") if k in metrics]
+    print("  ".join(f"{k} {metrics[k]:.4f}" for k in keys))
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from negspace.experiments.evaluate import evaluate_run
+
+    metrics = evaluate_run(args.run_dir, data_dir=args.data_dir)
+    _print_metrics(metrics)
+    return 0
+
+
+def _recommend(args: argparse.Namespace) -> int:
+    from negspace.experiments.evaluate import recommend_for
+
+    if args.k < 1:
+        raise NegspaceError(f"-k must be >= 1; got {args.k}")
+    items, scores = recommend_for(args.run_dir, args.user, args.k)
+    if args.json:
+        print(json.dumps({"user": args.user, "items": items, "scores": scores}))
+    else:
+        for rank, (item, score) in enumerate(zip(items, scores), 1):
+            print(f"{rank:>3}  {item}  {score:.4f}")
+    return 0
+
+
+def _grid(args: argparse.Namespace) -> int:
+    from negspace.experiments.grid import run_grid
+
+    run_grid(args.config, out=args.out, dry_run=args.dry_run)
+    return 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    from negspace.data import fetch_dataset, load_dataset
+    from negspace.data.loaders import list_datasets
+
+    if args.data_command == "list":
+        for row in list_datasets(args.data_dir):
+            print(f"{row['name']:<32} {row['protocol']:<6} {row['where']}")
+    elif args.data_command == "fetch":
+        path = fetch_dataset(args.name, args.data_dir)
+        print(f"{args.name} stored in {path}")
+    else:
+        ds = load_dataset(args.name, args.data_dir)
+        inter = ds.interactions
+        print(f"{ds.name}: protocol {ds.protocol}, {inter.n_users} users, {inter.n_items} items, "
+              f"{inter.nnz} interactions" + (f", {ds.test.nnz} test" if ds.test is not None else ""))
+        for key, value in ds.notes.items():
+            print(f"  {key}: {value}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        handler = {"train": _train, "evaluate": _evaluate, "recommend": _recommend,
+                   "grid": _grid, "data": _data}[args.command]
+        return handler(args)
+    except NegspaceError as e:
+        print(f"negspace: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("negspace: interrupted", file=sys.stderr)
+        return 130
+    except OSError as e:
+        print(f"negspace: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""The run directory: config.json, metrics.json, history.csv, model.safetensors, ids.json and the
+training interactions (interactions.safetensors), so a run can be evaluated and served alone."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from safetensors.torch import load_file, save_file
+
+from negspace.data.interactions import Interactions
+from negspace.errors import NegspaceError
+from negspace.io import atomic_write, write_json, write_text
+
+MODEL_FILE = "model.safetensors"
+INTERACTIONS_FILE = "interactions.safetensors"
+
+
+def prepare_run_dir(path: str | Path, overwrite: bool) -> Path:
+    """Creates RUN_DIR; refuses one that already holds results unless overwrite is set."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NegspaceError(f"{path} exists and is not a directory")
+    if path.exists() and any(path.iterdir()) and not overwrite:
+        raise NegspaceError(f"{path} already holds a run; pass --overwrite to replace it")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def save_vectors(path: Path, users: torch.Tensor, items: torch.Tensor, measure: str) -> None:
+    tensors = {"user_embeddings": users.detach().contiguous().float(),
+               "item_embeddings": items.detach().contiguous().float()}
+    atomic_write(path / MODEL_FILE, lambda tmp: save_file(tensors, tmp, metadata={"measure": measure}))
+
+
+def save_interactions(path: Path, inter: Interactions) -> None:
+    tensors = {"indptr": torch.from_numpy(inter.indptr.astype(np.int64)),
+               "indices": torch.from_numpy(inter.indices.astype(np.int64))}
+    atomic_write(path / INTERACTIONS_FILE, lambda tmp: save_file(tensors, tmp))
+    write_json(path / "ids.json", {"users": inter.user_ids.tolist(), "items": inter.item_ids.tolist()})
+
+
+def write_history(path: Path, history: list[dict]) -> None:
+    columns: list[str] = []
+    for row in history:
+        columns += [k for k in row if k not in columns]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(history)
+    write_text(path / "history.csv", buf.getvalue())
+
+
+@dataclass
+class StoredRun:
+    """What a finished run directory holds."""
+
+    path: Path
+    config: dict[str, Any]
+    user_vectors: torch.Tensor
+    item_vectors: torch.Tensor
+    measure: str
+    train: Interactions
+
+
+def load_run(path: str | Path) -> StoredRun:
+    path = Path(path)
+    needed = ["config.json", "ids.json", MODEL_FILE, INTERACTIONS_FILE]
+    missing = [f for f in needed if not (path / f).exists()]
+    if not path.is_dir() or missing:
+        raise NegspaceError(f"{path} is not a finished run directory (missing {', '.join(missing) or 'folder'})")
+    try:
+        config = json.loads((path / "config.json").read_text())
+        ids = json.loads((path / "ids.json").read_text())
+        from safetensors import safe_open
+        with safe_open(str(path / MODEL_FILE), "pt") as f:
+            measure = (f.metadata() or {}).get("measure", "dot")
+        vectors = load_file(str(path / MODEL_FILE))
+        csr = load_file(str(path / INTERACTIONS_FILE))
+    except (OSError, ValueError, json.JSONDecodeError) as e:
+        raise NegspaceError(f"{path}: cannot read run files: {e}") from None
+    user_ids, item_ids = np.asarray(ids["users"]), np.asarray(ids["items"])
+    indptr, indices = csr["indptr"].numpy(), csr["indices"].numpy()
+    matrix = sp.csr_matrix((np.ones(len(indices), np.float32), indices, indptr),
+                           shape=(len(user_ids), len(item_ids)))
+    return StoredRun(path, config, vectors["user_embeddings"], vectors["item_embeddings"], measure,
+                     Interactions(matrix, user_ids, item_ids))

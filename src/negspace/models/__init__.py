@@ -1,0 +1,7 @@
+"""Models, each declaring its measure (l2, dot or cosine)."""
+
+from negspace.models.base import EmbeddingModel, score_matrix, score_vectors
+from negspace.models.cml import CML
+from negspace.models.mf import MF
+
+__all__ = ["EmbeddingModel", "CML", "MF", "score_matrix", "score_vectors"]

@@ -1,0 +1,62 @@
+"""The model contract: scoring vectors for users and items under a declared measure."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+Measure = Literal["l2", "dot", "cosine"]
+
+
+class EmbeddingModel(nn.Module):
+    """A recommender whose score is a function of one user vector and one item vector.
+
+    Subclasses define `measure` and the two vector lookups; everything else (pairwise scores, full
+    ranking, export) follows from them.
+    """
+
+    measure: Measure = "dot"
+
+    def __init__(self, n_users: int, n_items: int, dim: int) -> None:
+        super().__init__()
+        self.n_users, self.n_items, self.dim = n_users, n_items, dim
+
+    def user_vectors(self, users: torch.Tensor | None) -> torch.Tensor:
+        """Scoring vectors of the given users (all users when None)."""
+        raise NotImplementedError
+
+    def item_vectors(self, items: torch.Tensor | None) -> torch.Tensor:
+        """Scoring vectors of the given items (all items when None)."""
+        raise NotImplementedError
+
+    def score(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Scores of aligned vectors: u [..., d] with v [..., d] -> [...]; higher is better."""
+        return score_vectors(u, v, self.measure)
+
+    def score_all(self, users: torch.Tensor) -> torch.Tensor:
+        """[len(users), n_items] scores for full ranking."""
+        return score_matrix(self.user_vectors(users), self.item_vectors(None), self.measure)
+
+    def sparse_parameters(self) -> list[nn.Parameter]:
+        """Parameters that receive sparse gradients (embedding tables)."""
+        return [m.weight for m in self.modules() if isinstance(m, nn.Embedding) and m.sparse]
+
+
+def score_vectors(u: torch.Tensor, v: torch.Tensor, measure: Measure) -> torch.Tensor:
+    if measure == "l2":
+        return -(u - v).pow(2).sum(-1)
+    if measure == "cosine":
+        return nn.functional.cosine_similarity(u, v, dim=-1)
+    return (u * v).sum(-1)
+
+
+def score_matrix(u: torch.Tensor, v: torch.Tensor, measure: Measure) -> torch.Tensor:
+    """All-pairs scores [n_u, n_v] for the measure (negative squared distance for l2)."""
+    if measure == "l2":
+        return 2 * u @ v.T - u.pow(2).sum(-1, keepdim=True) - v.pow(2).sum(-1)
+    if measure == "cosine":
+        u = nn.functional.normalize(u, dim=-1)
+        v = nn.functional.normalize(v, dim=-1)
+    return u @ v.T

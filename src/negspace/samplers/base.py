@@ -1,0 +1,98 @@
+"""The sampler protocol: given a batch of (user, positive item) rows, return N negatives per row.
+
+Every sampler excludes the row user's training positives exactly (not "after n retries"): a
+returned item is never one of them, whatever the random draw.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+import torch
+
+from negspace.data.interactions import Interactions
+from negspace.errors import NegspaceError
+
+
+class NegativeSampler(ABC):
+    """Base class. Subclasses implement `_sample`; `fit` must be called with the training data first.
+
+    Args:
+        seed: seeds the sampler's own numpy generator (its state is saved in checkpoints).
+    """
+
+    name: str = "base"
+    needs_model: bool = False  # True when sampling reads the current embeddings
+
+    def __init__(self, seed: int = 0) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.train: Interactions | None = None
+
+    def fit(self, train: Interactions) -> "NegativeSampler":
+        degrees = train.user_degrees()
+        full = np.flatnonzero(degrees >= train.n_items)
+        if len(full):
+            raise NegspaceError(f"user {train.user_ids[full[0]]!r} has interacted with every item: "
+                                "no negative exists for it")
+        self.train = train
+        self._fit(train)
+        return self
+
+    def _fit(self, train: Interactions) -> None:
+        """Precomputation hook."""
+
+    def sample(self, users: np.ndarray, items: np.ndarray, n: int, model: Any = None) -> np.ndarray:
+        """Draws negatives.
+
+        Args:
+            users: [B] user indices of the batch rows.
+            items: [B] positive item index of each row.
+            n: negatives per row.
+            model: the model being trained (read by samplers with `needs_model`).
+
+        Returns:
+            [B, n] int64 item indices, none of them a training positive of the row's user.
+        """
+        if self.train is None:
+            raise RuntimeError("call fit(train) before sample()")
+        if n < 1:
+            raise NegspaceError(f"number of negatives must be >= 1, got {n}")
+        return self._sample(np.asarray(users, np.int64), np.asarray(items, np.int64), n, model)
+
+    @abstractmethod
+    def _sample(self, users: np.ndarray, items: np.ndarray, n: int, model: Any) -> np.ndarray: ...
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+
+
+class ComplementIndex:
+    """Maps "the r-th item the user has NOT interacted with" to an item index, vectorised.
+
+    For a user with sorted positives p_0 < p_1 < ..., the r-th (0-based) non-positive item is
+    r + #{i : p_i - i <= r}. Storing q_i = p_i - i for all users in one sorted array (offset by
+    user * (n_items + 1) so rows never mix) turns that count into one searchsorted call.
+    """
+
+    def __init__(self, train: Interactions) -> None:
+        users, items = train.pairs()
+        self.n_items = train.n_items
+        self.indptr = train.indptr.astype(np.int64)
+        rank = np.arange(train.nnz, dtype=np.int64) - np.repeat(self.indptr[:-1], train.user_degrees())
+        self.q = users * (self.n_items + 1) + (items - rank)
+        self.n_free = self.n_items - train.user_degrees()
+
+    def lookup(self, users: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """Item index of the r-th non-positive item of each user (r < n_free[user]); shapes broadcast."""
+        target = users * (self.n_items + 1) + r
+        k = np.searchsorted(self.q, target, side="right") - self.indptr[users]
+        return r + k
+
+
+def to_tensor(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x))
