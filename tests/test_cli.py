@@ -1,0 +1,120 @@
+"""End-to-end CLI: train, evaluate, recommend and the one-line errors, on a small synthetic CSV."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from negspace.cli import main
+
+
+@pytest.fixture
+def csv_dataset(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    rows = ["user,item"]
+    for u in range(40):
+        for i in rng.choice(60, size=12, replace=False, p=np.arange(60, 0, -1) / 1830):
+            rows.append(f"u{u},i{i}")
+    path = tmp_path / "toy.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def _train(csv: Path, out: Path, *extra: str) -> int:
+    return main(["train", "--dataset", str(csv), "--model", "cml", "--sampler", "two-stage",
+                 "--negatives", "2", "--batch-size", "64", "--dim", "8", "--epochs", "2",
+                 "--lr", "0.01", "--seed", "1", "--no-progress", "--out", str(out), *extra])
+
+
+def test_train_writes_the_run_directory(csv_dataset, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _train(csv_dataset, out) == 0
+    for name in ("config.json", "metrics.json", "history.csv", "model.safetensors", "ids.json"):
+        assert (out / name).exists(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("map@50", "ndcg@50", "mmr@50", "recall@20", "ndcg@20", "hit@20"):
+        assert key in metrics and metrics[key] >= 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["sampler"] == "two-stage" and config["negatives"] == 2 and config["loss"] == "triplet"
+    ids = json.loads((out / "ids.json").read_text())
+    assert len(ids["users"]) == 40 and len(ids["items"]) <= 60
+    from safetensors.torch import load_file
+    vectors = load_file(str(out / "model.safetensors"))
+    assert vectors["user_embeddings"].shape == (40, 8)
+    history = (out / "history.csv").read_text().splitlines()
+    assert history[0].startswith("epoch,loss,seconds") and len(history) == 3
+
+    capsys.readouterr()
+    assert main(["evaluate", str(out)]) == 0
+    again = json.loads((out / "metrics.json").read_text())
+    for key in ("map@50", "ndcg@20"):
+        assert again[key] == pytest.approx(metrics[key], abs=1e-6)
+
+    assert main(["recommend", str(out), "--user", "u3", "-k", "5", "--json"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    train_items = set()
+    from negspace.experiments.rundir import load_run
+    run = load_run(out)
+    row = run.train.user_index("u3")
+    train_items = set(run.train.item_ids[run.train.indices[run.train.indptr[row]:run.train.indptr[row + 1]]])
+    assert len(rec["items"]) == 5 and not train_items & set(rec["items"])
+
+
+def test_same_seed_same_metrics(csv_dataset, tmp_path):
+    assert _train(csv_dataset, tmp_path / "a") == 0
+    assert _train(csv_dataset, tmp_path / "b") == 0
+    a = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    b = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    a.pop("train_seconds"), b.pop("train_seconds")
+    assert a == b
+    assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
+
+
+def test_toml_config_and_flag_override(csv_dataset, tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'dataset = "{csv_dataset}"\nsampler = "uniform"\nnegatives = 3\ndim = 8\n'
+                   'epochs = 1\nbatch-size = 64\nprogress = false\n')
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--negatives", "1", "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["sampler"] == "uniform" and config["negatives"] == 1 and config["dim"] == 8
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--dataset", "no-such-dataset", "--out", "{tmp}/r"], "no-such-dataset"),
+    (["train", "--dataset", "{csv}", "--negatives", "0", "--out", "{tmp}/r"], "--negatives"),
+    (["train", "--dataset", "{csv}", "--sampler", "bogus", "--out", "{tmp}/r"], "--sampler"),
+    (["train", "--dataset", "{csv}", "--lr", "abc", "--out", "{tmp}/r"], "lr"),
+    (["train", "--dataset", "{tmp}/missing.csv", "--out", "{tmp}/r"], "missing.csv"),
+    (["train", "--config", "{tmp}/none.toml", "--out", "{tmp}/r"], "none.toml"),
+    (["evaluate", "{tmp}/not-a-run"], "not-a-run"),
+    (["grid", "{tmp}/none.toml"], "none.toml"),
+])
+def test_bad_input_is_one_line_and_exit_2(csv_dataset, tmp_path, capsys, args, message):
+    args = [a.format(tmp=tmp_path, csv=csv_dataset) for a in args]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("negspace: error:") and "\n" not in err and message in err
+    assert not (tmp_path / "r" / "metrics.json").exists()
+
+
+def test_unknown_user_and_refusal_to_overwrite(csv_dataset, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _train(csv_dataset, out) == 0
+    before = (out / "metrics.json").read_bytes()
+    capsys.readouterr()
+    assert main(["recommend", str(out), "--user", "nobody"]) == 2
+    assert "unknown user" in capsys.readouterr().err
+    assert _train(csv_dataset, out) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "metrics.json").read_bytes() == before
+
+
+def test_console_script_reports_errors_without_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "negspace.cli", "recommend", str(tmp_path), "--user", "1"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
