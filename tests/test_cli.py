@@ -53,9 +53,9 @@ def test_train_writes_the_run_directory(csv_dataset, tmp_path, capsys):
     for key in ("map@50", "ndcg@20"):
         assert again[key] == pytest.approx(metrics[key], abs=1e-6)
 
+    capsys.readouterr()
     assert main(["recommend", str(out), "--user", "u3", "-k", "5", "--json"]) == 0
     rec = json.loads(capsys.readouterr().out)
-    train_items = set()
     from negspace.experiments.rundir import load_run
     run = load_run(out)
     row = run.train.user_index("u3")
