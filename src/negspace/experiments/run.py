@@ -90,7 +90,8 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
     model = build_model(cfg, train.n_users, train.n_items)
     options = TrainerOptions(batch_size=cfg.batch_size, negatives=cfg.negatives, epochs=cfg.epochs,
                              lr=cfg.lr, seed=cfg.seed, eval_every=cfg.eval_every,
-                             patience=cfg.patience, select_metric=select, progress=cfg.progress)
+                             patience=cfg.patience, min_epochs=cfg.min_epochs,
+                             select_metric=select, progress=cfg.progress)
     trainer = Trainer(model, build_sampler(cfg), build_objective(cfg), fit_on, options, validation)
     result = trainer.fit()
     model.eval()

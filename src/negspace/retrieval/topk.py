@@ -45,6 +45,8 @@ def topk_items(score_fn: ScoreFn, users: np.ndarray, k: int, exclude: Interactio
         for start in range(0, len(users), chunk_size):
             rows = users[start:start + chunk_size]
             scores = score_fn(torch.from_numpy(rows)).float()
+            if scores._is_view() or not scores.is_contiguous():
+                scores = scores.clone()  # masking writes in place: never into the caller's tensor
             n_items = scores.shape[1]
             if candidates is not None:
                 keep = torch.zeros(n_items, dtype=torch.bool)

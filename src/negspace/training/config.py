@@ -53,6 +53,7 @@ class TrainConfig:
     validation: float = field(default=0.1, metadata=_opt("fraction of each user's training items held out for model selection", low=0, high=0.9))
     eval_every: int = field(default=1, metadata=_opt("validate every K epochs", low=1))
     patience: int = field(default=3, metadata=_opt("stop after this many validations without improvement", low=1))
+    min_epochs: int = field(default=5, metadata=_opt("never stop early before this epoch (CML can plateau at first)", low=0))
     select_metric: str | None = field(default=None, metadata=_opt("validation metric for model selection (default ndcg@50 k-fold, recall@20 given split)"))
     threads: int | None = field(default=None, metadata=_opt("torch threads (default: all cores)", low=1))
     progress: bool = field(default=True, metadata=_opt("show a progress bar"))

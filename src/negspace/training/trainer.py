@@ -31,6 +31,7 @@ class TrainerOptions:
         seed: seeds the shuffling generator.
         eval_every: validate every this many epochs.
         patience: validations without improvement before stopping.
+        min_epochs: no early stop before this epoch.
         select_metric: validation metric to maximise.
         progress: show a tqdm bar.
     """
@@ -42,6 +43,7 @@ class TrainerOptions:
     seed: int = 0
     eval_every: int = 1
     patience: int = 3
+    min_epochs: int = 5
     select_metric: str = "ndcg@50"
     progress: bool = True
 
@@ -148,7 +150,7 @@ class Trainer:
                     tqdm.write(f"epoch {epoch}: loss {loss:.4f}  val {self.opt.select_metric} "
                                f"{score:.4f}  ({seconds:.1f}s)")
             result.history.append(row)
-            if stale >= self.opt.patience:
+            if stale >= self.opt.patience and epoch >= self.opt.min_epochs:
                 break
         if best_state is not None:
             self.model.load_state_dict(best_state)
