@@ -1,4 +1,7 @@
+"""The full-ranking evaluator against a brute-force reference, by hand, and its bookkeeping."""
+
 import math
+import statistics
 
 import numpy as np
 import pytest
@@ -6,88 +9,126 @@ import torch
 
 from negspace.data.interactions import Interactions
 from negspace.evaluation import evaluate, evaluate_folds
-from negspace.evaluation.metrics import average_precision, hit_rate, ndcg, recall
-from negspace.retrieval import topk_items
+
+NAMES = ("map", "ndcg", "recall", "precision", "hit", "mmr")
 
 
-def _brute_force(scores: np.ndarray, train: np.ndarray, test: np.ndarray, k: int, counts: np.ndarray):
-    """Per-user metrics written plainly from SPEC.md's definitions."""
-    out = {"map": [], "ndcg": [], "recall": [], "hit": [], "mmr": []}
+def _inter(mask: np.ndarray) -> Interactions:
+    return Interactions.from_indices(*np.nonzero(mask), np.arange(mask.shape[0]),
+                                     np.arange(mask.shape[1]))
+
+
+def _brute_force(scores: np.ndarray, train: np.ndarray, test: np.ndarray, k: int) -> dict:
+    """Per-user metrics written plainly from SPEC.md, averaged over users with test items."""
+    counts = train.sum(axis=0)
+    per_user: dict[str, list[float]] = {name: [] for name in NAMES}
     for u in range(scores.shape[0]):
-        relevant = set(np.flatnonzero(test[u]))
+        relevant = set(np.flatnonzero(test[u]).tolist())
         if not relevant:
             continue
-        ranked = [i for i in np.argsort(-scores[u], kind="stable") if not train[u, i]][:k]
-        hits_so_far, ap, dcg = 0, 0.0, 0.0
+        ranked = [i for i in np.argsort(-scores[u]) if not train[u, i]][:k]
+        found, ap, dcg = 0, 0.0, 0.0
         for rank, item in enumerate(ranked, start=1):
             if item in relevant:
-                hits_so_far += 1
-                ap += hits_so_far / rank
+                found += 1
+                ap += found / rank
                 dcg += 1.0 / math.log2(rank + 1)
         ideal = sum(1.0 / math.log2(r + 1) for r in range(1, min(len(relevant), k) + 1))
-        out["map"].append(ap / min(len(relevant), k))
-        out["ndcg"].append(dcg / ideal)
-        out["recall"].append(hits_so_far / len(relevant))
-        out["hit"].append(float(hits_so_far > 0))
-        out["mmr"].append(float(np.median([counts[i] for i in ranked])))
-    return {name: float(np.mean(v)) for name, v in out.items()}
+        per_user["map"].append(ap / min(len(relevant), k))
+        per_user["ndcg"].append(dcg / ideal)
+        per_user["recall"].append(found / len(relevant))
+        per_user["precision"].append(found / k)
+        per_user["hit"].append(float(found > 0))
+        per_user["mmr"].append(float(statistics.median(counts[i] for i in ranked)))
+    return {name: float(np.mean(v)) for name, v in per_user.items()}
 
 
-def _random_case(seed: int, n_users: int = 30, n_items: int = 80):
+def _random_case(seed: int, n_users: int = 40, n_items: int = 90):
     rng = np.random.default_rng(seed)
     train = rng.random((n_users, n_items)) < 0.15
-    test = (rng.random((n_users, n_items)) < 0.12) & ~train
-    test[0] = False  # a user without test items
-    test[1, :] = ~train[1]  # more test items than K
-    scores = rng.standard_normal((n_users, n_items)).astype(np.float32)
-    ids = np.arange(n_users), np.arange(n_items)
-    to_inter = lambda m: Interactions.from_indices(*np.nonzero(m), *ids)  # noqa: E731
-    return scores, train, test, to_inter(train), to_inter(test)
+    test = (rng.random((n_users, n_items)) < rng.uniform(0.01, 0.4, (n_users, 1))) & ~train
+    test[:3] = False  # users without test items
+    test[3, :] = ~train[3]  # many more test items than any K
+    test[4, :] = False
+    test[4, 7] = True  # a single test item
+    train[5, :] = True
+    train[5, :3] = False  # only 3 admissible items: fewer than K, the tail is padding
+    test[5, :3] = [True, False, True]
+    scores = rng.standard_normal((n_users, n_items)).astype(np.float32)  # continuous: no ties
+    return scores, train, test
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("chunk", [7, 4096])
-def test_metrics_match_brute_force(seed, chunk):
-    scores, train, test, tr, te = _random_case(seed)
-    score_fn = lambda users: torch.from_numpy(scores[users.numpy()])  # noqa: E731
-    got = evaluate(score_fn, tr, te, ks=(5, 20, 50), chunk_size=chunk)
-    assert got["n_users_without_test"] >= 1
-    assert got["n_eval_users"] == (test.sum(1) > 0).sum()
-    counts = train.sum(0)
+def test_matches_brute_force(seed, chunk):
+    scores, train, test = _random_case(seed)
+    n_test = test.sum(axis=1)
+    assert ((n_test > 0) & (n_test < 5)).any() and (n_test > 50).any()
+    got = evaluate(lambda u: torch.from_numpy(scores[u.numpy()]), _inter(train), _inter(test),
+                   ks=(5, 20, 50), chunk_size=chunk)
+    assert got["n_users_without_test"] == (n_test == 0).sum() >= 3
+    assert got["n_eval_users"] == (n_test > 0).sum()
     for k in (5, 20, 50):
-        ref = _brute_force(scores, train, test, k, counts)
-        for name in ("map", "ndcg", "recall", "hit", "mmr"):
-            assert got[f"{name}@{k}"] == pytest.approx(ref[name], rel=1e-9, abs=1e-12), (name, k)
+        want = _brute_force(scores, train, test, k)
+        for name in NAMES:
+            assert got[f"{name}@{k}"] == pytest.approx(want[name], rel=1e-9, abs=1e-12), (name, k)
 
 
-def test_hand_computed_example():
-    # ranks 1..4 with hits at ranks 1 and 3; 3 relevant items; K = 4
-    hits = np.array([[1, 0, 1, 0]], bool)
-    n_rel = np.array([3])
-    # AP = (1/1 + 2/3) / min(3, 4) = 0.5555...
-    assert average_precision(hits, n_rel, 4)[0] == pytest.approx((1 + 2 / 3) / 3)
-    # DCG = 1 + 1/log2(4) = 1.5; IDCG = 1 + 1/log2(3) + 1/2 = 2.1309...
-    assert ndcg(hits, n_rel, 4)[0] == pytest.approx(1.5 / (1 + 1 / math.log2(3) + 0.5))
-    assert recall(hits, n_rel, 4)[0] == pytest.approx(2 / 3)
-    assert hit_rate(hits, n_rel, 2)[0] == 1.0
-    # at K = 2: AP = 1 / min(3, 2) = 0.5, NDCG = 1 / (1 + 1/log2 3)
-    assert average_precision(hits, n_rel, 2)[0] == pytest.approx(0.5)
-    assert ndcg(hits, n_rel, 2)[0] == pytest.approx(1 / (1 + 1 / math.log2(3)))
+def test_hand_computed():
+    scores = torch.tensor([[.9, .8, .7, .6, .5],
+                           [.0, .0, .0, .0, .0],
+                           [.1, .2, .3, .4, .5]])
+    train = _inter(np.array([[1, 0, 0, 0, 0], [0, 0, 0, 1, 1], [0, 0, 0, 0, 0]], bool))
+    test = _inter(np.array([[0, 0, 1, 0, 1], [0, 0, 0, 0, 0], [0, 0, 0, 0, 1]], bool))
+    got = evaluate(lambda u: scores[u], train, test, ks=(2,))
+    # user 0: item 0 masked, top-2 = [1, 2], hits [0, 1], 2 test items
+    #   AP = (1/2) / 2 = 0.25, NDCG = (1/log2 3) / (1 + 1/log2 3) = 0.3868528, recall 1/2, P 1/2
+    # user 1: no test item, skipped
+    # user 2: top-2 = [4, 3], hits [1, 0], 1 test item: AP 1, NDCG 1, recall 1, P 1/2
+    # item training counts [1, 0, 0, 1, 1]: medians u0 median(0, 0) = 0, u2 median(1, 1) = 1
+    assert got["map@2"] == pytest.approx((0.25 + 1) / 2)            # 0.625
+    assert got["ndcg@2"] == pytest.approx((0.3868528 + 1) / 2, abs=1e-7)  # 0.6934264
+    assert got["recall@2"] == pytest.approx(0.75)
+    assert got["precision@2"] == pytest.approx(0.5)
+    assert got["hit@2"] == 1.0
+    assert got["mmr@2"] == 0.5
+    assert got["n_eval_users"] == 2 and got["n_users_without_test"] == 1
+    assert set(got) == {f"{n}@2" for n in NAMES} | {"n_eval_users", "n_users_without_test"}
 
 
-def test_topk_masks_training_items_and_pads():
-    scores = torch.tensor([[5.0, 4.0, 3.0, 2.0], [1.0, 2.0, 3.0, 4.0]])
-    train = Interactions.from_indices(np.array([0, 0, 0, 1]), np.array([0, 1, 2, 3]),
-                                      np.arange(2), np.arange(4))
-    items, top_scores = topk_items(lambda u: scores[u], np.array([0, 1]), 3, exclude=train)
-    np.testing.assert_array_equal(items, [[3, -1, -1], [2, 1, 0]])
-    assert np.isneginf(top_scores[0, 1:]).all()
-    items, _ = topk_items(lambda u: scores[u], np.array([1]), 2, exclude=None,
-                          candidates=np.array([0, 1]))
-    np.testing.assert_array_equal(items, [[1, 0]])
+def test_test_items_also_in_train_are_never_hits():
+    scores = torch.tensor([[3.0, 2.0, 1.0]])
+    both = _inter(np.array([[1, 0, 0]], bool))
+    got = evaluate(lambda u: scores[u], both, both, ks=(1,))
+    assert got["hit@1"] == 0.0 and got["recall@1"] == 0.0
+
+
+def test_no_user_with_test_items():
+    empty = Interactions.from_indices(np.array([], np.int64), np.array([], np.int64),
+                                      np.arange(3), np.arange(4))
+    got = evaluate(lambda u: torch.zeros(len(u), 4), empty, empty, ks=(2,))
+    assert got["n_eval_users"] == 0 and got["n_users_without_test"] == 3
+    assert all(math.isnan(got[f"{n}@2"]) for n in NAMES)
+
+
+def test_rejects_mismatched_shapes_and_bad_ks():
+    a = _inter(np.eye(3, dtype=bool))
+    b = _inter(np.eye(3, 4, dtype=bool))
+    with pytest.raises(ValueError):
+        evaluate(lambda u: torch.zeros(len(u), 3), a, b)
+    with pytest.raises(ValueError):
+        evaluate(lambda u: torch.zeros(len(u), 3), a, a, ks=(0,))
 
 
 def test_evaluate_folds_mean_and_sample_std():
-    out = evaluate_folds([{"map@50": 0.1}, {"map@50": 0.3}])
+    out = evaluate_folds([{"map@50": 0.1, "n_eval_users": 3.0},
+                          {"map@50": 0.3, "n_eval_users": 5.0}])
     assert out["map@50"] == pytest.approx(0.2)
-    assert out["map@50_std"] == pytest.approx(np.std([0.1, 0.3], ddof=1))
+    assert out["map@50_std"] == pytest.approx(math.sqrt(0.02))  # ((0.1^2 + 0.1^2) / (2 - 1))^0.5
+    assert out["n_eval_users"] == 4.0
+    single = evaluate_folds([{"map@50": 0.1}])
+    assert single == {"map@50": 0.1, "map@50_std": 0.0}
+    with pytest.raises(ValueError):
+        evaluate_folds([])
+    with pytest.raises(ValueError):
+        evaluate_folds([{"map@50": 0.1}, {"ndcg@50": 0.1}])

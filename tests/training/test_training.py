@@ -52,11 +52,12 @@ def test_best_epoch_is_kept(toy_csv):
 
 @pytest.mark.skipif(find_data_dir(None) is None or not (find_data_dir(None) / "movielens-100k").exists(),
                     reason="shared data not available")
-@pytest.mark.parametrize("sampler", ["uniform", "popularity", "two-stage"])
+@pytest.mark.parametrize("sampler", ["uniform", "popularity", "two-stage", "two-stage-released"])
 def test_learns_on_movielens_100k(sampler):
-    """A few epochs of CML on real data: every sampler far above random ranking; uniform and
-    2-stage also above ranking by popularity alone (popularity negatives push the popular items
-    away, which on MovieLens costs accuracy: see docs/results.md)."""
+    """A few epochs of CML on real data: every sampler far above random ranking; uniform and the
+    released 2-stage also above ranking by popularity alone. Popularity negatives push the popular
+    items away, and the exact 2-stage weights collapse onto a few items (SPEC.md section 1), so
+    both stay below popularity on MovieLens: see docs/results.md."""
     cfg = make_config(dict(dataset="movielens-100k", sampler=sampler, negatives=5, batch_size=512,
                            dim=32, epochs=4, lr=0.01, seed=0, validation=0.0, progress=False))
     out = run_training(cfg)
@@ -66,5 +67,5 @@ def test_learns_on_movielens_100k(sampler):
     noise = torch.Generator().manual_seed(0)
     random = evaluate(lambda u: torch.rand(len(u), len(counts), generator=noise), out.train, out.test, ks=(50,))
     assert out.metrics["ndcg@50"] > 3 * random["ndcg@50"], (out.metrics["ndcg@50"], random["ndcg@50"])
-    if sampler != "popularity":
+    if sampler in ("uniform", "two-stage-released"):
         assert out.metrics["ndcg@50"] > 1.1 * popular["ndcg@50"], (out.metrics["ndcg@50"], popular["ndcg@50"])

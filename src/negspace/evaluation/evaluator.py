@@ -12,42 +12,67 @@ from negspace.retrieval.topk import ScoreFn, topk_items
 
 
 def evaluate(score_fn: ScoreFn, train: Interactions, test: Interactions,
-             ks: Sequence[int] = (20, 50), chunk_size: int = 2048) -> dict[str, float]:
-    """Metrics of a scorer on the test interactions.
+             ks: Sequence[int] = (20, 50), chunk_size: int = 4096) -> dict[str, float]:
+    """Metrics of a scorer on held-out interactions, ranking all items (SPEC.md protocols).
+
+    Each user with at least one test item gets the top max(ks) items among those not in their
+    training rows; hits are looked up in the test CSR with one vectorised search.
 
     Args:
-        score_fn: user indices -> [len, n_items] scores.
-        train: the user's training items (masked, and the popularity used by MMR).
-        test: held-out interactions in the same id space.
-        ks: cut-offs.
-        chunk_size: users ranked at a time.
+        score_fn: LongTensor of user indices -> [len, n_items] scores, higher is better.
+        train: training interactions: masked from the ranking, and the item popularity MMR uses.
+        test: held-out interactions, same user and item index space as `train`.
+        ks: cut-offs (each >= 1).
+        chunk_size: users ranked at a time (memory is about chunk_size x n_items floats).
 
     Returns:
-        Flat dict: `map@K`, `ndcg@K`, `recall@K`, `precision@K`, `hit@K`, `mmr@K` for each K (means
-        over users with at least one test item), `n_eval_users`, `n_users_without_test`.
+        Flat dict: `map@K`, `ndcg@K`, `recall@K`, `precision@K`, `hit@K`, `mmr@K` for each K,
+        each the mean over evaluated users (NaN when there are none); `n_eval_users` (users with
+        at least one test item) and `n_users_without_test` (users skipped), as floats.
     """
+    if train.matrix.shape != test.matrix.shape:
+        raise ValueError(f"train {train.matrix.shape} and test {test.matrix.shape} differ in shape")
+    if len(ks) == 0 or min(ks) < 1:
+        raise ValueError(f"ks must be positive cut-offs, got {tuple(ks)}")
     n_test = test.user_degrees()
     users = np.flatnonzero(n_test > 0)
-    result: dict[str, float] = {"n_eval_users": float(len(users)),
-                                "n_users_without_test": float(test.n_users - len(users))}
-    if len(users) == 0:
-        return result
-    kmax = max(ks)
-    top, _ = topk_items(score_fn, users, kmax, exclude=train, chunk_size=chunk_size)
-    hits = test.contains(users[:, None], np.maximum(top, 0)) & (top >= 0)
-    n_rel = n_test[users]
-    counts = train.item_counts()
-    for k in ks:
-        for name, fn in RANKING_METRICS.items():
-            result[f"{name}@{k}"] = float(fn(hits, n_rel, k).mean())
-        result[f"mmr@{k}"] = float(np.mean(median_rank_popularity(top, counts, k)))
+    names = [*RANKING_METRICS, "mmr"]
+    result = {f"{name}@{k}": float("nan") for k in ks for name in names}
+    if len(users):
+        top, _ = topk_items(score_fn, users, max(ks), exclude=train, chunk_size=chunk_size)
+        # padding (-1) is never a hit; clamp it to a valid index only for the lookup
+        hits = test.contains(users[:, None], np.maximum(top, 0)) & (top >= 0)
+        n_rel = n_test[users]
+        counts = train.item_counts()
+        for k in ks:
+            for name, fn in RANKING_METRICS.items():
+                result[f"{name}@{k}"] = float(fn(hits, n_rel, k).mean())
+            mmr = median_rank_popularity(top, counts, k)
+            # a user with every item masked has no median (possible only if test overlaps train)
+            if not np.isnan(mmr).all():
+                result[f"mmr@{k}"] = float(np.nanmean(mmr))
+    result["n_eval_users"] = float(len(users))
+    result["n_users_without_test"] = float(test.n_users - len(users))
     return result
 
 
 def evaluate_folds(results: Sequence[dict[str, float]]) -> dict[str, float]:
-    """Mean and sample standard deviation (ddof=1; 0 for one fold) of each metric over folds."""
+    """Mean and spread of each metric over cross-validation folds.
+
+    Args:
+        results: one `evaluate` dict per fold, all with the same keys.
+
+    Returns:
+        For every key `m`: `m` (mean over folds) and `m_std` (sample standard deviation, ddof=1,
+        when there is more than one fold; 0.0 for a single fold).
+    """
+    if len(results) == 0:
+        raise ValueError("evaluate_folds needs at least one fold")
+    keys = list(results[0])
+    if any(set(r) != set(keys) for r in results):
+        raise ValueError("folds report different metrics")
     out: dict[str, float] = {}
-    for key in results[0]:
+    for key in keys:
         values = np.array([r[key] for r in results], np.float64)
         out[key] = float(values.mean())
         out[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0

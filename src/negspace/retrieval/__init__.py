@@ -1,5 +1,5 @@
 """Top-k retrieval with seen-item filtering."""
 
-from negspace.retrieval.topk import topk_items
+from negspace.retrieval.topk import ScoreFn, csr_entries, topk_items
 
-__all__ = ["topk_items"]
+__all__ = ["ScoreFn", "csr_entries", "topk_items"]
