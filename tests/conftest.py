@@ -1,3 +1,4 @@
+import negspace  # noqa: F401  -- first, so that its OpenMP setting precedes torch
 import numpy as np
 import pytest
 import torch
