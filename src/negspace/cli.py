@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any, Sequence
 
-from negspace.errors import NegspaceError
+from negspace.errors import NegspaceError, TrainingInterrupted
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,8 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train one model and write a run directory")
     train.add_argument("--config", help="TOML file of options (flags override it)")
-    train.add_argument("--out", required=True, help="run directory to write")
+    train.add_argument("--out", help="run directory to write")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    train.add_argument("--resume", metavar="RUN_DIR",
+                       help="continue an interrupted run from its checkpoint, with its options")
     _add_train_options(train)
 
     ev = sub.add_parser("evaluate", help="recompute a run's test metrics")
@@ -78,11 +80,30 @@ def _train(args: argparse.Namespace) -> int:
     for f in config_fields():
         if getattr(args, f.name) is not None:
             values[f.name] = getattr(args, f.name)
-    cfg = make_config(values)
-    out = run_training(cfg, args.out, overwrite=args.overwrite)
+    if args.resume is not None:
+        if args.out is not None or args.overwrite:
+            raise NegspaceError("--resume writes into the run it continues; drop --out and --overwrite")
+        from negspace.experiments.run import resume_training
+        out, where = resume_training(args.resume, values), args.resume
+    elif args.out is None:
+        raise NegspaceError("train: --out RUN_DIR (or --resume RUN_DIR) is required")
+    else:
+        out, where = run_training(make_config(values), args.out, overwrite=args.overwrite), args.out
     _print_metrics(out.metrics)
-    print(f"run written to {args.out} ({out.seconds:.1f}s)")
+    _print_data_notes(out.metrics)
+    print(f"run written to {where} ({out.seconds:.1f}s)")
     return 0
+
+
+def _print_data_notes(metrics: dict[str, float]) -> None:
+    """Says what the evaluation skipped or could not learn, instead of dropping it silently."""
+    skipped = int(metrics.get("n_users_without_test", 0))
+    unseen = int(metrics.get("n_test_items_not_in_train", 0))
+    if skipped:
+        print(f"note: {skipped} users without test items were left out of the evaluation")
+    if unseen:
+        print(f"note: {unseen} test items ({int(metrics['n_test_interactions_not_in_train'])} "
+              "test interactions) never occur in training; they are ranked with untrained vectors")
 
 
 def _print_metrics(metrics: dict[str, float]) -> None:
@@ -146,15 +167,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = {"train": _train, "evaluate": _evaluate, "recommend": _recommend,
                    "grid": _grid, "data": _data}[args.command]
         return handler(args)
+    except TrainingInterrupted as e:
+        print(f"negspace: {e}", file=sys.stderr)
+        return 128 + e.signum
     except NegspaceError as e:
-        print(f"negspace: error: {e}", file=sys.stderr)
+        print(f"negspace: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("negspace: interrupted", file=sys.stderr)
         return 130
     except OSError as e:
-        print(f"negspace: error: {e}", file=sys.stderr)
+        print(f"negspace: error: {_one_line(e)}", file=sys.stderr)
         return 2
+
+
+def _one_line(e: BaseException) -> str:
+    """The message with every run of whitespace (newlines included) made one space."""
+    return " ".join(str(e).split())
 
 
 if __name__ == "__main__":

@@ -170,7 +170,10 @@ def test_parquet(tmp_path):
     ("user,item,rating\n1,2,5\n1,3,abc\n", r"line 3: expected a number in column rating, got 'abc'"),
     ("user,item,rating\n1,2,5\n,3,4\n", r"line 3: missing user id"),
     ("user,item,rating\n1,2,5\n2,3,4\n2,4,4,9\n", r"line 4: expected 3 fields, got 4"),
-    ("user,item,rating\n1,2,5\n2\n", r"line 3: missing item id"),
+    ("user,item,rating\n1,2,5\n2\n", r"line 3: expected 3 fields, got 1"),
+    ("user,item,rating\n1,2,5\n2,,4\n", r"line 3: missing item id"),
+    ("user,item,rating\n1,2,5\n2,3,1e400\n", r"line 3: expected a number in column rating, got '1e400'"),
+    ("\n\nuser,item\r\n1,2\r\n\r\n\r\n2,3,4\r\n", r"line 7: expected 2 fields, got 3"),
     ("person,thing\n1,2\n", r"no user column"),
 ])
 def test_csv_validation(tmp_path, text, message):

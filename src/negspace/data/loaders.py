@@ -33,10 +33,13 @@ for the dataset of the same kind):
 
 from __future__ import annotations
 
+import csv
 import gzip
 import html
+import io
 import os
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -121,7 +124,10 @@ def _read_text(path: Path, encoding: str = "utf-8") -> str:
     with open(path, "rb") as f:
         raw = f.read()
     if raw[:2] == b"\x1f\x8b":  # gzip magic, whatever the file is called
-        raw = gzip.decompress(raw)
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as e:
+            raise NegspaceError(f"{path}: corrupt gzip data ({_one_line(e)})") from None
     return raw.decode(encoding, errors="replace")
 
 
@@ -138,7 +144,7 @@ def read_user_lists(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         (users, items) int64 arrays, one entry per listed item, and every user heading a line
         (users with an empty list included).
     """
-    lines = _read_text(path, "latin-1").splitlines()
+    lines = _text_lines(path)
     heads: list[str] = []
     lengths: list[int] = []
     tokens: list[str] = []
@@ -197,8 +203,9 @@ def load_given_split(folder: Path, name: str, filters: Filters = Filters()) -> D
                             f"minimum-interaction filters would change it ({filters.describe()})")
     tr_u, tr_i, tr_heads = read_user_lists(_need_file(folder, "train.txt"))
     te_u, te_i, te_heads = read_user_lists(_need_file(folder, "test.txt"))
-    if len(tr_u) == 0:
-        raise NegspaceError(f"{name}: train.txt holds no interactions")
+    for file, users in (("train.txt", tr_u), ("test.txt", te_u)):
+        if len(users) == 0:
+            raise NegspaceError(f"{name}: {file} holds no interactions")
     user_ids = np.unique(np.concatenate([tr_heads, te_heads]))
     item_ids = np.unique(np.concatenate([tr_i, te_i]))
     train, dup_train = _binary(tr_u, tr_i, user_ids, item_ids)
@@ -253,7 +260,11 @@ def _pick(columns: list[object], names: tuple[str, ...]) -> object | None:
 
 def _sniff(path: Path) -> tuple[str, bool]:
     """(separator, has_header) from the first non-blank line."""
-    first = _first_line(path)
+    return _sniff_line(_first_line(path))
+
+
+def _sniff_line(first: str) -> tuple[str, bool]:
+    """(separator, has_header) of a file whose first non-blank line is `first`."""
     sep = next((s for s in ("\t", "::", ",", ";", "|") if s in first), r"\s+")
     fields = re.split(sep, first.strip()) if sep == r"\s+" else first.split(sep)
     known = _USER_COLUMNS + _ITEM_COLUMNS + _RATING_COLUMNS + _COUNT_COLUMNS
@@ -301,22 +312,13 @@ def read_table(path: Path) -> Table:
         except Exception as e:  # pyarrow raises several unrelated types
             raise NegspaceError(f"{path}: cannot read Parquet file ({e})") from None
     else:
-        sep, header = _sniff(path)
-        header_lines = 1 if header else 0
-        try:
-            df = pd.read_csv(path, sep=sep, header=0 if header else None, dtype=str,
-                             keep_default_na=False, skip_blank_lines=False, compression="infer",
-                             encoding="latin-1", engine="python" if len(sep) > 1 else "c")
-        except pd.errors.ParserError as e:
-            m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
-            detail = f"line {m[2]}: expected {m[1]} fields, got {m[3]}" if m else str(e).strip()
-            raise NegspaceError(f"{path} {detail}") from None
-        except pd.errors.EmptyDataError:
-            raise NegspaceError(f"{path} is empty") from None
-        blank = (df.isna() | (df == "")).all(axis=1).to_numpy()
-        df = df[~blank]
-    where = (lambda r: f"row {r + 1}") if parquet else (lambda r: f"line {r + 1 + header_lines}")
+        df, header_lines = _read_delimited(path)
+    # Rows keep their position in the file as index (blank lines included), hence the line numbers.
+    where = (lambda r: f"row {r + 1}") if parquet else (lambda r: f"line {r + 1}")
     columns = list(df.columns)
+    if len({_norm(c) for c in columns}) < len(columns):
+        raise NegspaceError(f"{path} {'header' if header_lines else 'schema'}: duplicate column "
+                            f"names in {[str(c) for c in columns]}")
     if parquet or header_lines:
         user_col, item_col = _pick(columns, _USER_COLUMNS), _pick(columns, _ITEM_COLUMNS)
         value_col = _pick(columns, _RATING_COLUMNS)
@@ -333,6 +335,8 @@ def read_table(path: Path) -> Table:
             raise NegspaceError(f"{path} line 1: expected at least 2 columns (user, item), got 1")
         user_col, item_col = columns[0], columns[1]
         value_col, kind = (columns[2], "rating") if len(columns) > 2 else (None, None)
+    if df.empty:
+        raise NegspaceError(f"{path} holds no interaction rows")
     for col, what in ((user_col, "user id"), (item_col, "item id")):
         missing = (df[col].isna() | (df[col].astype(str) == "")).to_numpy()
         if missing.any():
@@ -341,13 +345,70 @@ def read_table(path: Path) -> Table:
     if value_col is not None:
         raw = df[value_col]
         numbers = pd.to_numeric(raw, errors="coerce").to_numpy(np.float64)
-        bad = np.isnan(numbers)
+        bad = ~np.isfinite(numbers)
         if bad.any():
             r = int(bad.argmax())
             raise NegspaceError(f"{path} {where(int(df.index[r]))}: expected a number in column "
-                                f"{value_col!s}, got {raw.iloc[r]!r}")
+                                f"{value_col!s}, got {raw.iloc[r]!r}")  # nan and inf included
         values = numbers
     return Table(_ids(df[user_col]), _ids(df[item_col]), values, kind)
+
+
+def _read_delimited(path: Path) -> tuple[pd.DataFrame, int]:
+    """Reads a delimited text file (gzip or not, whatever its name; LF or CRLF) as strings.
+
+    Returns:
+        The rows, indexed by their 0-based line number in the file, blank lines dropped, columns
+        named by the header when there is one; and the number of header lines (0 or 1).
+    """
+    numbers, lines = [], []
+    for number, line in enumerate(_text_lines(path), 1):
+        if line.strip():
+            if "\r" in line:  # pandas would end the row there and every later line number shift
+                raise NegspaceError(f"{path} line {number}: stray carriage return inside the line")
+            numbers.append(number)
+            lines.append(line)
+    if not lines:
+        raise NegspaceError(f"{path} is empty")
+    sep, header = _sniff_line(lines[0])
+    # pandas pads short lines with empty fields, so count them here (quoted lines are left to it)
+    count = (lambda line: len(line.split())) if sep == r"\s+" else (lambda line: line.count(sep) + 1)
+    width = count(lines[0])
+    for number, line in zip(numbers, lines):
+        if '"' not in line and count(line) != width:
+            raise NegspaceError(f"{path} line {number}: expected {width} fields, got {count(line)}")
+    try:
+        # header=None: the first line fixes the field count, a longer line is an error (with
+        # header=0 pandas silently turns extra fields into an index or drops them).
+        df = pd.read_csv(io.StringIO("\n".join(lines)), sep=sep, header=None, dtype=str,
+                         keep_default_na=False, index_col=False,
+                         engine="python" if len(sep) > 1 else "c")
+    except pd.errors.ParserError as e:
+        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
+        if m and int(m[2]) <= len(numbers):
+            raise NegspaceError(f"{path} line {numbers[int(m[2]) - 1]}: expected {m[1]} fields, "
+                                f"got {m[3]}") from None
+        raise NegspaceError(f"{path}: {_one_line(e)}") from None
+    except (ValueError, csv.Error) as e:
+        raise NegspaceError(f"{path}: cannot read ({type(e).__name__}: {_one_line(e)})") from None
+    if len(df) != len(numbers):  # a quoted field spanning lines: line numbers would be wrong
+        raise NegspaceError(f"{path}: a quoted field spans several lines (unbalanced quote?)")
+    df.index = np.asarray(numbers) - 1
+    if header:
+        df.columns = list(df.iloc[0])
+        df = df.iloc[1:]
+    return df, int(header)
+
+
+def _text_lines(path: Path) -> list[str]:
+    """The file's lines (gzip or not, whatever its name), decoded as latin-1 (every byte is a
+    character, so nothing fails to decode), split on LF only with a trailing CR removed."""
+    text = _read_text(path, "latin-1")
+    return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())[:300]
 
 
 def _filter(table: Table, name: str, filters: Filters) -> tuple[Interactions, dict[str, int]]:

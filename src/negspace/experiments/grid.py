@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import signal
 import time
 import tomllib
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Any
 
 import pandas as pd
 
-from negspace.errors import NegspaceError
+from negspace.errors import NegspaceError, TrainingInterrupted
 from negspace.io import write_text
 from negspace.training.config import make_config, normalise_keys
 
@@ -100,8 +101,13 @@ def run_grid(path: str | Path, out: str | Path | None = None, dry_run: bool = Fa
         if (cell_dir / "metrics.json").exists():
             continue
         t0 = time.perf_counter()
-        # An unfinished cell (no metrics.json) is a crashed attempt: start it again.
-        result = run_training(cfg, cell_dir, overwrite=True)
+        try:
+            result = run_training(cfg, cell_dir, overwrite=True, resume=_resumable(cell_dir, cfg))
+        except TrainingInterrupted as e:
+            raise TrainingInterrupted(
+                f"interrupted by {signal.Signals(e.signum).name} in cell {cell_name(cell)} (its "
+                f"checkpoint is saved); rerun `negspace grid {path}` to continue: finished cells "
+                "are kept, this one resumes", e.signum) from None
         shown = "  ".join(f"{k} {result.metrics[k]:.4f}" for k in spec.get("metrics", DEFAULT_METRICS)
                           if k in result.metrics)
         print(f"[{i}/{len(todo)}] {cell_name(cell)}  {shown}  ({time.perf_counter() - t0:.1f}s)",
@@ -110,12 +116,29 @@ def run_grid(path: str | Path, out: str | Path | None = None, dry_run: bool = Fa
     return summarise(out_dir, spec)
 
 
+def _resumable(cell_dir: Path, cfg: Any) -> bool:
+    """An unfinished cell continues from its checkpoint when it was started with the same options;
+    otherwise (killed before its first checkpoint, or the grid file changed) it starts again."""
+    from negspace.training.checkpoint import CHECKPOINT_FILE
+
+    try:
+        stored = json.loads((cell_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    free = ("threads", "progress", "checkpoint_every", "data_dir")
+    same = all(stored.get(k) == v for k, v in cfg.to_dict().items() if k not in free)
+    return same and (cell_dir / CHECKPOINT_FILE).exists()
+
+
 def collect(out_dir: Path, spec: dict[str, Any]) -> pd.DataFrame:
     rows = []
     for cell in cells(spec):
         metrics_file = out_dir / "cells" / cell_name(cell) / "metrics.json"
         if metrics_file.exists():
-            rows.append({**cell, **json.loads(metrics_file.read_text())})
+            timing = metrics_file.with_name("timing.json")  # train_seconds, since metrics are seed-only
+            extra = json.loads(timing.read_text()) if timing.exists() else {}
+            rows.append({**cell, **json.loads(metrics_file.read_text()),
+                         **{k: v for k, v in extra.items() if k == "train_seconds"}})
     return pd.DataFrame(rows)
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
 from negspace.data.dataset import Dataset
@@ -13,12 +17,15 @@ from negspace.data.interactions import Interactions
 from negspace.data.loaders import load_dataset
 from negspace.data.splits import holdout_split, kfold_split
 from negspace.evaluation.evaluator import evaluate
-from negspace.experiments.rundir import (prepare_run_dir, save_interactions, save_vectors,
+from negspace.errors import NegspaceError
+from negspace.experiments.rundir import (METRICS_FILE, check_run_dir, remove_temporaries,
+                                         save_interactions, save_vectors, start_run_dir,
                                          write_history)
 from negspace.io import write_json
 from negspace.models import CML, MF, EmbeddingModel
 from negspace.samplers import NegativeSampler, PopularitySampler, TwoStageSampler, UniformSampler
-from negspace.training.config import TrainConfig
+from negspace.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
+from negspace.training.config import TrainConfig, config_fields, make_config
 from negspace.training.objective import Objective
 from negspace.training.trainer import Trainer, TrainerOptions, score_fn
 
@@ -70,15 +77,28 @@ class RunOutput:
     seconds: float
 
 
-def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: bool = False) -> RunOutput:
+def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: bool = False,
+                 resume: bool = False) -> RunOutput:
     """Trains one configuration and, when `out` is given, writes the run directory.
 
     The validation split is carved from the training data; the test data is touched once, at the
-    end, with the selected model.
+    end, with the selected model. With `out`, checkpoints go to `out/checkpoint.pt` (every epoch
+    and every `cfg.checkpoint_every` steps) and metrics.json is written last.
+
+    Args:
+        cfg: the configuration.
+        out: run directory; None trains in memory only.
+        overwrite: replace an existing run directory.
+        resume: continue the run in `out` from its checkpoint (see `resume_training`).
+
+    Returns:
+        Test metrics (with `train_seconds`), history, the selected model, the split, seconds.
     """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    run_dir = prepare_run_dir(out, overwrite) if out is not None else None
+    run_dir = Path(out) if out is not None else None
+    if run_dir is not None and not resume:
+        check_run_dir(run_dir, overwrite)  # refuse before the (slow) loading
     t0 = time.perf_counter()
     dataset = load_for(cfg)
     train, test = split_for(cfg, dataset)
@@ -91,28 +111,107 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
     options = TrainerOptions(batch_size=cfg.batch_size, negatives=cfg.negatives, epochs=cfg.epochs,
                              lr=cfg.lr, seed=cfg.seed, eval_every=cfg.eval_every,
                              patience=cfg.patience, min_epochs=cfg.min_epochs,
-                             select_metric=select, progress=cfg.progress)
+                             select_metric=select, progress=cfg.progress,
+                             checkpoint=run_dir / CHECKPOINT_FILE if run_dir else None,
+                             checkpoint_every=cfg.checkpoint_every,
+                             fingerprint=fingerprint(cfg, train))
     trainer = Trainer(model, build_sampler(cfg), build_objective(cfg), fit_on, options, validation)
-    result = trainer.fit()
+    state = None
+    if run_dir is not None:
+        if resume:
+            remove_temporaries(run_dir)
+            if (run_dir / CHECKPOINT_FILE).exists():  # else killed before its first checkpoint
+                state = load_checkpoint(run_dir / CHECKPOINT_FILE)
+        else:
+            start_run_dir(run_dir, overwrite)
+            write_json(run_dir / "config.json", {**cfg.to_dict(), "protocol": dataset.protocol})
+    result = trainer.fit(state)
     model.eval()
     metrics = evaluate(score_fn(model), train, test, ks=(20, 50))
-    metrics.update({"best_epoch": result.best_epoch, "train_seconds": round(result.train_seconds, 3)})
+    metrics.update({"best_epoch": result.best_epoch, **unseen_test_items(train, test)})
     seconds = time.perf_counter() - t0
     if run_dir is not None:
-        write_run(run_dir, cfg, dataset, model, train, metrics, result.history)
+        write_run(run_dir, cfg, dataset, model, train, metrics, result.history,
+                  {"train_seconds": round(result.train_seconds, 3),
+                   "session_seconds": round(seconds, 3), "resumed": resume})
+    metrics["train_seconds"] = round(result.train_seconds, 3)
     return RunOutput(metrics, result.history, model, train, test, seconds)
 
 
+# Options that change neither the numbers nor the bytes a run produces: a resumed run may change them.
+_FREE_ON_RESUME = ("threads", "progress", "checkpoint_every", "data_dir")
+
+
+def fingerprint(cfg: TrainConfig, train: Interactions) -> str:
+    """Hash of the options that shape the result and of the training data: a checkpoint from
+    another configuration or another version of the data file is refused."""
+    options = {k: v for k, v in cfg.to_dict().items() if k not in _FREE_ON_RESUME}
+    h = hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode())
+    for array in (train.indptr, train.indices):
+        h.update(np.ascontiguousarray(array, np.int64).tobytes())
+    return h.hexdigest()
+
+
+def resume_training(run_dir: str | Path, overrides: dict[str, Any] | None = None) -> RunOutput:
+    """Continues an unfinished run from RUN_DIR/checkpoint.pt with the options in its config.json.
+
+    Args:
+        run_dir: the run directory.
+        overrides: options given again (e.g. on the command line); only threads, progress,
+            checkpoint_every and data_dir may differ from the run's.
+
+    Returns:
+        As `run_training`; the files written are those an uninterrupted run writes.
+    """
+    run_dir = Path(run_dir)
+    if (run_dir / METRICS_FILE).exists():
+        raise NegspaceError(f"{run_dir} is a finished run ({METRICS_FILE} exists); nothing to resume")
+    try:
+        stored = json.loads((run_dir / "config.json").read_text())
+    except FileNotFoundError:
+        raise NegspaceError(f"{run_dir} is not a run directory (no config.json)") from None
+    except (OSError, ValueError) as e:
+        raise NegspaceError(f"{run_dir}/config.json: unreadable ({e})") from None
+    known = {f.name for f in config_fields()}
+    values = {k: v for k, v in stored.items() if k in known}
+    base = make_config(values).to_dict()
+    for key, value in (overrides or {}).items():
+        if key in _FREE_ON_RESUME:
+            values[key] = value
+        elif make_config({**values, key: value}).to_dict()[key] != base[key]:
+            raise NegspaceError(f"--resume continues a run with its own options; --{key.replace('_', '-')} "
+                                f"is {base[key]!r} in {run_dir}/config.json, not {value!r}")
+    return run_training(make_config(values), run_dir, resume=True)
+
+
+def unseen_test_items(train: Interactions, test: Interactions) -> dict[str, int]:
+    """Test items (and their interactions) that never occur in training: they stay in the
+    evaluation, ranked with vectors training never moved, and are counted here."""
+    seen = train.item_counts() > 0
+    in_test = test.item_counts() > 0
+    return {"n_test_items_not_in_train": int((in_test & ~seen).sum()),
+            "n_test_interactions_not_in_train": int((~seen[test.indices]).sum())}
+
+
 def write_run(run_dir: Path, cfg: TrainConfig, dataset: Dataset, model: EmbeddingModel,
-              train: Interactions, metrics: dict, history: list[dict]) -> None:
+              train: Interactions, metrics: dict, history: list[dict],
+              timing: dict[str, Any] | None = None) -> None:
+    """Writes the run's files, metrics.json last (its presence marks a finished run; the grid
+    relies on it), then removes the checkpoint, which a finished run no longer needs.
+
+    metrics.json holds only what the seed determines (no timings), so two runs with the same
+    seed, interrupted or not, write identical bytes; timings go to timing.json.
+    """
     with torch.no_grad():
         save_vectors(run_dir, model.user_vectors(None), model.item_vectors(None), model.measure)
     save_interactions(run_dir, train)
     write_history(run_dir, history)
     write_json(run_dir / "config.json", {**cfg.to_dict(), "protocol": dataset.protocol})
-    # metrics.json last: its presence marks a finished run (the grid relies on it).
-    write_json(run_dir / "metrics.json", {k: float(v) for k, v in metrics.items()})
+    if timing is not None:
+        write_json(run_dir / "timing.json", timing)
+    write_json(run_dir / METRICS_FILE, {k: float(v) for k, v in metrics.items()})
+    (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
 
 
-__all__ = ["run_training", "build_model", "build_sampler", "build_objective", "split_for",
-           "load_for", "RunOutput"]
+__all__ = ["run_training", "resume_training", "fingerprint", "unseen_test_items", "build_model",
+           "build_sampler", "build_objective", "split_for", "load_for", "RunOutput"]

@@ -23,15 +23,59 @@ MODEL_FILE = "model.safetensors"
 INTERACTIONS_FILE = "interactions.safetensors"
 
 
-def prepare_run_dir(path: str | Path, overwrite: bool) -> Path:
-    """Creates RUN_DIR; refuses one that already holds results unless overwrite is set."""
+# Files a run writes; --overwrite removes them (metrics.json first, so that a run directory is never
+# a finished-looking mix of two runs).
+METRICS_FILE = "metrics.json"
+RUN_FILES = (METRICS_FILE, "checkpoint.pt", "timing.json", "history.csv", MODEL_FILE,
+             INTERACTIONS_FILE, "ids.json", "config.json")
+
+
+def check_run_dir(path: str | Path, overwrite: bool) -> Path:
+    """Refuses a RUN_DIR that already holds anything, unless `overwrite`; creates nothing.
+
+    Args:
+        path: the run directory.
+        overwrite: allow replacing an existing run.
+
+    Returns:
+        The path.
+    """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise NegspaceError(f"{path} exists and is not a directory")
     if path.exists() and any(path.iterdir()) and not overwrite:
-        raise NegspaceError(f"{path} already holds a run; pass --overwrite to replace it")
-    path.mkdir(parents=True, exist_ok=True)
+        what = "a finished run" if (path / METRICS_FILE).exists() else "an unfinished run or other files"
+        raise NegspaceError(f"{path} already holds {what}; pass --overwrite to replace it"
+                            + ("" if (path / METRICS_FILE).exists() else
+                               " or --resume to continue it"))
     return path
+
+
+def start_run_dir(path: str | Path, overwrite: bool) -> Path:
+    """Creates RUN_DIR (see `check_run_dir`), removing the files of a previous run and leftover
+    temporary files when `overwrite` is set.
+
+    Returns:
+        The path.
+    """
+    path = check_run_dir(path, overwrite)
+    path.mkdir(parents=True, exist_ok=True)
+    if overwrite:
+        for name in RUN_FILES:
+            (path / name).unlink(missing_ok=True)
+    remove_temporaries(path)
+    return path
+
+
+def remove_temporaries(path: Path) -> None:
+    """Deletes the temporary files a killed atomic write leaves behind (`.NAME.*.tmp`)."""
+    for tmp in path.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def prepare_run_dir(path: str | Path, overwrite: bool) -> Path:
+    """Creates RUN_DIR; refuses one that already holds results unless overwrite is set."""
+    return start_run_dir(path, overwrite)
 
 
 def save_vectors(path: Path, users: torch.Tensor, items: torch.Tensor, measure: str) -> None:

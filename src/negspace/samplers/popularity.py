@@ -46,9 +46,9 @@ class PopularitySampler(NegativeSampler):
         if total <= 0:
             raise NegspaceError("popularity sampler: no item has a positive weight")
         self.cdf = np.cumsum(self.weights) / total
-        pos_mass = np.add.reduceat(self.weights[train.indices], train.indptr[:-1]) \
-            if train.nnz else np.zeros(train.n_users)
-        pos_mass[train.user_degrees() == 0] = 0.0
+        # bincount, not add.reduceat: reduceat fails when the last users have no interactions
+        users, _ = train.pairs()
+        pos_mass = np.bincount(users, weights=self.weights[train.indices], minlength=train.n_users)
         self.no_mass = pos_mass >= total * (1 - 1e-12)
         self.complement = ComplementIndex(train)
 

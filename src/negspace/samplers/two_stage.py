@@ -503,12 +503,17 @@ class TwoStageSampler(NegativeSampler):
         return out
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "calls": self._calls, "fallback": self.fallback.state_dict()}
+        # The cached item vectors (refresh_every > 1) are the memory bank the next batches read:
+        # recomputing them from the current model would change the draws. The buffers are scratch.
+        return {**super().state_dict(), "calls": self._calls, "fallback": self.fallback.state_dict(),
+                "cached_vectors": self._cached_vectors, "last_fallback_rows": self.last_fallback_rows}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self._calls = state["calls"]
-        self._cached_vectors = None
+        cached = state.get("cached_vectors")
+        self._cached_vectors = None if cached is None else cached.clone()
+        self.last_fallback_rows = state.get("last_fallback_rows", 0.0)
         self.fallback.load_state_dict(state["fallback"])
 
 

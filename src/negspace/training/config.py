@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -57,6 +58,7 @@ class TrainConfig:
     select_metric: str | None = field(default=None, metadata=_opt("validation metric for model selection (default ndcg@50 k-fold, recall@20 given split)"))
     threads: int | None = field(default=None, metadata=_opt("torch threads (default: all cores)", low=1))
     progress: bool = field(default=True, metadata=_opt("show a progress bar"))
+    checkpoint_every: int = field(default=0, metadata=_opt("also checkpoint every K steps (0: at epoch ends only)", low=0))
 
     @property
     def resolved_loss(self) -> str:
@@ -155,7 +157,10 @@ def _coerce(name: str, value: Any, typ: str) -> Any:
                 raise ValueError
             return int(value)
         if base == "float":
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):  # nan and inf pass every range check
+                raise ValueError
+            return number
         return str(value)
     except (TypeError, ValueError):
         raise NegspaceError(f"--{_flag(name)} expects {base}; got {value!r}") from None

@@ -3,11 +3,14 @@ stopping with the best model kept."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+import signal
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -17,6 +20,8 @@ from negspace.errors import NegspaceError
 from negspace.evaluation.evaluator import evaluate
 from negspace.models.base import EmbeddingModel, score_matrix
 from negspace.samplers.base import NegativeSampler, to_tensor
+from negspace.training.checkpoint import (StopSignals, TrainingInterrupted, restore_rng_states,
+                                          rng_states, save_checkpoint)
 from negspace.training.objective import Objective
 from negspace.training.optim import SparseFriendlyAdam
 
@@ -34,6 +39,10 @@ class TrainerOptions:
         min_epochs: no early stop before this epoch.
         select_metric: validation metric to maximise.
         progress: show a tqdm bar.
+        checkpoint: file to write checkpoints to (every epoch end); None writes none and leaves
+            SIGINT and SIGTERM alone.
+        checkpoint_every: also write one every this many steps (0: only at epoch ends).
+        fingerprint: identifies the configuration; a checkpoint with another one is refused.
     """
 
     batch_size: int = 256
@@ -46,6 +55,9 @@ class TrainerOptions:
     min_epochs: int = 5
     select_metric: str = "ndcg@50"
     progress: bool = True
+    checkpoint: Path | None = None
+    checkpoint_every: int = 0
+    fingerprint: str = ""
 
 
 @dataclass
@@ -69,6 +81,9 @@ def score_fn(model: EmbeddingModel) -> Callable[[torch.Tensor], torch.Tensor]:
 class Trainer:
     """Trains `model` on `train` with negatives from `sampler`.
 
+    The loop's whole state (position in the epoch included) lives on the object, so that a
+    checkpoint taken between two steps and loaded into a fresh Trainer continues bit for bit.
+
     Args:
         model: the model (already initialised and seeded).
         sampler: a negative sampler (fit on `train` here).
@@ -91,78 +106,203 @@ class Trainer:
         self.gen = torch.Generator().manual_seed(options.seed)
         users, items = train.pairs()
         self.users, self.items = to_tensor(users), to_tensor(items)
+        self.n_steps = -(-len(self.users) // options.batch_size)
+        self.result = TrainResult()
+        self.best_state: dict | None = None
+        self.stale = 0
+        self.finished = False
+        # Position: the next step is step `step_in_epoch` (0-based) of epoch `epoch` (1-based).
+        self.epoch, self.step_in_epoch, self.global_step = 1, 0, 0
+        self.epoch_loss, self.epoch_seconds = 0.0, 0.0
+        self.epoch_gen_state = self.gen.get_state()  # the shuffle of this epoch is drawn from it
+        self.last_checkpoint: tuple[int, int] | None = None
 
     def step(self, users: torch.Tensor, items: torch.Tensor) -> float:
-        neg = self.sampler.sample(users.numpy(), items.numpy(), self.opt.negatives, self.model)
-        loss = self.objective(self.model, users, items, to_tensor(neg))
+        if getattr(self.sampler, "shared", False):
+            # One draw for the whole batch, scored by one matmul; rows mask their own positives.
+            neg, keep = self.sampler.sample_shared(users.numpy(), items.numpy(), self.opt.negatives)
+            loss = self.objective(self.model, users, items, to_tensor(neg), to_tensor(keep))
+        else:
+            neg = self.sampler.sample(users.numpy(), items.numpy(), self.opt.negatives, self.model)
+            loss = self.objective(self.model, users, items, to_tensor(neg))
+        value = float(loss.detach())
+        if not math.isfinite(value):  # before the update: the parameters stay as they were
+            raise self._diverged(f"loss became {value} at epoch {self.epoch}, step "
+                                 f"{self.step_in_epoch + 1} of {self.n_steps} (step "
+                                 f"{self.global_step + 1} of the run)")
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
-        return float(loss.detach())
+        return value
 
-    def run_epoch(self, epoch: int, bar: tqdm | None) -> float:
+    def run_epoch(self, bar: tqdm | None, signals: StopSignals | None = None) -> float:
+        """Runs the rest of the current epoch (all of it unless resumed mid-epoch).
+
+        Returns:
+            The mean batch loss of the epoch.
+        """
         self.model.train()
+        if self.step_in_epoch == 0:
+            self.epoch_gen_state = self.gen.get_state()
+        else:  # resumed mid-epoch: draw the same shuffle again, the generator ends where it did
+            self.gen.set_state(self.epoch_gen_state)
         perm = torch.randperm(len(self.users), generator=self.gen)
-        total, steps = 0.0, 0
-        for start in range(0, len(perm), self.opt.batch_size):
-            idx = perm[start:start + self.opt.batch_size]
-            loss = self.step(self.users[idx], self.items[idx])
-            if not math.isfinite(loss):
-                raise NegspaceError(f"loss became {loss} at epoch {epoch}, step {steps}: "
-                                    "lower --lr or check the data")
-            total += loss
-            steps += 1
+        bs = self.opt.batch_size
+        every = self.opt.checkpoint_every if self.opt.checkpoint is not None else 0
+        t0 = time.perf_counter()
+        for s in range(self.step_in_epoch, self.n_steps):
+            idx = perm[s * bs:(s + 1) * bs]
+            self.epoch_loss += self.step(self.users[idx], self.items[idx])
+            self.step_in_epoch, self.global_step = s + 1, self.global_step + 1
             if bar is not None:
                 bar.update(len(idx))
-        return total / max(steps, 1)
+            stop = signals is not None and signals.received is not None
+            if s + 1 < self.n_steps and (stop or (every and self.global_step % every == 0)):
+                self.epoch_seconds += time.perf_counter() - t0
+                self.save_checkpoint()
+                t0 = time.perf_counter()
+                if stop:
+                    raise self._interrupted(signals.received)
+        self.epoch_seconds += time.perf_counter() - t0
+        return self.epoch_loss / self.n_steps
 
     def validate(self) -> dict[str, float]:
         self.model.eval()
         return evaluate(score_fn(self.model), self.train, self.validation, ks=(20, 50))
 
-    def fit(self) -> TrainResult:
-        result = TrainResult()
-        best_state = None
-        stale = 0
-        n = len(self.users)
-        for epoch in range(1, self.opt.epochs + 1):
-            bar = tqdm(total=n, desc=f"epoch {epoch}/{self.opt.epochs}", unit="pair", leave=False,
-                       disable=not self.opt.progress, dynamic_ncols=True)
-            t0 = time.perf_counter()
-            loss = self.run_epoch(epoch, bar)
-            seconds = time.perf_counter() - t0
-            bar.close()
-            result.train_seconds += seconds
-            row: dict = {"epoch": epoch, "loss": loss, "seconds": round(seconds, 4)}
-            if getattr(self.sampler, "released", False):
-                row["fallback_rows"] = self.sampler.last_fallback_rows
-            last = epoch == self.opt.epochs
-            if self.validation is not None and (epoch % self.opt.eval_every == 0 or last):
-                metrics = self.validate()
-                row.update({f"val_{k}": v for k, v in metrics.items() if "@" in k})
-                score = metrics[self.opt.select_metric]
-                if score > result.best_score:
-                    result.best_score, result.best_epoch, stale = score, epoch, 0
-                    best_state = copy.deepcopy(self.model.state_dict())
-                else:
-                    stale += 1
-                if self.opt.progress:
-                    tqdm.write(f"epoch {epoch}: loss {loss:.4f}  val {self.opt.select_metric} "
-                               f"{score:.4f}  ({seconds:.1f}s)")
-            result.history.append(row)
-            if stale >= self.opt.patience and epoch >= self.opt.min_epochs:
-                break
-        if best_state is not None:
-            self.model.load_state_dict(best_state)
+    def fit(self, resume: dict[str, Any] | None = None) -> TrainResult:
+        """Trains until the last epoch or the early stop, then loads the best validated state.
+
+        Args:
+            resume: a checkpoint's state (see `load_checkpoint`) to continue from.
+
+        Returns:
+            History, best epoch and score, training seconds (over every session of the run).
+        """
+        if resume is not None:
+            self.load_state(resume)
+        guard = StopSignals() if self.opt.checkpoint is not None else contextlib.nullcontext()
+        with guard as signals:
+            while not self.finished:
+                self._epoch(signals)
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
         else:
-            result.best_epoch = len(result.history)
-        return result
+            self.result.best_epoch = len(self.result.history)
+        return self.result
+
+    def _epoch(self, signals: StopSignals | None) -> None:
+        epoch, n, result = self.epoch, len(self.users), self.result
+        bar = tqdm(total=n, initial=min(self.step_in_epoch * self.opt.batch_size, n),
+                   desc=f"epoch {epoch}/{self.opt.epochs}", unit="pair", leave=False,
+                   disable=not self.opt.progress, dynamic_ncols=True)
+        loss = self.run_epoch(bar, signals)
+        bar.close()
+        self._check_parameters()  # the loss is checked every step, the parameters once an epoch
+        seconds = self.epoch_seconds
+        result.train_seconds += seconds
+        row: dict = {"epoch": epoch, "loss": loss, "seconds": round(seconds, 4)}
+        if getattr(self.sampler, "released", False):
+            row["fallback_rows"] = self.sampler.last_fallback_rows
+        last = epoch == self.opt.epochs
+        if self.validation is not None and (epoch % self.opt.eval_every == 0 or last):
+            metrics = self.validate()
+            row.update({f"val_{k}": v for k, v in metrics.items() if "@" in k})
+            score = metrics[self.opt.select_metric]
+            if score > result.best_score:
+                result.best_score, result.best_epoch, self.stale = score, epoch, 0
+                self.best_state = copy.deepcopy(self.model.state_dict())
+            else:
+                self.stale += 1
+            if self.opt.progress:
+                tqdm.write(f"epoch {epoch}: loss {loss:.4f}  val {self.opt.select_metric} "
+                           f"{score:.4f}  ({seconds:.1f}s)")
+        result.history.append(row)
+        self.finished = last or (self.stale >= self.opt.patience and epoch >= self.opt.min_epochs)
+        self.epoch, self.step_in_epoch, self.epoch_loss, self.epoch_seconds = epoch + 1, 0, 0.0, 0.0
+        if self.opt.checkpoint is not None:
+            self.save_checkpoint()
+        if signals is not None and signals.received is not None and not self.finished:
+            raise self._interrupted(signals.received)
+
+    # ------------------------------------------------------------------------- checkpoints
+    def state(self) -> dict[str, Any]:
+        """Everything the loop needs to continue from here, as plain containers."""
+        r = self.result
+        return {
+            "fingerprint": self.opt.fingerprint,
+            "position": {"epoch": self.epoch, "step": self.step_in_epoch,
+                         "global_step": self.global_step, "finished": self.finished},
+            "epoch_loss": self.epoch_loss, "epoch_seconds": self.epoch_seconds,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "sampler": self.sampler.state_dict(), "generator": self.gen.get_state(),
+            "epoch_generator": self.epoch_gen_state, "rng": rng_states(),
+            "result": {"history": r.history, "best_epoch": r.best_epoch,
+                       "best_score": r.best_score, "train_seconds": r.train_seconds},
+            "best_state": self.best_state, "stale": self.stale,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continues from `state()` of a trainer built with the same configuration and data."""
+        if state.get("fingerprint") != self.opt.fingerprint:
+            raise NegspaceError("the checkpoint was written by a run with other options or data")
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.sampler.load_state_dict(state["sampler"])
+            self.gen.set_state(state["generator"])
+            pos = state["position"]
+            self.epoch, self.step_in_epoch = pos["epoch"], pos["step"]
+            self.global_step, self.finished = pos["global_step"], pos["finished"]
+            self.epoch_loss, self.epoch_seconds = state["epoch_loss"], state["epoch_seconds"]
+            self.epoch_gen_state = state["epoch_generator"]
+            self.result = TrainResult(**state["result"])
+            self.best_state, self.stale = state["best_state"], state["stale"]
+            restore_rng_states(state["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise NegspaceError(f"the checkpoint does not fit this run ({type(e).__name__})") from None
+        self.last_checkpoint = (self.epoch, self.step_in_epoch)
+
+    def save_checkpoint(self) -> None:
+        """Writes `state()` atomically; never a checkpoint holding non-finite parameters."""
+        self._check_parameters()
+        save_checkpoint(self.opt.checkpoint, self.state())
+        self.last_checkpoint = (self.epoch, self.step_in_epoch)
+
+    def _check_parameters(self) -> None:
+        bad = first_non_finite(self.model)
+        if bad is not None:
+            raise self._diverged(f"parameter {bad} became non-finite by step "
+                                 f"{self.global_step} of the run")
+
+    def _diverged(self, what: str) -> NegspaceError:
+        if self.last_checkpoint is not None:
+            e, s = self.last_checkpoint
+            kept = f"the last good checkpoint, {self.opt.checkpoint} (epoch {e}, after step {s}), is kept"
+        else:
+            kept = "no checkpoint had been written yet"
+        return NegspaceError(f"training stopped: {what}; {kept}; lower --lr or check the data")
+
+    def _interrupted(self, signum: int) -> TrainingInterrupted:
+        return TrainingInterrupted(
+            f"interrupted by {signal.Signals(signum).name} after step {self.global_step} of the "
+            f"run; checkpoint saved to {self.opt.checkpoint}; continue with "
+            f"`negspace train --resume {Path(self.opt.checkpoint).parent}`", signum)
+
+
+def first_non_finite(model: EmbeddingModel) -> str | None:
+    """Name of the first parameter holding a NaN or an infinity, None when all are finite."""
+    with torch.no_grad():
+        return next((name for name, p in model.named_parameters()
+                     if not bool(torch.isfinite(p).all())), None)
 
 
 def check_finite(model: EmbeddingModel) -> None:
-    for name, p in model.named_parameters():
-        if not torch.isfinite(p).all():
-            raise NegspaceError(f"parameter {name} is not finite")
+    """Raises NegspaceError when a parameter holds a NaN or an infinity."""
+    name = first_non_finite(model)
+    if name is not None:
+        raise NegspaceError(f"parameter {name} is not finite")
 
 
-__all__ = ["Trainer", "TrainerOptions", "TrainResult", "score_fn", "check_finite"]
+__all__ = ["Trainer", "TrainerOptions", "TrainResult", "score_fn", "check_finite",
+           "first_non_finite"]
