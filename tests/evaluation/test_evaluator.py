@@ -10,7 +10,7 @@ import torch
 from negspace.data.interactions import Interactions
 from negspace.evaluation import evaluate, evaluate_folds
 
-NAMES = ("map", "ndcg", "recall", "precision", "hit", "mmr")
+NAMES = ("map", "ndcg", "recall", "precision", "hit", "mmr", "avgpop", "longtail", "coverage", "gini")
 
 
 def _inter(mask: np.ndarray) -> Interactions:
@@ -22,6 +22,13 @@ def _brute_force(scores: np.ndarray, train: np.ndarray, test: np.ndarray, k: int
     """Per-user metrics written plainly from SPEC.md, averaged over users with test items."""
     counts = train.sum(axis=0)
     per_user: dict[str, list[float]] = {name: [] for name in NAMES}
+    head, seen = set(), 0  # most popular items until they hold 20% of the interactions
+    for item in sorted(range(len(counts)), key=lambda i: (-counts[i], i)):
+        if seen >= 0.2 * counts.sum():
+            break
+        head.add(item)
+        seen += counts[item]
+    shown = [0] * len(counts)
     for u in range(scores.shape[0]):
         relevant = set(np.flatnonzero(test[u]).tolist())
         if not relevant:
@@ -40,7 +47,15 @@ def _brute_force(scores: np.ndarray, train: np.ndarray, test: np.ndarray, k: int
         per_user["precision"].append(found / k)
         per_user["hit"].append(float(found > 0))
         per_user["mmr"].append(float(statistics.median(counts[i] for i in ranked)))
-    return {name: float(np.mean(v)) for name, v in per_user.items()}
+        per_user["avgpop"].append(float(np.mean([counts[i] for i in ranked])))
+        per_user["longtail"].append(sum(i not in head for i in ranked) / len(ranked))
+        for i in ranked:
+            shown[i] += 1
+    out = {name: float(np.mean(v)) for name, v in per_user.items() if v}
+    out["coverage"] = sum(c > 0 for c in shown) / len(shown)
+    x, n = sorted(shown), len(shown)  # Gini as the mean absolute difference over 2 * mean
+    out["gini"] = sum(abs(a - b) for a in x for b in x) / (2 * n * n * np.mean(x))
+    return out
 
 
 def _random_case(seed: int, n_users: int = 40, n_items: int = 90):
@@ -92,6 +107,10 @@ def test_hand_computed():
     assert got["precision@2"] == pytest.approx(0.5)
     assert got["hit@2"] == 1.0
     assert got["mmr@2"] == 0.5
+    # lists [1, 2] and [4, 3]: mean counts 0 and 1; head = item 0 (the first 20% of the 3
+    # interactions), so every shown item is long-tail; 4 of 5 items shown, exposure [0,1,1,1,1]
+    assert got["avgpop@2"] == 0.5 and got["longtail@2"] == 1.0
+    assert got["coverage@2"] == pytest.approx(0.8) and got["gini@2"] == pytest.approx(0.2)
     assert got["n_eval_users"] == 2 and got["n_users_without_test"] == 1
     assert set(got) == {f"{n}@2" for n in NAMES} | {"n_eval_users", "n_users_without_test"}
 

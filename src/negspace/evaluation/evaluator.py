@@ -7,6 +7,8 @@ from typing import Sequence
 import numpy as np
 
 from negspace.data.interactions import Interactions
+from negspace.evaluation.beyond import (average_popularity, coverage, exposure, gini,
+                                        long_tail_mask, long_tail_share)
 from negspace.evaluation.metrics import RANKING_METRICS, median_rank_popularity
 from negspace.retrieval.topk import ScoreFn, topk_items
 
@@ -27,8 +29,10 @@ def evaluate(score_fn: ScoreFn, train: Interactions, test: Interactions,
 
     Returns:
         Flat dict: `map@K`, `ndcg@K`, `recall@K`, `precision@K`, `hit@K`, `mmr@K` for each K,
-        each the mean over evaluated users (NaN when there are none); `n_eval_users` (users with
-        at least one test item) and `n_users_without_test` (users skipped), as floats.
+        each the mean over evaluated users (NaN when there are none); the beyond-accuracy
+        `avgpop@K`, `longtail@K` (user means), `coverage@K` and `gini@K` (over the evaluated
+        users' lists; see evaluation/beyond.py); `n_eval_users` (users with at least one test
+        item) and `n_users_without_test` (users skipped), as floats.
     """
     if train.matrix.shape != test.matrix.shape:
         raise ValueError(f"train {train.matrix.shape} and test {test.matrix.shape} differ in shape")
@@ -36,7 +40,7 @@ def evaluate(score_fn: ScoreFn, train: Interactions, test: Interactions,
         raise ValueError(f"ks must be positive cut-offs, got {tuple(ks)}")
     n_test = test.user_degrees()
     users = np.flatnonzero(n_test > 0)
-    names = [*RANKING_METRICS, "mmr"]
+    names = [*RANKING_METRICS, "mmr", *BEYOND_METRICS]
     result = {f"{name}@{k}": float("nan") for k in ks for name in names}
     if len(users):
         top, _ = topk_items(score_fn, users, max(ks), exclude=train, chunk_size=chunk_size)
@@ -44,6 +48,7 @@ def evaluate(score_fn: ScoreFn, train: Interactions, test: Interactions,
         hits = test.contains(users[:, None], np.maximum(top, 0)) & (top >= 0)
         n_rel = n_test[users]
         counts = train.item_counts()
+        tail = long_tail_mask(counts)
         for k in ks:
             for name, fn in RANKING_METRICS.items():
                 result[f"{name}@{k}"] = float(fn(hits, n_rel, k).mean())
@@ -51,9 +56,26 @@ def evaluate(score_fn: ScoreFn, train: Interactions, test: Interactions,
             # a user with every item masked has no median (possible only if test overlaps train)
             if not np.isnan(mmr).all():
                 result[f"mmr@{k}"] = float(np.nanmean(mmr))
+            result.update(_beyond_accuracy(top, counts, tail, k))
     result["n_eval_users"] = float(len(users))
     result["n_users_without_test"] = float(test.n_users - len(users))
     return result
+
+
+BEYOND_METRICS = ("avgpop", "longtail", "coverage", "gini")
+
+
+def _beyond_accuracy(top: np.ndarray, counts: np.ndarray, tail: np.ndarray, k: int
+                     ) -> dict[str, float]:
+    """Popularity-bias and exposure metrics at k from the top-k lists already ranked."""
+    shown = exposure(top, len(counts), k)
+    out = {f"coverage@{k}": coverage(shown), f"gini@{k}": gini(shown)}
+    for name, per_user in (("avgpop", average_popularity(top, counts, k)),
+                           ("longtail", long_tail_share(top, tail, k))):
+        # NaN only for users with every item masked, as for MMR
+        out[f"{name}@{k}"] = (float(np.nanmean(per_user)) if not np.isnan(per_user).all()
+                              else float("nan"))
+    return out
 
 
 def evaluate_folds(results: Sequence[dict[str, float]]) -> dict[str, float]:
