@@ -20,6 +20,7 @@ import torch
 from negspace.cli import main
 from negspace.errors import NegspaceError
 from negspace.experiments.run import resume_training, run_training
+from negspace.training import config as config_module
 from negspace.training import trainer as trainer_module
 from negspace.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from negspace.training.config import SAMPLER_NAMES, make_config
@@ -147,9 +148,14 @@ def _crash_at(monkeypatch, global_step: int) -> None:
     monkeypatch.setattr(trainer_module.Trainer, "step", crashing)
 
 
-@pytest.mark.parametrize("sampler, extra", [
-    ("uniform", {}), ("popularity", {}), ("two-stage", {"refresh_every": 5}),
-    ("two-stage-released", {}), ("two-stage", {"model": "mf"})])
+SAMPLER_CASES = [("uniform", {}), ("popularity", {}), ("two-stage", {"refresh_every": 5}),
+                 ("two-stage-released", {}), ("two-stage", {"model": "mf"})]
+if "shared" in getattr(config_module, "NEGATIVE_MODES", ()):  # one draw shared by the batch
+    SAMPLER_CASES += [("uniform", {"negative_mode": "shared", "model": "mf", "loss": "ccl"}),
+                      ("popularity", {"negative_mode": "shared", "model": "mf", "loss": "mml"})]
+
+
+@pytest.mark.parametrize("sampler, extra", SAMPLER_CASES)
 def test_resume_equals_uninterrupted_for_each_sampler(toy_csv, tmp_path, monkeypatch, sampler, extra):
     values = dict(dataset=str(toy_csv), sampler=sampler, negatives=2, batch_size=32, dim=8,
                   epochs=3, lr=0.01, seed=5, progress=False, checkpoint_every=3, **extra)
@@ -162,6 +168,36 @@ def test_resume_equals_uninterrupted_for_each_sampler(toy_csv, tmp_path, monkeyp
             run_training(make_config(values), tmp_path / "run")
     pos = load_checkpoint(tmp_path / "run" / CHECKPOINT_FILE)["position"]
     assert (pos["epoch"], pos["global_step"]) == (2, 36)
+    resume_training(tmp_path / "run")
+    assert_same_run(tmp_path / "run", tmp_path / "ref")
+
+
+def _model_loss_cases() -> list[tuple[str, str | None]]:
+    """Every model with its default loss and every loss on a model that accepts it, as the
+    configuration lists them today (new models and losses join these tests by themselves)."""
+    cases: list[tuple[str, str | None]] = [(model, None) for model in config_module.MODELS]
+    for loss in config_module.LOSSES:
+        for model in ("cml", "mf", *config_module.MODELS):
+            try:
+                make_config(dict(model=model, loss=loss))
+            except NegspaceError:
+                continue
+            cases.append((model, loss))
+            break
+    return cases
+
+
+@pytest.mark.parametrize("model, loss", _model_loss_cases())
+def test_resume_equals_uninterrupted_for_each_model_and_loss(toy_csv, tmp_path, monkeypatch, model,
+                                                             loss):
+    values = dict(dataset=str(toy_csv), sampler="uniform", model=model, loss=loss, negatives=2,
+                  batch_size=32, dim=8, epochs=2, lr=0.01, seed=5, progress=False,
+                  checkpoint_every=4)
+    run_training(make_config(values), tmp_path / "ref")
+    with monkeypatch.context() as m:
+        _crash_at(m, 31)  # epoch 2, 3 steps after the checkpoint at step 28
+        with pytest.raises(_Crash):
+            run_training(make_config(values), tmp_path / "run")
     resume_training(tmp_path / "run")
     assert_same_run(tmp_path / "run", tmp_path / "ref")
 
