@@ -178,3 +178,21 @@ def test_cli_train_on_random_input_never_leaves_a_traceback_or_partial_run(case,
             assert code == 2, message
             assert message.startswith("negspace: error:") and message.count("\n") == 1, message
             assert not out.exists(), sorted(p.name for p in out.iterdir())
+
+
+@FUZZ
+@given(st.sampled_from(["u.user", "u.item"]), st.lists(st.lists(field, max_size=8), max_size=6),
+       st.booleans())
+def test_malformed_side_features_fail_in_one_line(name, rows, gz):
+    """Named datasets read side-feature files too: those are validated like the rest."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "movielens-100k"
+        folder.mkdir()
+        (folder / "u.data").write_text("".join(f"{u}\t{i}\t5\t0\n" for u in range(1, 6) for i in range(1, 6)))
+        _store("\n".join("|".join(r) for r in rows), gz, "", folder).rename(folder / name)
+        try:
+            ds = load_dataset(str(folder))
+        except NegspaceError as e:
+            assert "\n" not in str(e) and str(folder / name) in str(e), str(e)
+        else:
+            assert ds.interactions.nnz == 25

@@ -457,26 +457,53 @@ def load_table(path: Path, name: str | None = None, filters: Filters = Filters()
 # ---------------------------------------------------------------------------------------------
 # Named datasets
 
+def _side_features(path: Path | None, read: Callable[[Path], pd.DataFrame],
+                   ids: np.ndarray) -> pd.DataFrame | None:
+    """Reads an optional side-feature file indexed by external id, in the order of `ids`.
+
+    Returns:
+        The features, or None when there is no such file; a malformed file raises NegspaceError
+        naming it, in one line.
+    """
+    if path is None:
+        return None
+    try:
+        return read(path).reindex(ids)
+    except NegspaceError:
+        raise
+    except Exception as e:  # pandas and numpy raise many types on malformed tables
+        raise NegspaceError(f"{path}: cannot read side features ({type(e).__name__}: "
+                            f"{_one_line(e)})") from None
+
+
+_ML_GENRES = ["unknown", "action", "adventure", "animation", "children", "comedy", "crime",
+              "documentary", "drama", "fantasy", "film_noir", "horror", "musical", "mystery",
+              "romance", "sci_fi", "thriller", "war", "western"]
+
+
+def _ml_users(path: Path) -> pd.DataFrame:
+    users = pd.read_csv(path, sep="|", header=None, encoding="latin-1",
+                        names=["user_id", "age", "gender", "occupation", "zip"],
+                        dtype={"zip": str}).set_index("user_id")
+    users["gender"] = users["gender"].astype("category")
+    users["occupation"] = users["occupation"].astype("category")
+    return users
+
+
+def _ml_items(path: Path) -> pd.DataFrame:
+    items = pd.read_csv(path, sep="|", header=None, encoding="latin-1",
+                        names=["item_id", "title", "release_date", "video_date", "url", *_ML_GENRES])
+    features = items.set_index("item_id")[_ML_GENRES].astype(np.int8)
+    dates = pd.to_datetime(items["release_date"], format="%d-%b-%Y", errors="coerce")
+    features["year"] = dates.dt.year.to_numpy(np.float64)
+    return features
+
+
 def _movielens_100k(folder: Path, name: str, filters: Filters) -> Dataset:
     ds = load_table(_need_file(folder, "u.data"), name, filters)
     inter = ds.interactions
-    if (path := _find_file(folder, "u.user")) is not None:
-        users = pd.read_csv(path, sep="|", header=None, encoding="latin-1",
-                            names=["user_id", "age", "gender", "occupation", "zip"],
-                            dtype={"zip": str}).set_index("user_id")
-        users["gender"] = users["gender"].astype("category")
-        users["occupation"] = users["occupation"].astype("category")
-        ds.user_features = users.reindex(inter.user_ids)
-    if (path := _find_file(folder, "u.item")) is not None:
-        genres = ["unknown", "action", "adventure", "animation", "children", "comedy", "crime",
-                  "documentary", "drama", "fantasy", "film_noir", "horror", "musical", "mystery",
-                  "romance", "sci_fi", "thriller", "war", "western"]
-        items = pd.read_csv(path, sep="|", header=None, encoding="latin-1",
-                            names=["item_id", "title", "release_date", "video_date", "url", *genres])
-        features = items.set_index("item_id")[genres].astype(np.int8)
-        dates = pd.to_datetime(items["release_date"], format="%d-%b-%Y", errors="coerce")
-        features["year"] = dates.dt.year.to_numpy(np.float64)
-        ds.item_features = features.reindex(inter.item_ids)
+    ds.user_features = _side_features(_find_file(folder, "u.user"), _ml_users, inter.user_ids)
+    ds.item_features = _side_features(_find_file(folder, "u.item"), _ml_items, inter.item_ids)
     return ds
 
 
@@ -507,18 +534,20 @@ def _bx_items(path: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["item_id", "author", "publisher", "year"]).set_index("item_id")
 
 
+def _bx_users(path: Path) -> pd.DataFrame:
+    users = pd.read_csv(path, sep="\t", usecols=[0, 1, 2], dtype=str, keep_default_na=False)
+    users.columns = ["user_id", "location", "age"]
+    return pd.DataFrame({
+        "age": pd.to_numeric(users["age"], errors="coerce").to_numpy(),
+        "country": users["location"].str.rsplit(",", n=1).str[-1].str.strip().to_numpy(),
+    }, index=users["user_id"].astype(np.int64))
+
+
 def _book_crossing(folder: Path, name: str, filters: Filters) -> Dataset:
     ds = load_table(_need_file(folder, "book_ratings.dat"), name, filters)
-    if (path := _find_file(folder, "users_info.dat")) is not None:
-        users = pd.read_csv(path, sep="\t", usecols=[0, 1, 2], dtype=str, keep_default_na=False)
-        users.columns = ["user_id", "location", "age"]
-        features = pd.DataFrame({
-            "age": pd.to_numeric(users["age"], errors="coerce").to_numpy(),
-            "country": users["location"].str.rsplit(",", n=1).str[-1].str.strip().to_numpy(),
-        }, index=users["user_id"].astype(np.int64))
-        ds.user_features = features.reindex(ds.interactions.user_ids)
-    if (path := _find_file(folder, "items_info.dat")) is not None:
-        ds.item_features = _bx_items(path).reindex(ds.interactions.item_ids)
+    inter = ds.interactions
+    ds.user_features = _side_features(_find_file(folder, "users_info.dat"), _bx_users, inter.user_ids)
+    ds.item_features = _side_features(_find_file(folder, "items_info.dat"), _bx_items, inter.item_ids)
     return ds
 
 
