@@ -9,3 +9,22 @@ import os as _os
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
+
+# The Python API, imported on first use (PEP 562) so that `negspace --help` and `import
+# negspace.errors` do not pay for torch and pandas.
+_EXPORTS = {
+    "Recommender": "negspace.api",
+    "interactions_from": "negspace.data.frames",
+    "time_split": "negspace.data.frames",
+    "Interactions": "negspace.data.interactions",
+    "NegspaceError": "negspace.errors",
+    "TrainConfig": "negspace.training.config",
+}
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str) -> object:
+    if name in _EXPORTS:
+        import importlib
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'negspace' has no attribute {name!r}")

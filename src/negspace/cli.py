@@ -1,4 +1,4 @@
-"""negspace train | evaluate | recommend | grid | data."""
+"""negspace train | evaluate | recommend | export | grid | data."""
 
 from __future__ import annotations
 
@@ -53,6 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--user", required=True, help="external user id")
     rec.add_argument("-k", type=int, default=10, help="number of items")
     rec.add_argument("--json", action="store_true", help="print JSON")
+    rec.add_argument("--faiss", action="store_true",
+                     help="rank with RUN_DIR/items.faiss (see export); seen items still filtered")
+
+    exp = sub.add_parser("export", help="write a retrieval index of a run's item vectors")
+    exp.add_argument("run_dir")
+    exp.add_argument("--faiss", action="store_true", required=True,
+                     help="write RUN_DIR/items.faiss (needs the faiss extra)")
+    exp.add_argument("--index", choices=("flat", "ivf", "hnsw"), default="flat",
+                     help="flat (exact, default), ivf or hnsw (approximate, large catalogues)")
 
     grid = sub.add_parser("grid", help="run a grid of configurations from a TOML file")
     grid.add_argument("config")
@@ -125,12 +134,30 @@ def _recommend(args: argparse.Namespace) -> int:
 
     if args.k < 1:
         raise NegspaceError(f"-k must be >= 1; got {args.k}")
-    items, scores = recommend_for(args.run_dir, args.user, args.k)
+    if args.faiss:
+        from negspace.api import Recommender
+        from negspace.retrieval.ann import require_faiss
+        require_faiss()  # says what to install, rather than that no index was loaded
+        recs = Recommender.load(args.run_dir).recommend(args.user, args.k, use_index=True)
+        items, scores = recs.item.tolist(), recs.score.tolist()
+    else:
+        items, scores = recommend_for(args.run_dir, args.user, args.k)
     if args.json:
         print(json.dumps({"user": args.user, "items": items, "scores": scores}))
     else:
         for rank, (item, score) in enumerate(zip(items, scores), 1):
             print(f"{rank:>3}  {item}  {score:.4f}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from negspace.api import Recommender
+    from negspace.retrieval.ann import INDEX_FILE, write_index
+
+    rec = Recommender.load(args.run_dir, index=False).build_index(args.index)
+    write_index(rec.index, f"{args.run_dir}/{INDEX_FILE}")
+    print(f"{args.index} index of {rec.index.ntotal} items ({rec.measure}) written to "
+          f"{args.run_dir}/{INDEX_FILE}")
     return 0
 
 
@@ -165,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         handler = {"train": _train, "evaluate": _evaluate, "recommend": _recommend,
-                   "grid": _grid, "data": _data}[args.command]
+                   "export": _export, "grid": _grid, "data": _data}[args.command]
         return handler(args)
     except TrainingInterrupted as e:
         print(f"negspace: {e}", file=sys.stderr)

@@ -24,7 +24,7 @@ def interactions_from(data: Any, *, user: str = "user", item: str = "item",
         data: a DataFrame with `user` and `item` columns (any hashable ids); a scipy sparse
             users x items matrix (nonzeros are interactions); a file or dataset name (as
             `negspace train --dataset` reads it; for a given split, its training part); or
-            Interactions, returned as they are.
+            Interactions (returned as they are unless other id maps are given).
         user, item: column names of a DataFrame.
         weight: optional weight column (e.g. play counts or ratings); summed over duplicate rows.
         min_weight: drop rows whose weight is below this (needs `weight`).
@@ -42,7 +42,12 @@ def interactions_from(data: Any, *, user: str = "user", item: str = "item",
     (2, 2, 3)
     """
     if isinstance(data, Interactions):
-        return data
+        if _same(data.user_ids, user_ids) and _same(data.item_ids, item_ids):
+            return data
+        users, items = data.pairs()  # another id space: map the pairs by external id
+        frame = pd.DataFrame({"user": data.user_ids[users], "item": data.item_ids[items],
+                              "w": data.matrix.data})
+        return _from_frame(frame, "user", "item", "w", None, user_ids, item_ids)
     if isinstance(data, pd.DataFrame):
         return _from_frame(data, user, item, weight, min_weight, user_ids, item_ids)
     if sp.issparse(data):
@@ -94,6 +99,11 @@ def _from_frame(df: pd.DataFrame, user: str, item: str, weight: str | None,
     known = (u >= 0) & (i >= 0)
     return Interactions.from_indices(u[known], i[known], uids, iids,
                                      None if w is None else w[known])
+
+
+def _same(ids: np.ndarray, wanted: np.ndarray | None) -> bool:
+    return wanted is None or (len(ids) == len(wanted)
+                              and bool((ids.astype(str) == np.asarray(wanted).astype(str)).all()))
 
 
 def _positions(ids: np.ndarray, values: np.ndarray) -> np.ndarray:

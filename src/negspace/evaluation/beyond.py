@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 HEAD_SHARE = 0.2
-"""The head is the smallest set of most popular items holding this share of training interactions."""
+"""The head: the most popular items that together hold this share of training interactions."""
 
 
 def long_tail_mask(item_counts: np.ndarray, head_share: float = HEAD_SHARE) -> np.ndarray:

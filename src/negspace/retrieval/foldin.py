@@ -17,7 +17,8 @@ Constraint = Literal["sphere", "ball", "none"]
 
 def fold_in(item_vectors: torch.Tensor, histories: Sequence[Sequence[int]], measure: str,
             constraint: Constraint = "none", loss: str = "bpr", margin: float = 1.0,
-            hard: bool = False, steps: int = 150, negatives: int = 32, lr: float = 0.05, l2: float = 1e-4,
+            hard: bool = False, steps: int = 150, negatives: int = 32, lr: float = 0.05,
+            l2: float = 1e-4,
             seed: int = 0) -> torch.Tensor:
     """User vectors fitted to item histories by gradient descent on the user vectors alone.
 

@@ -1,0 +1,373 @@
+"""The Python API: fit, recommend, fold in new users, find similar items, save and load.
+
+A `Recommender` mirrors `negspace train` / `recommend` / `export`: the same options (TrainConfig
+fields), the same training loop and the same run-directory format, so a run written by the CLI
+loads here and a saved Recommender is served by the CLI.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+from negspace.data.frames import interactions_from
+from negspace.data.interactions import Interactions
+from negspace.data.splits import holdout_split
+from negspace.errors import NegspaceError
+from negspace.evaluation.evaluator import evaluate
+from negspace.experiments.rundir import (load_run, prepare_run_dir, save_interactions,
+                                         save_vectors, write_history)
+from negspace.io import write_json
+from negspace.models.base import EmbeddingModel, score_matrix
+from negspace.retrieval import ann
+from negspace.retrieval.foldin import fold_in
+from negspace.retrieval.topk import topk_items
+from negspace.samplers.base import NegativeSampler
+from negspace.training.config import TrainConfig, config_fields, make_config
+
+ModelFactory = Callable[[int, int], EmbeddingModel]
+"""(n_users, n_items) -> an initialised model."""
+
+
+class Recommender:
+    """An embedding recommender: options, a fitted model's vectors and its training interactions.
+
+    Args:
+        model: "cml", "mf" or another name `negspace train --model` knows, or a factory
+            `(n_users, n_items) -> EmbeddingModel` (the default loss is then the one of the
+            built model's class, when it is one of the library's).
+        sampler: a sampler name or a `NegativeSampler` instance.
+        objective: a callable `(model, users, items, negatives) -> scalar loss`; default: the
+            configured loss (`loss=...`) with the configured regularisers.
+        **options: any `negspace train` option by its field name (dim, epochs, lr, negatives,
+            batch_size, validation, seed, threads, progress, ...).
+
+    >>> import pandas as pd
+    >>> from negspace import Recommender
+    >>> df = pd.DataFrame({"user": [1, 1, 2, 2, 3, 3, 3], "item": list("abbcacd")})
+    >>> rec = Recommender("mf", sampler="uniform", dim=4, epochs=2, validation=0,
+    ...                   progress=False, threads=1).fit(df)
+    >>> recs = rec.recommend([1, 2], k=2)
+    >>> list(recs.columns)
+    ['user', 'rank', 'item', 'score']
+    >>> bool(recs.groupby("user").size().eq(2).all())
+    True
+    >>> any(recs[recs.user == 1].item.isin(["a", "b"]))   # seen items are filtered
+    False
+    """
+
+    def __init__(self, model: str | ModelFactory = "cml",
+                 sampler: str | NegativeSampler = "two-stage",
+                 objective: Callable[..., torch.Tensor] | None = None, **options: Any) -> None:
+        values = dict(options)
+        if isinstance(model, str):
+            values["model"] = model
+        if isinstance(sampler, str):
+            values["sampler"] = sampler
+        self.config: TrainConfig = make_config(values)
+        self._model_factory = None if isinstance(model, str) else model
+        self._sampler = None if isinstance(sampler, str) else sampler
+        self._objective = objective
+        self.model: EmbeddingModel | None = None
+        self.user_vectors: torch.Tensor | None = None
+        self.item_vectors: torch.Tensor | None = None
+        self.measure = "dot"
+        self.train: Interactions | None = None
+        self.history: list[dict] = []
+        self.metrics: dict[str, float] = {}
+        self.index: Any = None
+
+    # -- training -------------------------------------------------------------------------------
+
+    def fit(self, data: Any, **columns: Any) -> "Recommender":
+        """Trains on interactions; keeps the id maps and the interactions for serving.
+
+        Args:
+            data: a DataFrame, a scipy sparse matrix, a file or dataset name, or Interactions
+                (see `negspace.interactions_from`).
+            **columns: passed to `interactions_from` (user=, item=, weight=, min_weight=).
+
+        Returns:
+            self. A `validation` share of each user's items (option, default 0.1) is held out
+            for early stopping; they stay in `train`, so they are never recommended.
+        """
+        from negspace.experiments.run import build_model, build_objective, build_sampler
+        from negspace.training.trainer import Trainer, TrainerOptions
+
+        cfg = self.config
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        train = interactions_from(data, **columns).binarized()
+        if cfg.validation > 0:
+            fit_on, validation = holdout_split(train, cfg.validation, cfg.seed)
+        else:
+            fit_on, validation = train, None
+        torch.manual_seed(cfg.seed)
+        if self._model_factory is not None:
+            model = self._model_factory(train.n_users, train.n_items)
+        elif cfg.model == "simplex":  # the one model that reads the users' histories
+            model = build_model(cfg, train.n_users, train.n_items, history=fit_on)
+        else:
+            model = build_model(cfg, train.n_users, train.n_items)
+        options = TrainerOptions(batch_size=cfg.batch_size, negatives=cfg.negatives,
+                                 epochs=cfg.epochs, lr=cfg.lr, seed=cfg.seed,
+                                 eval_every=cfg.eval_every, patience=cfg.patience,
+                                 min_epochs=cfg.min_epochs,
+                                 select_metric=cfg.select_metric or "ndcg@50",
+                                 progress=cfg.progress)
+        if self._model_factory is not None:
+            # the default loss and the saved config.json follow the model actually built
+            names = {"CML": "cml", "MF": "mf", "SimpleX": "simplex"}
+            cfg.model = names.get(type(model).__name__, cfg.model)
+        sampler = self._sampler or build_sampler(cfg)
+        objective = self._objective or build_objective(cfg)
+        result = Trainer(model, sampler, objective, fit_on, options, validation).fit()
+        model.eval()
+        self.model, self.history, self.train = model, result.history, train
+        with torch.no_grad():
+            self._set_vectors(model.user_vectors(None), model.item_vectors(None), model.measure)
+        return self
+
+    def _set_vectors(self, users: torch.Tensor, items: torch.Tensor, measure: str) -> None:
+        self.user_vectors = users.detach().float().contiguous()
+        self.item_vectors = items.detach().float().contiguous()
+        self.measure = measure
+        self.index = None  # an index over older vectors would answer for another model
+
+    def _need_fitted(self) -> Interactions:
+        if self.train is None or self.item_vectors is None:
+            raise NegspaceError("the recommender is not fitted: call fit() or Recommender.load()")
+        return self.train
+
+    # -- serving --------------------------------------------------------------------------------
+
+    def recommend(self, users: Any, k: int = 10, filter_seen: bool = True,
+                  items: Iterable[Any] | None = None, exclude: Iterable[Any] | None = None,
+                  use_index: bool | None = None) -> pd.DataFrame:
+        """Top-k items for known users, ranked by the model's score.
+
+        Args:
+            users: one external user id or a sequence of them.
+            k: items per user.
+            filter_seen: never recommend a user's training items.
+            items: restrict the ranking to these item ids.
+            exclude: item ids never recommended in this call (to anyone).
+            use_index: rank with the faiss index (`build_index` / a loaded items.faiss). Default:
+                when one is present and neither `items` nor `exclude` is given (those rank
+                exactly). Seen items are filtered exactly either way.
+
+        Returns:
+            DataFrame with columns user, rank (1 = best), item, score; a user gets fewer than k
+            rows only when fewer admissible items exist.
+        """
+        train = self._need_fitted()
+        user_list = _as_list(users)
+        rows = np.array([train.user_index(u) for u in user_list], np.int64)
+        return self._rank(self.user_vectors[rows], rows if filter_seen else None, user_list, k,
+                          items, exclude, use_index)
+
+    def recommend_new(self, histories: Mapping[Any, Sequence[Any]] | Sequence[Sequence[Any]],
+                      k: int = 10, filter_seen: bool = True, items: Iterable[Any] | None = None,
+                      exclude: Iterable[Any] | None = None, steps: int = 150,
+                      seed: int | None = None, use_index: bool | None = None) -> pd.DataFrame:
+        """Recommendations for users who were not in training, from the items they interacted
+        with, without retraining: each user vector is fitted to its items with the item vectors
+        fixed (`retrieval/foldin.py`), with the model's loss family and sampled negatives.
+
+        Args:
+            histories: {new user key: [item ids]} or a list of item-id lists (keys 0, 1, ...).
+                Unknown item ids raise an error.
+            k, filter_seen, items, exclude, use_index: as in `recommend` (seen = the given
+                history).
+            steps: gradient steps of the fold-in.
+            seed: seeds the fold-in negatives (default: the config's seed).
+
+        Returns:
+            DataFrame with columns user (the keys), rank, item, score.
+        """
+        train = self._need_fitted()
+        keys = list(histories) if isinstance(histories, Mapping) else list(range(len(histories)))
+        lists = [histories[key] for key in keys]
+        idx = [[train.item_index(i) for i in _as_list(h)] for h in lists]
+        vectors = self.fold_in(idx, steps=steps, seed=seed)
+        seen = Interactions.from_indices(np.repeat(np.arange(len(idx)), [len(h) for h in idx]),
+                                         np.concatenate([np.asarray(h, np.int64) for h in idx])
+                                         if idx else np.empty(0, np.int64),
+                                         np.asarray(keys, dtype=object), train.item_ids)
+        return self._rank(vectors, np.arange(len(keys)) if filter_seen else None, keys, k, items,
+                          exclude, use_index, seen=seen)
+
+    def fold_in(self, histories: Sequence[Sequence[int]], steps: int = 150,
+                seed: int | None = None) -> torch.Tensor:
+        """User vectors for item-index histories (see `recommend_new`); [len, d] float32."""
+        cfg = self.config
+        loss = ("triplet" if cfg.resolved_loss == "triplet" and self._objective is None
+                else "bpr")
+        return fold_in(self.item_vectors, histories, self.measure, self._constraint(), loss=loss,
+                       margin=cfg.to_dict()["margin"], hard=cfg.sampler.startswith("two-stage"),
+                       steps=steps, seed=cfg.seed if seed is None else seed)
+
+    def _constraint(self) -> str:
+        """Where user vectors live, read off the trained ones so that any model (a factory's
+        too, or a loaded run) gets the right one: the unit sphere, the unit ball, or anywhere."""
+        if self.measure != "l2":
+            return "none"
+        norms = self.user_vectors.norm(dim=1)
+        if torch.allclose(norms, torch.ones_like(norms), atol=1e-4):
+            return "sphere"
+        return "ball" if bool((norms <= 1 + 1e-4).all()) else "none"
+
+    def similar_items(self, items: Any, k: int = 10) -> pd.DataFrame:
+        """The k items closest to each given item, the item itself left out: by L2 distance for
+        L2 models, by cosine otherwise (a plain dot product would favour long, popular vectors).
+
+        Args:
+            items: one external item id or a sequence of them.
+            k: neighbours per item.
+
+        Returns:
+            DataFrame with columns item, rank, similar, score.
+        """
+        train = self._need_fitted()
+        item_list = _as_list(items)
+        rows = np.array([train.item_index(i) for i in item_list], np.int64)
+        measure = "l2" if self.measure == "l2" else "cosine"
+        vectors = self.item_vectors
+        itself = Interactions(sp.identity(train.n_items, np.float32, format="csr"),
+                              np.arange(train.n_items), train.item_ids)
+        top, scores = topk_items(lambda r: score_matrix(vectors[r], vectors, measure), rows, k,
+                                 exclude=itself)
+        frame = _frame(item_list, top, scores, train.item_ids)
+        return frame.rename(columns={"user": "item", "item": "similar"})
+
+    def _rank(self, vectors: torch.Tensor, seen_rows: np.ndarray | None, keys: list, k: int,
+              items: Iterable[Any] | None, exclude: Iterable[Any] | None,
+              use_index: bool | None, seen: Interactions | None = None) -> pd.DataFrame:
+        train = self._need_fitted()
+        if k < 1:
+            raise NegspaceError(f"k must be >= 1; got {k}")
+        seen = train if seen is None else seen
+        cand = None
+        if items is not None or exclude is not None:
+            cand = (np.arange(train.n_items) if items is None
+                    else np.unique([train.item_index(i) for i in _as_list(items)]))
+            if exclude is not None:
+                cand = np.setdiff1d(cand, [train.item_index(i) for i in _as_list(exclude)])
+        rows = np.arange(len(keys)) if seen_rows is None else seen_rows
+        exact = cand is not None or use_index is False or self.index is None
+        if use_index and exact and self.index is None:
+            raise NegspaceError("no faiss index: call build_index() or save one with "
+                                "negspace export --faiss")
+        if exact:
+            # score_fn receives positions into `rows`; the mask reads the matching seen rows
+            positions = np.arange(len(keys))
+            mask = None if seen_rows is None else _reindex(seen, rows)
+            top, scores = topk_items(
+                lambda p: score_matrix(vectors[p], self.item_vectors, self.measure), positions, k,
+                exclude=mask, candidates=cand)
+        else:
+            top, scores = ann.search(self.index, self.measure, vectors.numpy(), k,
+                                     exclude=seen if seen_rows is not None else None, rows=rows)
+        return _frame(keys, top, scores, train.item_ids)
+
+    # -- faiss ----------------------------------------------------------------------------------
+
+    def build_index(self, kind: str = "flat", **params: Any) -> "Recommender":
+        """Builds a faiss index over the item vectors ("flat" exact, "ivf" or "hnsw"); see
+        `negspace.retrieval.ann.build_index` for `params`. Needs the `faiss` extra."""
+        self._need_fitted()
+        self.index = ann.build_index(self.item_vectors.numpy(), self.measure, kind, **params)
+        return self
+
+    # -- evaluation and persistence -------------------------------------------------------------
+
+    def evaluate(self, test: Any, ks: Sequence[int] = (20, 50), **columns: Any) -> dict[str, float]:
+        """Full-ranking metrics (accuracy and beyond-accuracy) on held-out interactions.
+
+        Args:
+            test: held-out interactions in any form `fit` takes; users and items unknown to the
+                model are dropped.
+            ks: cut-offs.
+            **columns: passed to `interactions_from`.
+
+        Returns:
+            The evaluator's dict (`ndcg@20`, `coverage@50`, ...); also kept in `metrics` and
+            written to metrics.json by `save`.
+        """
+        train = self._need_fitted()
+        held = interactions_from(test, user_ids=train.user_ids, item_ids=train.item_ids,
+                                 **columns).binarized()
+        u, v = self.user_vectors, self.item_vectors
+        self.metrics = evaluate(lambda r: score_matrix(u[r], v, self.measure), train, held, ks=ks)
+        return self.metrics
+
+    def save(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Writes the run directory (`negspace recommend`/`export` read it), plus items.faiss when
+        an index was built. No pickle: JSON, CSV and safetensors only.
+
+        Returns:
+            The directory.
+        """
+        train = self._need_fitted()
+        out = prepare_run_dir(path, overwrite)
+        save_vectors(out, self.user_vectors, self.item_vectors, self.measure)
+        save_interactions(out, train)
+        write_history(out, self.history)
+        write_json(out / "config.json", {**self.config.to_dict(), "protocol": "python"})
+        if self.index is not None:
+            ann.write_index(self.index, out / ann.INDEX_FILE)
+        else:
+            (out / ann.INDEX_FILE).unlink(missing_ok=True)  # never leave an index of other vectors
+        write_json(out / "metrics.json", {k: float(v) for k, v in self.metrics.items()})
+        return out
+
+    @classmethod
+    def load(cls, path: str | Path, index: bool = True) -> "Recommender":
+        """Reads a run directory written by `save` or `negspace train`.
+
+        Args:
+            path: the run directory.
+            index: also read its items.faiss when present and faiss is installed (without
+                faiss, `recommend` ranks exactly, which a flat index only matches).
+
+        Returns:
+            A fitted Recommender (vectors, id maps, training interactions; no trainable model).
+        """
+        run = load_run(path)
+        known = {f.name for f in config_fields()}
+        rec = cls(**{k: v for k, v in run.config.items() if k in known and k != "model"},
+                  model=run.config.get("model", "cml"))
+        rec.train = run.train
+        rec._set_vectors(run.user_vectors, run.item_vectors, run.measure)
+        stored = Path(path) / ann.INDEX_FILE
+        if index and stored.exists() and ann.faiss_available():
+            rec.index = ann.read_index(stored, run.measure, run.item_vectors.numpy())
+        return rec
+
+
+def _as_list(values: Any) -> list:
+    if isinstance(values, (str, bytes)) or np.ndim(values) == 0:
+        return [values]
+    return list(values)
+
+
+def _reindex(inter: Interactions, rows: np.ndarray) -> Interactions:
+    """The given rows of `inter`, renumbered 0..len-1 (row i = rows[i])."""
+    m = inter.matrix[rows]
+    return Interactions(m, np.arange(len(rows)), inter.item_ids)
+
+
+def _frame(keys: list, top: np.ndarray, scores: np.ndarray, item_ids: np.ndarray) -> pd.DataFrame:
+    valid = top >= 0
+    n_per = valid.sum(axis=1)
+    return pd.DataFrame({
+        "user": np.repeat(np.asarray(keys, dtype=object), n_per),
+        "rank": np.concatenate([np.arange(1, n + 1) for n in n_per]) if len(n_per) else [],
+        "item": item_ids[top[valid]],
+        "score": scores[valid].astype(np.float64),
+    })
