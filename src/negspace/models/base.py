@@ -31,6 +31,12 @@ class EmbeddingModel(nn.Module):
         """Scoring vectors of the given items (all items when None)."""
         raise NotImplementedError
 
+    def user_vectors_for_pairs(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """User vectors of training rows (user, positive item). Models whose user vector reads the
+        user's history leave that row's positive out of it, so the loss never sees it twice; the
+        others ignore `items`."""
+        return self.user_vectors(users)
+
     def score(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Scores of aligned vectors: u [..., d] with v [..., d] -> [...]; higher is better."""
         return score_vectors(u, v, self.measure)

@@ -11,7 +11,8 @@ from negspace.models.base import EmbeddingModel, Measure
 class MF(EmbeddingModel):
     """Args:
         n_users, n_items, dim: table sizes.
-        measure: "dot" (default) or "cosine".
+        measure: "dot" (default) or "cosine" (the vectors are then L2-normalised after the lookup,
+            so that their dot product is the cosine and exported vectors rank by dot product too).
         init_std: standard deviation of the normal initialisation.
     """
 
@@ -24,8 +25,12 @@ class MF(EmbeddingModel):
         nn.init.normal_(self.users.weight, 0.0, init_std)
         nn.init.normal_(self.items.weight, 0.0, init_std)
 
+    def _vectors(self, table: nn.Embedding, idx: torch.Tensor | None) -> torch.Tensor:
+        v = table.weight if idx is None else table(idx)
+        return nn.functional.normalize(v, dim=-1) if self.measure == "cosine" else v
+
     def user_vectors(self, users: torch.Tensor | None) -> torch.Tensor:
-        return self.users.weight if users is None else self.users(users)
+        return self._vectors(self.users, users)
 
     def item_vectors(self, items: torch.Tensor | None) -> torch.Tensor:
-        return self.items.weight if items is None else self.items(items)
+        return self._vectors(self.items, items)

@@ -11,8 +11,11 @@ from typing import Any
 
 from negspace.errors import NegspaceError
 
-MODELS = ("cml", "mf")
-LOSSES = ("triplet", "bpr")
+MODELS = ("cml", "mf", "simplex")
+LOSSES = ("triplet", "bpr", "ccl", "mml")
+COSINE_LOSSES = ("ccl", "mml")
+NEGATIVE_MODES = ("per-row", "shared")
+SHARED_MIN_NEGATIVES = 100  # default negative mode of the cosine losses: shared from here on
 SAMPLER_NAMES = ("uniform", "popularity", "two-stage", "two-stage-released")
 
 
@@ -29,7 +32,7 @@ class TrainConfig:
     min_user_interactions: int | None = field(default=None, metadata=_opt("drop users with fewer interactions", low=0))
     min_item_interactions: int | None = field(default=None, metadata=_opt("drop items with fewer interactions", low=0))
     model: str = field(default="cml", metadata=_opt("model", MODELS))
-    loss: str | None = field(default=None, metadata=_opt("loss (default: triplet for cml, bpr for mf)", LOSSES))
+    loss: str | None = field(default=None, metadata=_opt("loss (default: triplet for cml, bpr for mf, ccl for simplex)", LOSSES))
     sampler: str = field(default="two-stage", metadata=_opt("negative sampler", SAMPLER_NAMES))
     negatives: int = field(default=5, metadata=_opt("negatives per positive (N)", low=1))
     batch_size: int = field(default=256, metadata=_opt("positive pairs per batch", low=1))
@@ -39,7 +42,17 @@ class TrainConfig:
     seed: int = field(default=0, metadata=_opt("random seed (split, init, sampling)", low=0))
     fold: int = field(default=0, metadata=_opt("test fold for k-fold datasets", low=0))
     n_folds: int = field(default=4, metadata=_opt("folds for k-fold datasets", low=2))
-    margin: float = field(default=1.0, metadata=_opt("triplet margin alpha", low=0))
+    margin: float | None = field(default=None, metadata=_opt("triplet margin alpha (default 1), or the CCL margin m in [-1, 1] (default 0.9)"))
+    margins: str = field(default="0.6,0.7,0.8,0.9", metadata=_opt("MML margins, comma-separated, each in [-1, 1]"))
+    margin_weights: str = field(default="0.05,0.15,0.2,0.6", metadata=_opt("MML margin weights, comma-separated, summing to 1"))
+    negative_weight: float = field(default=150.0, metadata=_opt("CCL/MML weight w of the mean over negatives", low=0))
+    positive_weight: float = field(default=1.0, metadata=_opt("MML weight of the positive term", low=0))
+    negative_mode: str | None = field(default=None, metadata=_opt(
+        "per-row negatives, or one draw shared by the batch (default: shared for ccl/mml with uniform or popularity and N >= 100)", NEGATIVE_MODES))
+    aggregator: str = field(default="mean", metadata=_opt("SimpleX history aggregator", ("mean", "user_attention", "self_attention")))
+    gamma: float = field(default=0.5, metadata=_opt("SimpleX weight g of the user-id embedding", low=0, high=1))
+    history_len: int = field(default=50, metadata=_opt("SimpleX: at most this many history items per user", low=1))
+    dropout: float = field(default=0.1, metadata=_opt("SimpleX dropout on the user vector", low=0, high=0.9))
     gor_weight: float | None = field(default=None, metadata=_opt(
         "spread-out weight lambda_g (default 0.01 for N <= 2, 0.001 otherwise; CML only)", low=0))
     rank_weight: bool = field(default=False, metadata=_opt("WARP-style rank weight on the triplet loss"))
@@ -62,7 +75,34 @@ class TrainConfig:
 
     @property
     def resolved_loss(self) -> str:
-        return self.loss or ("triplet" if self.model == "cml" else "bpr")
+        return self.loss or {"cml": "triplet", "simplex": "ccl"}.get(self.model, "bpr")
+
+    @property
+    def resolved_margin(self) -> float:
+        if self.margin is not None:
+            return self.margin
+        return 0.9 if self.resolved_loss == "ccl" else 1.0
+
+    @property
+    def margin_list(self) -> list[float]:
+        return _floats("margins", self.margins)
+
+    @property
+    def margin_weight_list(self) -> list[float]:
+        return _floats("margin-weights", self.margin_weights)
+
+    @property
+    def resolved_negative_mode(self) -> str:
+        # Shared draws cost one [B, d] x [d, N] product instead of B x N gathered vectors (16x
+        # faster at N = 100, 95x at 800 on ML-1M), but with few negatives a batch pushes only N
+        # distinct items and quality drops (docs/results.md, issue 4): shared from N = 100 on.
+        # The foundation losses keep the per-row negatives their experiments used.
+        if self.negative_mode is not None:
+            return self.negative_mode
+        if (self.resolved_loss in COSINE_LOSSES and self.sampler in ("uniform", "popularity")
+                and self.negatives >= SHARED_MIN_NEGATIVES):
+            return "shared"
+        return "per-row"
 
     @property
     def resolved_gor_weight(self) -> float:
@@ -90,13 +130,47 @@ class TrainConfig:
             raise NegspaceError(f"--fold must be < --n-folds ({self.n_folds}); got {self.fold}")
         if self.model == "cml" and self.resolved_loss == "bpr":
             pass  # BPR on negative distances is well defined
+        self._validate_cosine_losses()
         return self
+
+    def _validate_cosine_losses(self) -> None:
+        loss = self.resolved_loss
+        if loss == "triplet" and self.resolved_margin < 0:
+            raise NegspaceError(f"--margin must be >= 0 for the triplet loss; got {self.margin}")
+        if loss == "ccl" and not -1.0 <= self.resolved_margin <= 1.0:
+            raise NegspaceError(f"--margin must be in [-1, 1] for ccl (a cosine); got {self.margin}")
+        margins, weights = self.margin_list, self.margin_weight_list
+        if len(margins) != len(weights):
+            raise NegspaceError(f"--margins and --margin-weights must have the same length; "
+                                f"got {len(margins)} and {len(weights)}")
+        if any(not -1.0 <= m <= 1.0 for m in margins):
+            raise NegspaceError(f"--margins must each be in [-1, 1] (cosines); got {self.margins}")
+        if any(w < 0 for w in weights) or abs(sum(weights) - 1.0) > 1e-6:
+            raise NegspaceError(f"--margin-weights must be >= 0 and sum to 1; got {self.margin_weights}")
+        if loss in COSINE_LOSSES and self.model == "cml" and self.norm != "sphere":
+            raise NegspaceError(f"--loss {loss} needs cosine scores: use --norm sphere with cml")
+        if self.resolved_negative_mode == "shared" and self.sampler not in ("uniform", "popularity"):
+            raise NegspaceError(f"--negative-mode shared needs --sampler uniform or popularity "
+                                f"(2-stage draws depend on the row's user); got {self.sampler}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["loss"] = self.resolved_loss
         d["gor_weight"] = self.resolved_gor_weight
+        d["margin"] = self.resolved_margin
+        d["negative_mode"] = self.resolved_negative_mode
         return d
+
+
+def _floats(name: str, text: str) -> list[float]:
+    """Parses "0.6,0.7" (the CLI and TOML form of a list of floats)."""
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise NegspaceError(f"--{name} expects comma-separated numbers; got {text!r}") from None
+    if not values:
+        raise NegspaceError(f"--{name} needs at least one number; got {text!r}")
+    return values
 
 
 def _flag(name: str) -> str:
@@ -161,6 +235,8 @@ def _coerce(name: str, value: Any, typ: str) -> Any:
             if not math.isfinite(number):  # nan and inf pass every range check
                 raise ValueError
             return number
+        if isinstance(value, list):  # a TOML list of margins or weights
+            return ",".join(str(v) for v in value)
         return str(value)
     except (TypeError, ValueError):
         raise NegspaceError(f"--{_flag(name)} expects {base}; got {value!r}") from None

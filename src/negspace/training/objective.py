@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from negspace.losses import bpr, triplet_hinge
+from negspace.errors import NegspaceError
+from negspace.losses import bpr, cosine_contrastive, multi_margin, triplet_hinge
 from negspace.models.base import EmbeddingModel
 from negspace.regularizers import covariance, embedding_l2, gor
 
@@ -14,9 +15,12 @@ from negspace.regularizers import covariance, embedding_l2, gor
 @dataclass
 class Objective:
     """Args:
-        loss: "triplet" (hardest-of-N hinge on -score, summed over the batch as in the paper)
-            or "bpr" (mean over the batch).
-        margin: triplet margin.
+        loss: "triplet" (hardest-of-N hinge on -score, summed over the batch as in the paper),
+            "bpr", or the cosine losses "ccl" and "mml" (mean over the batch, as SimpleX).
+        margin: triplet margin, or the CCL margin.
+        margins, margin_weights: the MML margins and their weights.
+        negative_weight: CCL/MML weight of the mean over negatives.
+        positive_weight: MML weight of the positive term.
         rank_weight: WARP-style weight on the triplet terms.
         gor_weight: lambda_g of the spread-out regulariser (0 disables it).
         cov_weight: weight of CML's covariance regulariser.
@@ -29,18 +33,29 @@ class Objective:
     gor_weight: float = 0.0
     cov_weight: float = 0.0
     l2_weight: float = 0.0
+    margins: tuple[float, ...] = (0.6, 0.7, 0.8, 0.9)
+    margin_weights: tuple[float, ...] = (0.05, 0.15, 0.2, 0.6)
+    negative_weight: float = 1.0
+    positive_weight: float = 1.0
 
     def __call__(self, model: EmbeddingModel, users: torch.Tensor, items: torch.Tensor,
-                 negatives: torch.Tensor) -> torch.Tensor:
+                 negatives: torch.Tensor, negative_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Args:
             users, items: [B] indices of the positive pairs.
-            negatives: [B, N] negative item indices.
+            negatives: [B, N] negative item indices per row, or [N] shared by every row (the
+                cosine losses score them with one [B, d] x [d, N] product).
+            negative_mask: optional [B, N] bool, False where a negative is ignored (a shared
+                negative that is a positive of the row's user); cosine losses only.
 
         Returns:
             Scalar loss.
         """
-        u = model.user_vectors(users)
+        u = model.user_vectors_for_pairs(users, items)
         p = model.item_vectors(items)
+        if self.loss in ("ccl", "mml"):
+            return self._cosine(model, u, p, negatives, negative_mask)
+        if negatives.dim() != 2 or negative_mask is not None:
+            raise NegspaceError(f"the {self.loss} loss needs per-row negatives")
         n = model.item_vectors(negatives.reshape(-1)).reshape(*negatives.shape, -1)
         pos = model.score(u, p)
         neg = model.score(u.unsqueeze(1), n)
@@ -56,3 +71,36 @@ class Objective:
         if self.l2_weight:
             total = total + self.l2_weight * embedding_l2(u, p, n.reshape(-1, n.shape[-1]))
         return total
+
+    def _cosine(self, model: EmbeddingModel, u: torch.Tensor, p: torch.Tensor,
+                negatives: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        # Dot products of unit vectors are the cosines; SimpleX's training user vector carries
+        # dropout after normalisation, so its scores are only approximately cosines, as in SimpleX.
+        if not _unit_vectors(model):
+            raise NegspaceError(f"the {self.loss} loss needs cosine scores: a cosine model or CML "
+                                f"on the unit sphere (got measure {model.measure!r})")
+        if negatives.dim() == 1:
+            n = model.item_vectors(negatives)                  # [N, d]
+            neg = u @ n.T                                      # [B, N]
+            n_rows = n.unsqueeze(0).expand(len(u), -1, -1)
+        else:
+            n_rows = model.item_vectors(negatives.reshape(-1)).reshape(*negatives.shape, -1)
+            neg = torch.bmm(n_rows, u.unsqueeze(-1)).squeeze(-1)
+        pos = (u * p).sum(-1)
+        if self.loss == "ccl":
+            total = cosine_contrastive(pos, neg, self.margin, self.negative_weight, mask).mean()
+        else:
+            total = multi_margin(pos, neg, self.margins, self.margin_weights, self.positive_weight,
+                                 self.negative_weight, mask).mean()
+        if self.gor_weight:
+            total = total + self.gor_weight * gor(p, n_rows)
+        if self.cov_weight:
+            total = total + self.cov_weight * covariance(torch.cat([u, p]))
+        if self.l2_weight:
+            total = total + self.l2_weight * embedding_l2(u, p, n_rows.reshape(-1, n_rows.shape[-1]))
+        return total
+
+
+def _unit_vectors(model: EmbeddingModel) -> bool:
+    """Whether the model's vectors are unit-norm, so that their dot product is the cosine."""
+    return model.measure == "cosine" or getattr(model, "norm", None) == "sphere"
