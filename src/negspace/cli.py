@@ -145,8 +145,12 @@ def _recommend(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"user": args.user, "items": items, "scores": scores}))
     else:
+        width = max([len(str(i)) for i in items] + [4])
+        who = f"user {args.user}" if args.user is not None else "the new user"
+        print(f"top {len(items)} for {who} (training items left out)")
+        print(f"{'rank':>4}  {'item':<{width}}  score")
         for rank, (item, score) in enumerate(zip(items, scores), 1):
-            print(f"{rank:>3}  {item}  {score:.4f}")
+            print(f"{rank:>4}  {str(item):<{width}}  {score:.4f}")
     return 0
 
 
