@@ -50,7 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     rec = sub.add_parser("recommend", help="top items for a user of a run")
     rec.add_argument("run_dir")
-    rec.add_argument("--user", required=True, help="external user id")
+    rec.add_argument("--user", help="external user id")
+    rec.add_argument("--features", metavar="FILE",
+                     help="two-tower runs: a new user as JSON {\"features\": {column: value}, "
+                          "\"items\": [item ids]}, scored without retraining")
     rec.add_argument("-k", type=int, default=10, help="number of items")
     rec.add_argument("--json", action="store_true", help="print JSON")
     rec.add_argument("--faiss", action="store_true",
@@ -134,7 +137,13 @@ def _recommend(args: argparse.Namespace) -> int:
 
     if args.k < 1:
         raise NegspaceError(f"-k must be >= 1; got {args.k}")
-    if args.faiss:
+    if (args.user is None) == (args.features is None):
+        raise NegspaceError("give either --user or --features")
+    if args.features is not None:
+        from negspace.experiments.towers import read_cold_user, recommend_cold
+        features, known = read_cold_user(args.features)
+        items, scores = recommend_cold(args.run_dir, features, known, args.k)
+    elif args.faiss:
         from negspace.api import Recommender
         from negspace.retrieval.ann import require_faiss
         require_faiss()  # says what to install, rather than that no index was loaded

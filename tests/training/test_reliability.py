@@ -153,6 +153,13 @@ SAMPLER_CASES = [("uniform", {}), ("popularity", {}), ("two-stage", {"refresh_ev
 if "shared" in getattr(config_module, "NEGATIVE_MODES", ()):  # one draw shared by the batch
     SAMPLER_CASES += [("uniform", {"negative_mode": "shared", "model": "mf", "loss": "ccl"}),
                       ("popularity", {"negative_mode": "shared", "model": "mf", "loss": "mml"})]
+# Embedding-level negatives (issue 3): the bank's stored vectors and the drift snapshots are resumed.
+SAMPLER_CASES += [("in-batch", {"model": "two-tower", "mask_positives": True}),
+                  ("uniform-softmax", {"model": "two-tower", "measure": "cosine",
+                                       "temperature": 0.2}),
+                  ("memory-bank", {"model": "two-tower", "bank_size": 48, "warmup": 4,
+                                   "logq_strength": 0.5}),
+                  ("memory-bank", {"bank_size": 48, "warmup": 4})]  # CML + triplet, cross-batch
 
 
 @pytest.mark.parametrize("sampler, extra", SAMPLER_CASES)

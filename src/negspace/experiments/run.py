@@ -17,14 +17,17 @@ from negspace.data.interactions import Interactions
 from negspace.data.loaders import load_dataset
 from negspace.data.splits import holdout_split, kfold_split
 from negspace.evaluation.evaluator import evaluate
+from negspace.experiments.towers import TowerFeatures, plot_drift, save_towers, tower_features
 from negspace.experiments.rundir import (METRICS_FILE, check_run_dir, remove_temporaries,
                                          save_interactions, save_vectors, start_run_dir,
                                          write_history)
 from negspace.io import write_json
 from negspace.errors import NegspaceError
-from negspace.models import CML, MF, EmbeddingModel, SimpleX
+from negspace.models import CML, MF, EmbeddingModel, SimpleX, TwoTower
 from negspace.samplers import (NegativeSampler, PopularitySampler, SharedNegativeSampler,
                                TwoStageSampler, UniformSampler)
+from negspace.samplers.in_batch import InBatchSampler, UniformSoftmaxSampler
+from negspace.samplers.memory_bank import MemoryBankSampler
 from negspace.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from negspace.training.config import COSINE_LOSSES, TrainConfig, config_fields, make_config
 from negspace.training.objective import Objective
@@ -34,6 +37,15 @@ from negspace.training.trainer import Trainer, TrainerOptions, score_fn
 def build_sampler(cfg: TrainConfig) -> NegativeSampler:
     if cfg.resolved_negative_mode == "shared":
         return SharedNegativeSampler(law=cfg.sampler, beta=cfg.beta, seed=cfg.seed)
+    # The triplet loss's negatives must never be positives of the row's user (as per-row samplers).
+    mask_all = cfg.mask_positives or cfg.resolved_loss != "softmax"
+    if cfg.sampler == "in-batch":
+        return InBatchSampler(mask_positives=mask_all, seed=cfg.seed)
+    if cfg.sampler == "uniform-softmax":
+        return UniformSoftmaxSampler(mask_positives=mask_all, seed=cfg.seed)
+    if cfg.sampler == "memory-bank":
+        return MemoryBankSampler(size=cfg.bank_size, warmup=cfg.warmup, mask_positives=mask_all,
+                                 seed=cfg.seed)
     if cfg.sampler == "uniform":
         return UniformSampler(seed=cfg.seed)
     if cfg.sampler == "popularity":
@@ -45,11 +57,20 @@ def build_sampler(cfg: TrainConfig) -> NegativeSampler:
 
 
 def build_model(cfg: TrainConfig, n_users: int, n_items: int,
-                history: Interactions | None = None) -> EmbeddingModel:
+                history: Interactions | None = None,
+                features: TowerFeatures | None = None) -> EmbeddingModel:
     """Args:
-        history: the training interactions; SimpleX reads the users' histories from them.
+        history: the training interactions; SimpleX and the two-tower model read the users'
+            histories from them.
+        features: the two-tower model's encoded side features (None: ids and history only).
     """
     torch.manual_seed(cfg.seed)
+    if cfg.model == "two-tower":
+        if history is None:
+            raise NegspaceError("the two-tower model needs the training interactions (its histories)")
+        f = features or TowerFeatures()
+        return TwoTower(n_users, n_items, cfg.dim, history, f.users, f.items,
+                        history_len=cfg.history_len, measure=cfg.measure, seed=cfg.seed)
     if cfg.model == "cml":
         return CML(n_users, n_items, cfg.dim, norm=cfg.norm)
     if cfg.model == "simplex":
@@ -71,7 +92,8 @@ def build_objective(cfg: TrainConfig) -> Objective:
                      rank_weight=cfg.rank_weight, gor_weight=cfg.resolved_gor_weight,
                      cov_weight=cfg.cov_weight, l2_weight=cfg.l2_weight,
                      margins=tuple(cfg.margin_list), margin_weights=tuple(cfg.margin_weight_list),
-                     negative_weight=cfg.negative_weight, positive_weight=cfg.positive_weight)
+                     negative_weight=cfg.negative_weight, positive_weight=cfg.positive_weight,
+                     temperature=cfg.temperature, logq_strength=cfg.logq_strength)
 
 
 def load_for(cfg: TrainConfig) -> Dataset:
@@ -127,14 +149,15 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
     else:
         fit_on, validation = train, None
     select = cfg.select_metric or ("ndcg@50" if dataset.protocol == "kfold" else "recall@20")
-    model = build_model(cfg, train.n_users, train.n_items, history=fit_on)
+    features = tower_features(dataset) if cfg.model == "two-tower" and cfg.side_features else None
+    model = build_model(cfg, train.n_users, train.n_items, history=fit_on, features=features)
     options = TrainerOptions(batch_size=cfg.batch_size, negatives=cfg.negatives, epochs=cfg.epochs,
                              lr=cfg.lr, seed=cfg.seed, eval_every=cfg.eval_every,
                              patience=cfg.patience, min_epochs=cfg.min_epochs,
                              select_metric=select, progress=cfg.progress,
                              checkpoint=run_dir / CHECKPOINT_FILE if run_dir else None,
                              checkpoint_every=cfg.checkpoint_every,
-                             fingerprint=fingerprint(cfg, train))
+                             fingerprint=fingerprint(cfg, train), drift=cfg.model == "two-tower")
     trainer = Trainer(model, build_sampler(cfg), build_objective(cfg), fit_on, options, validation)
     state = None
     if run_dir is not None:
@@ -147,12 +170,15 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
             write_json(run_dir / "config.json", {**cfg.to_dict(), "protocol": dataset.protocol})
     result = trainer.fit(state)
     model.eval()
-    if isinstance(model, SimpleX):  # test-time user vectors read the whole training history
+    if isinstance(model, (SimpleX, TwoTower)):  # test-time user vectors read the whole history
         model.set_history(train)
     metrics = evaluate(score_fn(model), train, test, ks=(20, 50))
     metrics.update({"best_epoch": result.best_epoch, **unseen_test_items(train, test)})
     seconds = time.perf_counter() - t0
     if run_dir is not None:
+        if isinstance(model, TwoTower):  # before write_run, whose metrics.json marks the end
+            save_towers(run_dir, model, features)
+            plot_drift(run_dir, result.history)
         write_run(run_dir, cfg, dataset, model, train, metrics, result.history,
                   {"train_seconds": round(result.train_seconds, 3),
                    "session_seconds": round(seconds, 3), "resumed": resume})
@@ -164,10 +190,17 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
 _FREE_ON_RESUME = ("threads", "progress", "checkpoint_every", "data_dir")
 
 
+# Options added with the two-tower model: left out of the fingerprint at their defaults, so that
+# checkpoints written before they existed still resume.
+_ADDED_LATER = {"bank_size": 2048, "warmup": 0, "temperature": 1.0, "logq_strength": 1.0,
+                "mask_positives": False, "measure": "dot", "side_features": True}
+
+
 def fingerprint(cfg: TrainConfig, train: Interactions) -> str:
     """Hash of the options that shape the result and of the training data: a checkpoint from
     another configuration or another version of the data file is refused."""
-    options = {k: v for k, v in cfg.to_dict().items() if k not in _FREE_ON_RESUME}
+    options = {k: v for k, v in cfg.to_dict().items() if k not in _FREE_ON_RESUME
+               and not (k in _ADDED_LATER and v == _ADDED_LATER[k])}
     h = hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode())
     for array in (train.indptr, train.indices):
         h.update(np.ascontiguousarray(array, np.int64).tobytes())
@@ -235,5 +268,6 @@ def write_run(run_dir: Path, cfg: TrainConfig, dataset: Dataset, model: Embeddin
     (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
 
 
-__all__ = ["run_training", "resume_training", "fingerprint", "unseen_test_items", "build_model",
+__all__ = ["tower_features", "run_training", "resume_training", "fingerprint", "unseen_test_items",
+           "build_model",
            "build_sampler", "build_objective", "split_for", "load_for", "RunOutput"]

@@ -27,7 +27,8 @@ INTERACTIONS_FILE = "interactions.safetensors"
 # a finished-looking mix of two runs).
 METRICS_FILE = "metrics.json"
 RUN_FILES = (METRICS_FILE, "checkpoint.pt", "timing.json", "history.csv", MODEL_FILE,
-             INTERACTIONS_FILE, "ids.json", "config.json")
+             INTERACTIONS_FILE, "ids.json", "config.json", "towers.safetensors", "features.json",
+             "drift.png")
 
 
 def check_run_dir(path: str | Path, overwrite: bool) -> Path:

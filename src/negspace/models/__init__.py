@@ -4,5 +4,6 @@ from negspace.models.base import EmbeddingModel, score_matrix, score_vectors
 from negspace.models.cml import CML
 from negspace.models.mf import MF
 from negspace.models.simplex import SimpleX
+from negspace.models.two_tower import TwoTower
 
-__all__ = ["EmbeddingModel", "CML", "MF", "SimpleX", "score_matrix", "score_vectors"]
+__all__ = ["EmbeddingModel", "CML", "MF", "SimpleX", "TwoTower", "score_matrix", "score_vectors"]

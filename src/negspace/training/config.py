@@ -11,12 +11,14 @@ from typing import Any
 
 from negspace.errors import NegspaceError
 
-MODELS = ("cml", "mf", "simplex")
-LOSSES = ("triplet", "bpr", "ccl", "mml")
+MODELS = ("cml", "mf", "simplex", "two-tower")
+LOSSES = ("triplet", "bpr", "ccl", "mml", "softmax")
 COSINE_LOSSES = ("ccl", "mml")
 NEGATIVE_MODES = ("per-row", "shared")
 SHARED_MIN_NEGATIVES = 100  # default negative mode of the cosine losses: shared from here on
-SAMPLER_NAMES = ("uniform", "popularity", "two-stage", "two-stage-released")
+SAMPLER_NAMES = ("uniform", "popularity", "two-stage", "two-stage-released", "in-batch",
+                 "uniform-softmax", "memory-bank")
+EMBEDDING_SAMPLERS = ("in-batch", "uniform-softmax", "memory-bank")  # negatives scored as vectors
 
 
 def _opt(help: str, choices: tuple[str, ...] | None = None, low: float | None = None,
@@ -53,6 +55,13 @@ class TrainConfig:
     gamma: float = field(default=0.5, metadata=_opt("SimpleX weight g of the user-id embedding", low=0, high=1))
     history_len: int = field(default=50, metadata=_opt("SimpleX: at most this many history items per user", low=1))
     dropout: float = field(default=0.1, metadata=_opt("SimpleX dropout on the user vector", low=0, high=0.9))
+    bank_size: int = field(default=2048, metadata=_opt("memory bank: stored item vectors M", low=1))
+    warmup: int = field(default=0, metadata=_opt("memory bank: steps before the bank is used W", low=0))
+    temperature: float = field(default=1.0, metadata=_opt("softmax temperature T", low=0, low_open=True))
+    logq_strength: float = field(default=1.0, metadata=_opt("softmax logQ correction strength A (0: off)", low=0))
+    mask_positives: bool = field(default=False, metadata=_opt("softmax: also mask candidates that are the user's other training positives"))
+    measure: str = field(default="dot", metadata=_opt("two-tower score", ("dot", "cosine")))
+    side_features: bool = field(default=True, metadata=_opt("two-tower: use the dataset's side features"))
     gor_weight: float | None = field(default=None, metadata=_opt(
         "spread-out weight lambda_g (default 0.01 for N <= 2, 0.001 otherwise; CML only)", low=0))
     rank_weight: bool = field(default=False, metadata=_opt("WARP-style rank weight on the triplet loss"))
@@ -75,7 +84,7 @@ class TrainConfig:
 
     @property
     def resolved_loss(self) -> str:
-        return self.loss or {"cml": "triplet", "simplex": "ccl"}.get(self.model, "bpr")
+        return self.loss or {"cml": "triplet", "simplex": "ccl", "two-tower": "softmax"}.get(self.model, "bpr")
 
     @property
     def resolved_margin(self) -> float:
@@ -131,7 +140,19 @@ class TrainConfig:
         if self.model == "cml" and self.resolved_loss == "bpr":
             pass  # BPR on negative distances is well defined
         self._validate_cosine_losses()
+        self._validate_softmax()
         return self
+
+    def _validate_softmax(self) -> None:
+        loss = self.resolved_loss
+        if self.sampler in EMBEDDING_SAMPLERS and loss not in ("softmax", "triplet"):
+            raise NegspaceError(f"--sampler {self.sampler} needs --loss softmax or triplet; got {loss}")
+        if self.sampler in EMBEDDING_SAMPLERS and self.negative_mode == "shared":
+            raise NegspaceError(f"--sampler {self.sampler} already shares its negatives; "
+                                "drop --negative-mode shared")
+        if loss == "softmax" and self.resolved_negative_mode == "shared":
+            raise NegspaceError("--loss softmax takes per-row negatives or --sampler "
+                                "in-batch|uniform-softmax|memory-bank, not --negative-mode shared")
 
     def _validate_cosine_losses(self) -> None:
         loss = self.resolved_loss

@@ -8,15 +8,18 @@ import torch
 
 from negspace.errors import NegspaceError
 from negspace.losses import bpr, cosine_contrastive, multi_margin, triplet_hinge
-from negspace.models.base import EmbeddingModel
+from negspace.losses.sampled_softmax import sampled_softmax
+from negspace.models.base import EmbeddingModel, score_matrix
 from negspace.regularizers import covariance, embedding_l2, gor
+from negspace.samplers.candidates import CandidateSet
 
 
 @dataclass
 class Objective:
     """Args:
         loss: "triplet" (hardest-of-N hinge on -score, summed over the batch as in the paper),
-            "bpr", or the cosine losses "ccl" and "mml" (mean over the batch, as SimpleX).
+            "bpr", "softmax" (sampled softmax, mean over the batch), or the cosine losses "ccl"
+            and "mml" (mean over the batch, as SimpleX).
         margin: triplet margin, or the CCL margin.
         margins, margin_weights: the MML margins and their weights.
         negative_weight: CCL/MML weight of the mean over negatives.
@@ -25,6 +28,8 @@ class Objective:
         gor_weight: lambda_g of the spread-out regulariser (0 disables it).
         cov_weight: weight of CML's covariance regulariser.
         l2_weight: L2 penalty on the looked-up vectors.
+        temperature: softmax temperature T (the "softmax" loss).
+        logq_strength: A, the strength of the softmax's logQ correction (0 disables it).
     """
 
     loss: str = "triplet"
@@ -37,9 +42,12 @@ class Objective:
     margin_weights: tuple[float, ...] = (0.05, 0.15, 0.2, 0.6)
     negative_weight: float = 1.0
     positive_weight: float = 1.0
+    temperature: float = 1.0
+    logq_strength: float = 1.0
 
     def __call__(self, model: EmbeddingModel, users: torch.Tensor, items: torch.Tensor,
-                 negatives: torch.Tensor, negative_mask: torch.Tensor | None = None) -> torch.Tensor:
+                 negatives: torch.Tensor, negative_mask: torch.Tensor | None = None,
+                 bank: CandidateSet | None = None) -> torch.Tensor:
         """Args:
             users, items: [B] indices of the positive pairs.
             negatives: [B, N] negative item indices per row, or [N] shared by every row (the
@@ -59,9 +67,18 @@ class Objective:
         n = model.item_vectors(negatives.reshape(-1)).reshape(*negatives.shape, -1)
         pos = model.score(u, p)
         neg = model.score(u.unsqueeze(1), n)
+        if bank is not None:  # shared candidates join each row's N (masked ones are never chosen)
+            extra = [score_matrix(u, model.item_vectors(bank.ids), model.measure)
+                     .masked_fill(~bank.mask, float("-inf"))]
+            if bank.bank_vectors is not None:
+                extra.append(score_matrix(u, bank.bank_vectors, model.measure)
+                             .masked_fill(~bank.bank_mask, float("-inf")))
+            neg = torch.cat([neg, *extra], dim=1)
         if self.loss == "triplet":
             # For l2 models -score is D^2; for dot/cosine models it is the negated similarity.
             total = triplet_hinge(-pos, -neg, self.margin, self.rank_weight, model.n_items).sum()
+        elif self.loss == "softmax":  # per-row negatives: no logQ correction (exact for uniform)
+            total = sampled_softmax(pos, neg, self.temperature).mean()
         else:
             total = bpr(pos, neg).mean()
         if self.gor_weight:
@@ -70,6 +87,44 @@ class Objective:
             total = total + self.cov_weight * covariance(torch.cat([u, p]))
         if self.l2_weight:
             total = total + self.l2_weight * embedding_l2(u, p, n.reshape(-1, n.shape[-1]))
+        return total
+
+    def with_candidates(self, model: EmbeddingModel, users: torch.Tensor, items: torch.Tensor,
+                        candidates: CandidateSet, negatives: torch.Tensor | None = None) -> torch.Tensor:
+        """Loss with embedding-level negatives (in-batch, uniform sampled softmax, memory bank).
+
+        Args:
+            users, items: [B] indices of the positive pairs.
+            candidates: the batch's shared candidates (and the bank's stored vectors).
+            negatives: [B, N] per-row negatives, for the triplet loss (the bank's vectors join
+                them as extra candidates of the hardest-of-N hinge).
+
+        Returns:
+            Scalar loss: the mean sampled-softmax term, or the summed triplet terms.
+        """
+        if self.loss == "triplet":
+            if negatives is None:
+                raise NegspaceError("the triplet loss needs per-row negatives")
+            return self(model, users, items, negatives, bank=candidates)
+        if self.loss != "softmax":
+            raise NegspaceError(f"in-batch and memory-bank negatives need --loss softmax or triplet; "
+                                f"got {self.loss}")
+        u = model.user_vectors_for_pairs(users, items)
+        p = model.item_vectors(items)
+        bank = candidates.bank_vectors
+        # In-batch candidates are the batch's positives: reuse their vectors rather than recompute.
+        same = candidates.ids.data_ptr() == items.data_ptr() or torch.equal(candidates.ids, items)
+        n = p if same else model.item_vectors(candidates.ids)
+        neg, log_q, mask = score_matrix(u, n, model.measure), candidates.log_q, candidates.mask
+        if bank is not None:
+            neg = torch.cat([neg, score_matrix(u, bank, model.measure)], dim=1)
+            log_q = torch.cat([log_q, candidates.bank_log_q])
+            mask = torch.cat([mask, candidates.bank_mask], dim=1)
+        pos = model.score(u, p)
+        total = sampled_softmax(pos, neg, self.temperature, candidates.log_q_pos, log_q,
+                                self.logq_strength, mask).mean()
+        if self.l2_weight:
+            total = total + self.l2_weight * embedding_l2(u, p, n)
         return total
 
     def _cosine(self, model: EmbeddingModel, u: torch.Tensor, p: torch.Tensor,

@@ -22,6 +22,7 @@ from negspace.models.base import EmbeddingModel, score_matrix
 from negspace.samplers.base import NegativeSampler, to_tensor
 from negspace.training.checkpoint import (StopSignals, TrainingInterrupted, restore_rng_states,
                                           rng_states, save_checkpoint)
+from negspace.training.drift import DriftMeter
 from negspace.training.objective import Objective
 from negspace.training.optim import SparseFriendlyAdam
 
@@ -43,6 +44,7 @@ class TrainerOptions:
             SIGINT and SIGTERM alone.
         checkpoint_every: also write one every this many steps (0: only at epoch ends).
         fingerprint: identifies the configuration; a checkpoint with another one is refused.
+        drift: measure the item vectors' drift over 1, 5 and 10 steps (history columns drift_k).
     """
 
     batch_size: int = 256
@@ -58,6 +60,7 @@ class TrainerOptions:
     checkpoint: Path | None = None
     checkpoint_every: int = 0
     fingerprint: str = ""
+    drift: bool = False
 
 
 @dataclass
@@ -116,9 +119,20 @@ class Trainer:
         self.epoch_loss, self.epoch_seconds = 0.0, 0.0
         self.epoch_gen_state = self.gen.get_state()  # the shuffle of this epoch is drawn from it
         self.last_checkpoint: tuple[int, int] | None = None
+        self.drift = DriftMeter(train.n_items, seed=options.seed) if options.drift else None
 
     def step(self, users: torch.Tensor, items: torch.Tensor) -> float:
-        if getattr(self.sampler, "shared", False):
+        enqueue = False
+        if getattr(self.sampler, "embedding_level", False):
+            # In-batch, uniform sampled-softmax or memory-bank negatives, scored as vectors.
+            cands = self.sampler.candidates(users.numpy(), items.numpy(), self.opt.negatives)
+            neg = None
+            if self.objective.loss != "softmax":
+                neg = to_tensor(self.sampler.sample(users.numpy(), items.numpy(),
+                                                    self.opt.negatives, self.model))
+            loss = self.objective.with_candidates(self.model, users, items, cands, neg)
+            enqueue = True
+        elif getattr(self.sampler, "shared", False):
             # One draw for the whole batch, scored by one matmul; rows mask their own positives.
             neg, keep = self.sampler.sample_shared(users.numpy(), items.numpy(), self.opt.negatives)
             loss = self.objective(self.model, users, items, to_tensor(neg), to_tensor(keep))
@@ -130,9 +144,14 @@ class Trainer:
             raise self._diverged(f"loss became {value} at epoch {self.epoch}, step "
                                  f"{self.step_in_epoch + 1} of {self.n_steps} (step "
                                  f"{self.global_step + 1} of the run)")
+        if enqueue:  # after the loss, before the update: the vectors this step's loss saw
+            with torch.no_grad():
+                self.sampler.enqueue(items, self.model.item_vectors(items))
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
+        if self.drift is not None:
+            self.drift.record(self.model)
         return value
 
     def run_epoch(self, bar: tqdm | None, signals: StopSignals | None = None) -> float:
@@ -204,6 +223,8 @@ class Trainer:
         row: dict = {"epoch": epoch, "loss": loss, "seconds": round(seconds, 4)}
         if getattr(self.sampler, "released", False):
             row["fallback_rows"] = self.sampler.last_fallback_rows
+        if self.drift is not None:
+            row.update(self.drift.epoch_summary())
         last = epoch == self.opt.epochs
         if self.validation is not None and (epoch % self.opt.eval_every == 0 or last):
             metrics = self.validate()
@@ -240,6 +261,7 @@ class Trainer:
             "result": {"history": r.history, "best_epoch": r.best_epoch,
                        "best_score": r.best_score, "train_seconds": r.train_seconds},
             "best_state": self.best_state, "stale": self.stale,
+            **({"drift": self.drift.state_dict()} if self.drift is not None else {}),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -259,6 +281,8 @@ class Trainer:
             self.result = TrainResult(**state["result"])
             self.best_state, self.stale = state["best_state"], state["stale"]
             restore_rng_states(state["rng"])
+            if self.drift is not None:
+                self.drift.load_state_dict(state["drift"])
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise NegspaceError(f"the checkpoint does not fit this run ({type(e).__name__})") from None
         self.last_checkpoint = (self.epoch, self.step_in_epoch)

@@ -1,0 +1,108 @@
+"""Issue 3 experiment: two-tower with in-batch, uniform sampled-softmax and cross-batch (memory
+bank) negatives. Each cell is one `negspace train` process under /usr/bin/time, so that its peak
+resident memory is measured on its own; finished cells (metrics.json) are skipped, so the script
+resumes.
+
+    python bench/cbns.py run ml100k      # trains the cells into runs/cbns-ml100k/
+    python bench/cbns.py report ml100k   # table (markdown) and quality-vs-time plot
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NEGSPACE = str(ROOT / ".venv" / "bin" / "negspace")
+
+# Options chosen on the validation split of MovieLens-100k fold 0 (lr 0.001 beat 0.01 on
+# val ndcg@50 after 8 epochs: 0.234 vs 0.221, runs/cbns-lrsel); never on test data.
+COMMON = ["--model", "two-tower", "--dim", "64", "--lr", "0.001", "--threads", "1",
+          "--no-progress", "--patience", "2", "--seed", "0"]
+DATASETS = {
+    "ml100k": ["--dataset", "movielens-100k", "--fold", "0", "--epochs", "20", "--min-epochs", "3"],
+    "ml1m": ["--dataset", "movielens-1m-lcfn", "--no-side-features", "--epochs", "8",
+             "--min-epochs", "3"],
+    "abook": ["--dataset", "amazon-book-kgat", "--no-side-features", "--epochs", "4",
+              "--min-epochs", "2"],
+}
+IN_BATCH = [64, 128, 256, 512, 1024, 2048]
+BANK = [(b, m) for b in (64, 128, 256) for m in (512, 2048, 8192)]
+
+
+def cells(name: str) -> dict[str, list[str]]:
+    out = {f"in-batch-b{b}": ["--sampler", "in-batch", "--batch-size", str(b)] for b in IN_BATCH}
+    out.update({f"bank-b{b}-m{m}": ["--sampler", "memory-bank", "--batch-size", str(b),
+                                    "--bank-size", str(m), "--warmup", "100"] for b, m in BANK})
+    out["uniform-softmax-b256-n2048"] = ["--sampler", "uniform-softmax", "--batch-size", "256",
+                                         "--negatives", "2048"]
+    if name != "ml100k":  # the larger catalogues: the cells the time allows, cheapest first
+        keep = ["in-batch-b256", "in-batch-b2048", "bank-b256-m2048", "in-batch-b1024",
+                "bank-b256-m8192", "uniform-softmax-b256-n2048", "bank-b256-m512",
+                "in-batch-b512", "bank-b128-m2048", "in-batch-b128"]
+        out = {k: out[k] for k in keep}
+    return out
+
+
+def run(name: str) -> None:
+    base = ROOT / "runs" / f"cbns-{name}"
+    base.mkdir(parents=True, exist_ok=True)
+    for cell, args in cells(name).items():
+        out = base / cell
+        if (out / "metrics.json").exists():
+            continue
+        cmd = ["/usr/bin/time", "-f", "%M", "-o", str(base / f"{cell}.rss"), NEGSPACE, "train",
+               *DATASETS[name], *COMMON, *args, "--out", str(out), "--overwrite"]
+        with open(base / f"{cell}.log", "w") as log:
+            subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False)
+
+
+def report(name: str) -> None:
+    base = ROOT / "runs" / f"cbns-{name}"
+    rows = []
+    for cell in cells(name):
+        out = base / cell
+        if not (out / "metrics.json").exists():
+            continue
+        m = json.loads((out / "metrics.json").read_text())
+        t = json.loads((out / "timing.json").read_text())
+        hist = list(csv.DictReader((out / "history.csv").open()))
+        rss = (base / f"{cell}.rss").read_text().split()[-1]
+        rows.append({"cell": cell, "recall@20": m["recall@20"], "ndcg@20": m["ndcg@20"],
+                     "epochs": len(hist), "best_epoch": int(m["best_epoch"]),
+                     "s_per_epoch": sum(float(h["seconds"]) for h in hist) / len(hist),
+                     "train_s": t["train_seconds"], "peak_mb": int(rss) / 1024,
+                     "drift_1": float(hist[-1].get("drift_1", "nan")),
+                     "drift_10": float(hist[-1].get("drift_10", "nan"))})
+    print("| cell | Recall@20 | NDCG@20 | epochs (best) | s/epoch | train s | peak RSS MB | drift 1 / 10 steps (last epoch) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['cell']} | {r['recall@20']:.4f} | {r['ndcg@20']:.4f} | {r['epochs']} ({r['best_epoch']}) "
+              f"| {r['s_per_epoch']:.1f} | {r['train_s']:.0f} | {r['peak_mb']:.0f} "
+              f"| {r['drift_1']:.1f} / {r['drift_10']:.1f} |")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for kind, marker in (("in-batch", "o"), ("bank", "s"), ("uniform-softmax", "^")):
+        pts = [r for r in rows if r["cell"].startswith(kind)]
+        ax.scatter([r["train_s"] for r in pts], [r["ndcg@20"] for r in pts], marker=marker,
+                   label=kind)
+        for r in pts:
+            ax.annotate(r["cell"].replace(kind + "-", ""), (r["train_s"], r["ndcg@20"]), fontsize=6)
+    ax.set_xscale("log")
+    ax.set_xlabel("training seconds (whole run, 1 thread, shared CPU)")
+    ax.set_ylabel("test NDCG@20")
+    ax.set_title(f"two-tower on {name}")
+    ax.legend()
+    fig.tight_layout()
+    img = ROOT / "docs" / "img" / f"cbns-{name}.png"
+    fig.savefig(img, dpi=110)
+    print(f"\nplot: {img.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    {"run": run, "report": report}[sys.argv[1]](sys.argv[2])

@@ -1,0 +1,150 @@
+"""Two-tower run files: side features for training, tower weights and feature encoders in the run
+directory, the drift plot, and cold-start recommendations for users unseen in training."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+
+from negspace.data.dataset import Dataset
+from negspace.data.features import FeatureEncoder, encode_side_features
+from negspace.errors import NegspaceError
+from negspace.io import atomic_write, write_json
+from negspace.models.base import score_matrix
+from negspace.models.two_tower import TwoTower
+
+TOWERS_FILE = "towers.safetensors"
+FEATURES_FILE = "features.json"
+DRIFT_PLOT = "drift.png"
+
+
+@dataclass
+class TowerFeatures:
+    """Encoded side features ([n, F] float32 or None) and the encoders that produced them."""
+
+    users: np.ndarray | None = None
+    items: np.ndarray | None = None
+    user_encoder: FeatureEncoder | None = None
+    item_encoder: FeatureEncoder | None = None
+
+
+def tower_features(dataset: Dataset) -> TowerFeatures:
+    """Encodes the dataset's user and item side features (rows in the interactions' id order)."""
+    users, user_encoder = encode_side_features(dataset.user_features)
+    items, item_encoder = encode_side_features(dataset.item_features)
+    return TowerFeatures(users, items, user_encoder, item_encoder)
+
+
+def save_towers(run_dir: Path, model: TwoTower, features: TowerFeatures | None) -> None:
+    """Writes the towers' weights (safetensors) and the feature encoders (JSON)."""
+    f = features or TowerFeatures()
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    atomic_write(run_dir / TOWERS_FILE, lambda tmp: save_file(tensors, tmp))
+    write_json(run_dir / FEATURES_FILE, {
+        "user": f.user_encoder.to_json() if f.user_encoder else None,
+        "item": f.item_encoder.to_json() if f.item_encoder else None,
+        "n_user_features": model.n_user_features, "n_item_features": model.n_item_features,
+        "dim": model.dim, "history_len": model.history_len, "measure": model.measure})
+
+
+def plot_drift(run_dir: Path, history: list[dict]) -> None:
+    """drift.png: the summed change of the followed item vectors over 1, 5 and 10 steps, per epoch."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for k in (1, 5, 10):
+        ax.plot(epochs, [row.get(f"drift_{k}", float("nan")) for row in history], marker="o",
+                label=f"over {k} step{'s' if k > 1 else ''}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("summed change of item vectors")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(run_dir / DRIFT_PLOT, dpi=110)
+    plt.close(fig)
+
+
+def load_towers(run_dir: str | Path) -> tuple[TwoTower, dict[str, Any], Any]:
+    """Rebuilds a run's two-tower model from its weights and encoders (no pickle).
+
+    Returns:
+        (model in eval mode, the features.json content, the run as `load_run` reads it).
+    """
+    from negspace.experiments.rundir import load_run
+
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    if not (run_dir / TOWERS_FILE).exists() or not (run_dir / FEATURES_FILE).exists():
+        raise NegspaceError(f"{run_dir} is not a two-tower run (no {TOWERS_FILE} or {FEATURES_FILE})")
+    try:
+        meta = json.loads((run_dir / FEATURES_FILE).read_text())
+        weights = load_file(str(run_dir / TOWERS_FILE))
+    except (OSError, ValueError) as e:
+        raise NegspaceError(f"{run_dir}: cannot read the tower files: {e}") from None
+    n_users, n_items = run.train.n_users, run.train.n_items
+    fu, fi = meta["n_user_features"], meta["n_item_features"]
+    model = TwoTower(n_users, n_items, meta["dim"], run.train,
+                     np.zeros((n_users, fu), np.float32) if fu else None,
+                     np.zeros((n_items, fi), np.float32) if fi else None,
+                     history_len=meta["history_len"], measure=meta["measure"])
+    model.load_state_dict(weights)
+    return model.eval(), meta, run
+
+
+def read_cold_user(path: str | Path) -> tuple[dict[str, Any], list]:
+    """Reads a new user's JSON file: {"features": {column: value}, "items": [external item ids]}."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise NegspaceError(f"features file not found: {path}") from None
+    except (OSError, ValueError) as e:
+        raise NegspaceError(f"{path}: not a JSON file ({e})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("features", {}), dict) \
+            or not isinstance(data.get("items", []), list):
+        raise NegspaceError(f'{path}: expected {{"features": {{...}}, "items": [...]}}')
+    return data.get("features", {}), data.get("items", [])
+
+
+def recommend_cold(run_dir: str | Path, features: dict[str, Any] | None, items: list,
+                   k: int = 10) -> tuple[list, list[float]]:
+    """Top-k items for a user unseen in training, from side features and the items they know.
+
+    Args:
+        run_dir: a finished two-tower run directory.
+        features: the user's side features by column name (as in the dataset's user file);
+            missing columns encode as unknown. Ignored when the run used none.
+        items: external ids of items the user interacted with (excluded from the ranking).
+        k: number of items.
+
+    Returns:
+        (external item ids, scores), best first.
+    """
+    model, meta, run = load_towers(run_dir)
+    known = {str(v): j for j, v in enumerate(run.train.item_ids)}
+    unknown = [str(i) for i in items if str(i) not in known]
+    if unknown:
+        raise NegspaceError(f"item(s) not in the run's catalogue: {', '.join(unknown[:5])}")
+    history = [known[str(i)] for i in items]
+    x = None
+    if meta["user"]:
+        encoder = FeatureEncoder.from_json(meta["user"])
+        row = {c["name"]: (features or {}).get(c["name"]) for c in encoder.columns}
+        x = torch.from_numpy(encoder.transform(pd.DataFrame([row])))
+    with torch.no_grad():
+        user = model.cold_user_vectors(x, [history])
+        scores = score_matrix(user, run.item_vectors, run.measure)[0]
+    scores[history] = float("-inf")
+    k = min(k, run.train.n_items - len(set(history)))
+    top = torch.topk(scores, k)
+    return (run.train.item_ids[top.indices.numpy()].tolist(),
+            top.values.to(torch.float64).tolist())

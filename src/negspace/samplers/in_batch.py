@@ -1,0 +1,98 @@
+"""In-batch negatives and uniform sampled-softmax negatives: ids shared by the whole batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from negspace.data.interactions import Interactions
+from negspace.samplers.base import NegativeSampler, to_tensor
+from negspace.samplers.candidates import CandidateSet, accidental_hit_mask, popularity_log_q
+from negspace.samplers.uniform import UniformSampler
+
+
+class EmbeddingSampler(NegativeSampler):
+    """Base of the samplers whose negatives the objective scores as vectors (`candidates`).
+
+    `sample` keeps the per-row protocol by delegating to a uniform per-row sampler, so these
+    objects work wherever a sampler is expected (and the triplet loss draws its per-row
+    negatives from it).
+
+    Args:
+        mask_positives: also mask a candidate that is any training positive of the row's user
+            (the row's own positive is always masked).
+        seed: seeds the generator.
+    """
+
+    embedding_level = True
+
+    def __init__(self, mask_positives: bool = False, seed: int = 0) -> None:
+        super().__init__(seed)
+        self.mask_positives = mask_positives
+        self.per_row = UniformSampler(seed)
+        self.log_q = np.zeros(0)
+
+    def _fit(self, train: Interactions) -> None:
+        self.per_row.fit(train)
+        self.log_q = popularity_log_q(train)
+
+    def candidates(self, users: np.ndarray, items: np.ndarray, n: int) -> CandidateSet:
+        """Shared negatives of a batch (see CandidateSet); `n` is used by the samplers that draw."""
+        if self.train is None:
+            raise RuntimeError("call fit(train) before candidates()")
+        users, items = np.asarray(users, np.int64), np.asarray(items, np.int64)
+        ids, log_q = self._candidates(users, items, n)
+        return CandidateSet(to_tensor(ids), torch.as_tensor(log_q, dtype=torch.float32),
+                            to_tensor(self._mask(users, items, ids)),
+                            torch.as_tensor(self._log_q_pos(items), dtype=torch.float32))
+
+    def _log_q_pos(self, items: np.ndarray) -> np.ndarray:
+        # The positives are candidates drawn from the data, at their training frequency.
+        return self.log_q[items]
+
+    def _mask(self, users: np.ndarray, items: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        return accidental_hit_mask(self.train, users, items, ids, self.mask_positives)
+
+    def _candidates(self, users: np.ndarray, items: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def enqueue(self, items: torch.Tensor, vectors: torch.Tensor) -> None:
+        """Called after each step's loss with the batch's positive item vectors; only the memory
+        bank keeps them."""
+
+    def _sample(self, users: np.ndarray, items: np.ndarray, n: int, model: Any) -> np.ndarray:
+        return self.per_row.sample(users, items, n, model)
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state, "per_row": self.per_row.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.per_row.load_state_dict(state["per_row"])
+
+
+class InBatchSampler(EmbeddingSampler):
+    """The other positives of the batch are each row's negatives (N = B, whatever `n`); their
+    sampling probability is the items' training frequency (`popularity_log_q`)."""
+
+    name = "in-batch"
+
+    def _candidates(self, users: np.ndarray, items: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        return items, self.log_q[items]
+
+
+class UniformSoftmaxSampler(EmbeddingSampler):
+    """n items drawn uniformly with replacement per batch, shared by its rows (log q is then the
+    same for every candidate and the correction changes nothing)."""
+
+    name = "uniform-softmax"
+
+    def _candidates(self, users: np.ndarray, items: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        n_items = self.train.n_items
+        return self.rng.integers(0, n_items, n), np.full(n, -np.log(n_items))
+
+    def _log_q_pos(self, items: np.ndarray) -> np.ndarray:
+        # As in TensorFlow's sampled softmax, the true class is corrected by the sampler's q too.
+        return np.full(len(items), -np.log(self.train.n_items))

@@ -1,0 +1,121 @@
+"""Two-tower runs end to end: side features, the exported vectors, drift, cold start, and the
+memory bank in the training loop (with the two-tower model and with CML + triplet)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from negspace.cli import main
+from negspace.errors import NegspaceError
+from negspace.experiments.run import build_model, build_objective, build_sampler, run_training
+from negspace.experiments.towers import recommend_cold
+from negspace.training.config import make_config
+from negspace.training.trainer import Trainer, TrainerOptions
+
+from ..conftest import random_interactions
+
+
+@pytest.fixture(scope="module")
+def ml_folder(tmp_path_factory) -> Path:
+    """A small MovieLens-100k-shaped folder with u.user and u.item."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path_factory.mktemp("data") / "movielens-100k"
+    folder.mkdir()
+    rows = [f"{u}\t{i}\t5\t0" for u in range(1, 41)
+            for i in rng.choice(np.arange(1, 61), size=15, replace=False)]
+    (folder / "u.data").write_text("\n".join(rows) + "\n")
+    occupations = ["student", "writer", "engineer"]
+    (folder / "u.user").write_text("".join(
+        f"{u}|{18 + u}|{'MF'[u % 2]}|{occupations[u % 3]}|0{u:04d}\n" for u in range(1, 41)))
+    genres = lambda i: "|".join("1" if (i + g) % 5 == 0 else "0" for g in range(19))
+    (folder / "u.item").write_text("".join(
+        f"{i}|Film {i}|01-Jan-{1950 + i}||http://x|{genres(i)}\n" for i in range(1, 61)))
+    return folder
+
+
+def _values(folder, **kw):
+    values = dict(dataset=str(folder), model="two-tower", sampler="memory-bank", bank_size=64,
+                  warmup=3, negatives=4, batch_size=32, dim=8, epochs=2, lr=0.01, seed=1,
+                  progress=False, min_epochs=0)
+    return {**values, **kw}
+
+
+def test_two_tower_run_writes_towers_drift_and_full_history_vectors(ml_folder, tmp_path):
+    out = run_training(make_config(_values(ml_folder)), tmp_path / "run")
+    run = tmp_path / "run"
+    meta = json.loads((run / "features.json").read_text())
+    assert [c["name"] for c in meta["user"]] == ["age", "gender", "occupation"]  # zip: an identifier
+    assert meta["n_item_features"] > 0 and (run / "drift.png").stat().st_size > 0
+    history = list(csv.DictReader(io.StringIO((run / "history.csv").read_text())))
+    assert all(float(row["drift_10"]) > 0 for row in history)
+    vectors = load_file(str(run / "model.safetensors"))
+    model = out.model
+    assert int(model.hist_len.sum()) == out.train.nnz  # the whole training history, not fit_on
+    with torch.no_grad():
+        assert torch.allclose(vectors["user_embeddings"], model.user_vectors(None))
+    # cold start: a training user's features and whole history score like its stored vector
+    # up to the id part, and the CLI answers without retraining
+    feature_file = tmp_path / "new.json"
+    feature_file.write_text(json.dumps({"features": {"age": 30, "gender": "F", "occupation": "writer"},
+                                        "items": ["1", "2"]}))
+    assert main(["recommend", str(run), "--features", str(feature_file), "-k", "5", "--json"]) == 0
+    items, scores = recommend_cold(run, {"age": 30, "gender": "F", "occupation": "writer"}, [1, 2], 5)
+    assert len(items) == 5 and "1" not in map(str, items) and scores == sorted(scores, reverse=True)
+    with pytest.raises(NegspaceError, match="not in the run's catalogue"):
+        recommend_cold(run, {}, ["nope"], 5)
+
+
+def test_no_side_features_falls_back_to_ids_and_history(ml_folder, tmp_path):
+    run_training(make_config(_values(ml_folder, side_features=False, sampler="in-batch")),
+                 tmp_path / "run")
+    meta = json.loads((tmp_path / "run" / "features.json").read_text())
+    assert meta["user"] is None and meta["n_user_features"] == 0
+
+
+@pytest.mark.parametrize("model, loss", [("two-tower", "softmax"), ("cml", "triplet")])
+def test_bank_is_filled_after_the_loss_with_the_vectors_before_the_update(model, loss):
+    inter = random_interactions(n_users=30, n_items=40, density=0.3, seed=3, dense_user=False)
+    cfg = make_config(dict(model=model, loss=loss, sampler="memory-bank", bank_size=100, warmup=1,
+                           negatives=3, dim=8, lr=0.05))
+    net = build_model(cfg, inter.n_users, inter.n_items, history=inter)
+    trainer = Trainer(net, build_sampler(cfg), build_objective(cfg), inter,
+                      TrainerOptions(batch_size=16, negatives=3, progress=False, drift=True))
+    users, items = (torch.from_numpy(a[:16]) for a in inter.pairs())
+    with torch.no_grad():
+        before = net.item_vectors(items).clone()
+    trainer.step(users, items)
+    ids, stored = trainer.sampler.contents()
+    assert ids.tolist() == items.tolist() and torch.equal(stored, before)
+    with torch.no_grad():
+        assert not torch.allclose(net.item_vectors(items), before)  # the update came after
+    # the second step uses the bank (warm-up 1) and the loss reads it: it changes with the bank
+    users2, items2 = (torch.from_numpy(a[16:32]) for a in inter.pairs())
+    cands = trainer.sampler.candidates(users2.numpy(), items2.numpy(), 3)
+    assert cands.bank_vectors is not None
+    obj = trainer.objective
+    neg = None if loss == "softmax" else torch.from_numpy(trainer.sampler.sample(users2.numpy(), items2.numpy(), 3))
+    with torch.no_grad():
+        with_bank = obj.with_candidates(net, users2, items2, cands, neg)
+        cands.bank_vectors = None
+        without = obj.with_candidates(net, users2, items2, cands, neg)
+    assert with_bank.item() != without.item()
+
+
+@pytest.mark.parametrize("values, message", [
+    (dict(sampler="in-batch", loss="bpr"), "needs --loss softmax or triplet"),
+    (dict(sampler="memory-bank", model="mf", loss="ccl"), "needs --loss softmax or triplet"),
+    (dict(model="two-tower", loss="softmax", negative_mode="shared", sampler="uniform"), "softmax"),
+    (dict(model="two-tower", bank_size=0), "--bank-size must be >= 1"),
+    (dict(model="two-tower", temperature=0), "--temperature must be > 0"),
+])
+def test_bad_options_fail_in_one_line(values, message):
+    with pytest.raises(NegspaceError, match=message):
+        make_config(values)
