@@ -119,3 +119,14 @@ def test_bank_is_filled_after_the_loss_with_the_vectors_before_the_update(model,
 def test_bad_options_fail_in_one_line(values, message):
     with pytest.raises(NegspaceError, match=message):
         make_config(values)
+
+
+def test_new_options_enter_the_fingerprint_only_away_from_their_defaults():
+    """Checkpoints written before these options existed still resume; changing one is refused."""
+    from negspace.experiments.run import fingerprint
+
+    inter = random_interactions(n_users=10, n_items=20, seed=4, dense_user=False)
+    base = make_config(dict(sampler="uniform"))
+    assert fingerprint(base, inter) == fingerprint(make_config(dict(sampler="uniform", bank_size=2048)), inter)
+    assert fingerprint(base, inter) != fingerprint(make_config(dict(sampler="uniform", bank_size=512)), inter)
+    assert fingerprint(base, inter) != fingerprint(make_config(dict(sampler="uniform", temperature=0.5)), inter)
