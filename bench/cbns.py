@@ -65,12 +65,13 @@ def report(name: str) -> None:
     rows = []
     for cell in cells(name):
         out = base / cell
-        if not (out / "metrics.json").exists():
-            continue
+        rss_file = base / f"{cell}.rss"
+        if not (out / "metrics.json").exists() or not rss_file.read_text().strip():
+            continue  # unfinished (the peak memory is written when the process exits)
         m = json.loads((out / "metrics.json").read_text())
         t = json.loads((out / "timing.json").read_text())
         hist = list(csv.DictReader((out / "history.csv").open()))
-        rss = (base / f"{cell}.rss").read_text().split()[-1]
+        rss = rss_file.read_text().split()[-1]
         rows.append({"cell": cell, "recall@20": m["recall@20"], "ndcg@20": m["ndcg@20"],
                      "epochs": len(hist), "best_epoch": int(m["best_epoch"]),
                      "s_per_epoch": sum(float(h["seconds"]) for h in hist) / len(hist),
@@ -83,6 +84,8 @@ def report(name: str) -> None:
         print(f"| {r['cell']} | {r['recall@20']:.4f} | {r['ndcg@20']:.4f} | {r['epochs']} ({r['best_epoch']}) "
               f"| {r['s_per_epoch']:.1f} | {r['train_s']:.0f} | {r['peak_mb']:.0f} "
               f"| {r['drift_1']:.1f} / {r['drift_10']:.1f} |")
+    if not rows:
+        return
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
