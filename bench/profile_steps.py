@@ -1,0 +1,194 @@
+"""Where a training step and an evaluation spend their time, each against a lower bound.
+
+Run:  .venv/bin/python bench/profile_steps.py [--dataset movielens-1m-lcfn] [--batch-size 256]
+                                         [--threads 2] [--steps 50] [--out FILE]
+
+Training step, per sampler (real training data, d = 64, B = 256 by default): median
+milliseconds of sampling, forward (loss), backward, optimiser (zero_grad + step), and the whole
+step, measured phase by phase on the trainer's own objects (the same calls as Trainer.step).
+Its bound: gathering the rows the batch touches (users, positives and negatives, or the shared /
+candidate items) from d-wide tables and writing an update back into the same rows
+(index_select + index_add_), nothing else. For the two-tower model the bound counts its id
+embeddings only (its MLPs are extra work the bound leaves out).
+
+Evaluation: negspace's evaluate() (every test user, all items scored, training items masked,
+top 50, metrics) against the bare work: the same users' vectors times every item vector plus a
+top-50, in the same chunks, no masking. The ratio printed is measured / bound (1 = at the bound).
+Targets (issue 6): evaluation at most 2x its bound, a step at most 3x at B = 256.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from typing import Any
+
+import negspace  # noqa: F401  -- first: its OpenMP setting must precede torch
+import numpy as np
+import torch
+
+from negspace.data.loaders import load_dataset
+from negspace.evaluation.evaluator import evaluate
+from negspace.experiments.run import build_model, build_objective, build_sampler, split_for
+from negspace.training.config import make_config
+from negspace.training.trainer import Trainer, TrainerOptions, score_fn, to_tensor
+
+# One configuration per sampler (the settings bench/peers.py trains with, N = 5 per-row).
+CASES: dict[str, dict[str, Any]] = {
+    "uniform": {"model": "cml", "sampler": "uniform", "negatives": 5, "lr": 0.01},
+    "popularity": {"model": "cml", "sampler": "popularity", "negatives": 5, "lr": 0.01},
+    "two-stage": {"model": "cml", "sampler": "two-stage", "two_stage_temperature": 64.0,
+                  "two_stage_cap": 0.875, "negatives": 5, "lr": 0.01},
+    "shared-800 (mf, mml)": {"model": "mf", "loss": "mml", "sampler": "uniform",
+                             "negative_mode": "shared", "negatives": 800, "lr": 1e-3},
+    "in-batch (two-tower)": {"model": "two-tower", "loss": "softmax", "sampler": "in-batch",
+                             "lr": 1e-3, "side_features": False},
+    "memory-bank (two-tower)": {"model": "two-tower", "loss": "softmax",
+                                "sampler": "memory-bank", "bank_size": 2048, "lr": 1e-3,
+                                "side_features": False},
+}
+
+
+def _ms(samples: list[float]) -> float:
+    return 1000.0 * statistics.median(samples)
+
+
+def profile_step(cfg, train, steps: int, warmup: int = 5) -> dict[str, float]:
+    model = build_model(cfg, train.n_users, train.n_items, history=train)
+    options = TrainerOptions(batch_size=cfg.batch_size, negatives=cfg.negatives, epochs=1,
+                             lr=cfg.lr, seed=cfg.seed, progress=False)
+    trainer = Trainer(model, build_sampler(cfg), build_objective(cfg), train, options, None)
+    sampler, objective, opt = trainer.sampler, trainer.objective, trainer.optimizer
+    gen = torch.Generator().manual_seed(0)
+    perm = torch.randperm(len(trainer.users), generator=gen)
+    bs, n = cfg.batch_size, cfg.negatives
+    times: dict[str, list[float]] = {k: [] for k in ("sample", "forward", "backward", "optim",
+                                                     "step")}
+    touched_items: list[int] = []
+    for s in range(warmup + steps):
+        idx = perm[s * bs:(s + 1) * bs]
+        users, items = trainer.users[idx], trainer.items[idx]
+        t0 = time.perf_counter()
+        if getattr(sampler, "embedding_level", False):
+            cands = sampler.candidates(users.numpy(), items.numpy(), n)
+            t1 = time.perf_counter()
+            loss = objective.with_candidates(model, users, items, cands, None)
+            # in-batch candidates are the positives' rows; the bank holds copies, not rows
+            extra = 0 if torch.equal(cands.ids, items) else len(cands.ids)
+            t2 = time.perf_counter()
+            loss.backward()  # enqueue (after the loss) is counted in the optimiser phase
+            t3 = time.perf_counter()
+            with torch.no_grad():
+                sampler.enqueue(items, model.item_vectors(items))
+        elif getattr(sampler, "shared", False):
+            neg, keep = sampler.sample_shared(users.numpy(), items.numpy(), n)
+            t1 = time.perf_counter()
+            loss = objective(model, users, items, to_tensor(neg), to_tensor(keep))
+            extra = len(neg)
+            t2 = time.perf_counter()
+            loss.backward()
+            t3 = time.perf_counter()
+        else:
+            neg = sampler.sample(users.numpy(), items.numpy(), n, model)
+            t1 = time.perf_counter()
+            loss = objective(model, users, items, to_tensor(neg))
+            extra = neg.size
+            t2 = time.perf_counter()
+            loss.backward()
+            t3 = time.perf_counter()
+        opt.step()
+        opt.zero_grad()
+        t4 = time.perf_counter()
+        if s >= warmup:
+            for key, value in (("sample", t1 - t0), ("forward", t2 - t1), ("backward", t3 - t2),
+                               ("optim", t4 - t3), ("step", t4 - t0)):
+                times[key].append(value)
+            touched_items.append(len(items) + extra)
+    out = {k: _ms(v) for k, v in times.items()}
+    out["bound"] = bound_ms(train.n_users, train.n_items, cfg.dim, bs,
+                            int(np.median(touched_items)), steps)
+    return out
+
+
+def bound_ms(n_users: int, n_items: int, dim: int, b: int, n_item_rows: int, steps: int) -> float:
+    """Gather the touched rows of d-wide user and item tables, add an update into them."""
+    users_t, items_t = torch.randn(n_users, dim), torch.randn(n_items, dim)
+    rng = torch.Generator().manual_seed(1)
+    samples = []
+    for s in range(steps + 5):
+        u = torch.randint(n_users, (b,), generator=rng)
+        i = torch.randint(n_items, (n_item_rows,), generator=rng)
+        t0 = time.perf_counter()
+        gu, gi = users_t.index_select(0, u), items_t.index_select(0, i)
+        users_t.index_add_(0, u, gu, alpha=-1e-3)
+        items_t.index_add_(0, i, gi, alpha=-1e-3)
+        if s >= 5:
+            samples.append(time.perf_counter() - t0)
+    return _ms(samples)
+
+
+def profile_eval(cfg, train, test, repeats: int = 3) -> dict[str, float]:
+    model = build_model(cfg, train.n_users, train.n_items, history=train)
+    model.eval()
+    fn = score_fn(model)
+    measured = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        evaluate(fn, train, test, ks=(20, 50))
+        measured.append(time.perf_counter() - t0)
+    users = np.flatnonzero(test.user_degrees() > 0)
+    with torch.no_grad():
+        u_all, v = model.user_vectors(None), model.item_vectors(None)
+    bare = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for start in range(0, len(users), 4096):
+            rows = torch.from_numpy(users[start:start + 4096])
+            torch.topk(u_all[rows] @ v.T, 50, dim=1)
+        bare.append(time.perf_counter() - t0)
+    return {"evaluate": _ms(measured), "bound": _ms(bare), "users": len(users)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", default="movielens-1m-lcfn")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--dim", type=int, default=64)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    p.add_argument("--out", default=None, help="also write the tables to this file")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    lines = [f"{args.dataset}, d = {args.dim}, B = {args.batch_size}, {args.threads} threads, "
+             f"torch {torch.__version__}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+             f"load average {__import__('os').getloadavg()[0]:.2f} at the start", "",
+             "| sampler | sample ms | forward ms | backward ms | optimiser ms | step ms "
+             "| bound ms | step / bound |", "|---|---|---|---|---|---|---|---|"]
+    base = {"dataset": args.dataset, "dim": args.dim, "batch_size": args.batch_size,
+            "threads": args.threads, "progress": False, "validation": 0.0}
+    dataset = load_dataset(args.dataset)
+    train, test = split_for(make_config(base), dataset)
+    for name in args.cases:
+        cfg = make_config({**base, **CASES[name]})
+        r = profile_step(cfg, train, args.steps)
+        lines.append(f"| {name} | {r['sample']:.2f} | {r['forward']:.2f} | {r['backward']:.2f} "
+                     f"| {r['optim']:.2f} | {r['step']:.2f} | {r['bound']:.3f} "
+                     f"| {r['step'] / r['bound']:.1f}x |")
+        print(lines[-1], flush=True)
+    e = profile_eval(make_config({**base, **CASES["uniform"]}), train, test)
+    lines += ["", "| evaluation | users | evaluate() ms | bare product + top-50 ms | ratio |",
+              "|---|---|---|---|---|",
+              f"| full ranking, k = 20 and 50 | {e['users']} | {e['evaluate']:.1f} "
+              f"| {e['bound']:.1f} | {e['evaluate'] / e['bound']:.2f}x |"]
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
