@@ -87,7 +87,7 @@ def test_config_parses_and_checks_margins():
     assert cfg.margin_weight_list == [0.05, 0.15, 0.2, 0.6]
     assert make_config({"model": "simplex"}).resolved_loss == "ccl"
     assert make_config({"model": "mf", "loss": "ccl"}).to_dict()["margin"] == 0.9
-    for n, mode in [(10, "per-row"), (99, "per-row"), (100, "shared"), (800, "shared")]:
+    for n, mode in [(10, "per-row"), (199, "per-row"), (200, "shared"), (800, "shared")]:
         cfg = make_config({"model": "mf", "loss": "ccl", "sampler": "uniform", "negatives": n})
         assert cfg.resolved_negative_mode == mode and cfg.to_dict()["negative_mode"] == mode
     assert make_config({"model": "mf", "loss": "ccl", "sampler": "two-stage",

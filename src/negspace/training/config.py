@@ -15,7 +15,7 @@ MODELS = ("cml", "mf", "simplex", "two-tower")
 LOSSES = ("triplet", "bpr", "ccl", "mml", "softmax")
 COSINE_LOSSES = ("ccl", "mml")
 NEGATIVE_MODES = ("per-row", "shared")
-SHARED_MIN_NEGATIVES = 100  # default negative mode of the cosine losses: shared from here on
+SHARED_MIN_NEGATIVES = 200  # default negative mode of the cosine losses: shared from here on
 SAMPLER_NAMES = ("uniform", "popularity", "two-stage", "two-stage-released", "in-batch",
                  "uniform-softmax", "memory-bank")
 EMBEDDING_SAMPLERS = ("in-batch", "uniform-softmax", "memory-bank")  # negatives scored as vectors
@@ -50,7 +50,7 @@ class TrainConfig:
     negative_weight: float = field(default=150.0, metadata=_opt("CCL/MML weight w of the mean over negatives", low=0))
     positive_weight: float = field(default=1.0, metadata=_opt("MML weight of the positive term", low=0))
     negative_mode: str | None = field(default=None, metadata=_opt(
-        "per-row negatives, or one draw shared by the batch (default: shared for ccl/mml with uniform or popularity and N >= 100)", NEGATIVE_MODES))
+        "per-row negatives, or one draw shared by the batch (default: shared for ccl/mml with uniform or popularity and N >= 200)", NEGATIVE_MODES))
     aggregator: str = field(default="mean", metadata=_opt("SimpleX history aggregator", ("mean", "user_attention", "self_attention")))
     gamma: float = field(default=0.5, metadata=_opt("SimpleX weight g of the user-id embedding", low=0, high=1))
     history_len: int = field(default=50, metadata=_opt("SimpleX: at most this many history items per user", low=1))
@@ -102,9 +102,10 @@ class TrainConfig:
 
     @property
     def resolved_negative_mode(self) -> str:
-        # Shared draws cost one [B, d] x [d, N] product instead of B x N gathered vectors (16x
-        # faster at N = 100, 95x at 800 on ML-1M), but with few negatives a batch pushes only N
-        # distinct items and quality drops (docs/results.md, issue 4): shared from N = 100 on.
+        # Shared draws cost one [B, d] x [d, N] product instead of B x N gathered vectors (19x
+        # faster at N = 100, 79x at 800 on ML-1M), but a batch then pushes only N distinct items:
+        # per epoch, quality dropped at N = 10 and 100 (docs/results.md, issue 4). Per-row where
+        # that was measured; shared from N = 200 on, where per-row costs minutes per epoch.
         # The foundation losses keep the per-row negatives their experiments used.
         if self.negative_mode is not None:
             return self.negative_mode
