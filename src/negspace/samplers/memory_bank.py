@@ -50,7 +50,7 @@ class MemoryBankSampler(InBatchSampler):
         self.steps += 1
         if self.steps <= self.warmup or self.filled == 0:
             return cands
-        ids = self.ids[:self.filled]
+        ids = self.ids[:self.filled].clone()  # enqueue overwrites the ring before backward
         cands.bank_vectors = self.vectors[:self.filled].clone()  # enqueue writes before backward
         cands.bank_ids = ids
         cands.bank_log_q = torch.as_tensor(self.log_q[ids.numpy()], dtype=torch.float32)
