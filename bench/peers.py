@@ -95,7 +95,8 @@ NEGSPACE: dict[str, dict[str, Any]] = {
                "negatives": 800, "batch_size": 1024, "lr": 1e-3, "epochs": 20, "patience": 3,
                "min_epochs": 2},
     "two-tower-bank": {"model": "two-tower", "loss": "softmax", "sampler": "memory-bank",
-                       "bank_size": 2048, "batch_size": 1024, "lr": 1e-3, "epochs": 20,
+                       "bank_size": 2048, "warmup": 100, "batch_size": 1024, "lr": 1e-3,
+                       "epochs": 20,
                        "patience": 3, "min_epochs": 3, "side_features": False},
 }
 TUNE_CHECKPOINTS = {"als": (3, 5, 10, 15, 20, 30, 40, 50), "bpr": (25, 50, 100, 150, 200)}
