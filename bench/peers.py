@@ -410,7 +410,7 @@ def plot(path: Path, dataset: str, rows: list[dict], key: str) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("training seconds (log)")
     ax.set_ylabel(key)
-    ax.set_title(f"{dataset}: {key} against training time (o peers, * negspace)")
+    ax.set_title(f"{dataset} (o peers, * negspace)", fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
