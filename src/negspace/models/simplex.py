@@ -3,13 +3,13 @@ history items, scored by cosine."""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from negspace.data.interactions import Interactions
 from negspace.errors import NegspaceError
+from negspace.models.history import capped_history
 from negspace.models.base import EmbeddingModel
 
 AGGREGATORS = ("mean", "user_attention", "self_attention")
@@ -76,23 +76,11 @@ class SimpleX(EmbeddingModel):
         Called at construction with the training data, and again before the final export so that
         the exported user vectors read the whole training history (validation items included).
         """
-        if history.n_users != self.n_users or history.n_items != self.n_items:
-            raise NegspaceError(f"history shape {history.matrix.shape} does not match the model "
-                                f"({self.n_users}, {self.n_items})")
-        users, items = history.pairs()
-        deg = history.user_degrees()
-        # A random rank within each user; ranks < history_len are kept, at position = rank.
-        rng = np.random.default_rng(self.seed)
-        order = np.lexsort((rng.random(len(users)), users))
-        rank = np.empty(len(users), np.int64)
-        rank[order] = np.arange(len(users)) - np.repeat(history.indptr[:-1].astype(np.int64), deg)
-        width = max(1, int(min(self.history_len, deg.max(initial=0))))
-        keep = rank < width
-        hist = np.zeros((self.n_users, width), np.int64)
-        hist[users[keep], rank[keep]] = items[keep]
+        hist, hist_len = capped_history(history, self.n_users, self.n_items, self.history_len,
+                                        self.seed)
         # Buffers, not parameters, and not in state_dict: the history is data, not a weight.
         self.register_buffer("hist", torch.from_numpy(hist), persistent=False)
-        self.register_buffer("hist_len", torch.from_numpy(np.minimum(deg, width)), persistent=False)
+        self.register_buffer("hist_len", torch.from_numpy(hist_len), persistent=False)
 
     def history(self, users: torch.Tensor,
                 exclude: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

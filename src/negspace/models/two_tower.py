@@ -10,6 +10,7 @@ from torch import nn
 
 from negspace.data.interactions import Interactions
 from negspace.errors import NegspaceError
+from negspace.models.history import capped_history
 from negspace.models.base import EmbeddingModel, Measure
 
 
@@ -71,21 +72,10 @@ class TwoTower(EmbeddingModel):
     def set_history(self, history: Interactions) -> None:
         """Reads the users' histories ([n_users, L] item indices, lengths); called again with the
         whole training set before the final export."""
-        if history.n_users != self.n_users or history.n_items != self.n_items:
-            raise NegspaceError(f"history shape {history.matrix.shape} does not match the model "
-                                f"({self.n_users}, {self.n_items})")
-        users, items = history.pairs()
-        deg = history.user_degrees()
-        rng = np.random.default_rng(self.seed)
-        order = np.lexsort((rng.random(len(users)), users))
-        rank = np.empty(len(users), np.int64)
-        rank[order] = np.arange(len(users)) - np.repeat(history.indptr[:-1].astype(np.int64), deg)
-        width = max(1, int(min(self.history_len, deg.max(initial=0))))
-        keep = rank < width
-        hist = np.zeros((self.n_users, width), np.int64)
-        hist[users[keep], rank[keep]] = items[keep]
+        hist, hist_len = capped_history(history, self.n_users, self.n_items, self.history_len,
+                                        self.seed)
         self.register_buffer("hist", torch.from_numpy(hist), persistent=False)
-        self.register_buffer("hist_len", torch.from_numpy(np.minimum(deg, width)), persistent=False)
+        self.register_buffer("hist_len", torch.from_numpy(hist_len), persistent=False)
 
     def _history_mean(self, items: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         m = mask.unsqueeze(-1).to(torch.float32)

@@ -1,0 +1,37 @@
+"""Users' capped training histories as a padded index table (SimpleX and the two-tower user tower)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from negspace.data.interactions import Interactions
+from negspace.errors import NegspaceError
+
+
+def capped_history(history: Interactions, n_users: int, n_items: int, max_len: int,
+                   seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Args:
+        history: training interactions, in the model's index space.
+        n_users, n_items: the model's sizes (checked against `history`).
+        max_len: the most items kept per user; longer histories keep a seeded random subset.
+        seed: seeds that subset.
+
+    Returns:
+        ([n_users, L] item indices, padded with 0; [n_users] lengths), L = min(max_len, max degree),
+        at least 1.
+    """
+    if history.n_users != n_users or history.n_items != n_items:
+        raise NegspaceError(f"history shape {history.matrix.shape} does not match the model "
+                            f"({n_users}, {n_items})")
+    users, items = history.pairs()
+    deg = history.user_degrees()
+    # A random rank within each user; ranks < L are kept, at position = rank.
+    rng = np.random.default_rng(seed)
+    order = np.lexsort((rng.random(len(users)), users))
+    rank = np.empty(len(users), np.int64)
+    rank[order] = np.arange(len(users)) - np.repeat(history.indptr[:-1].astype(np.int64), deg)
+    width = max(1, int(min(max_len, deg.max(initial=0))))
+    keep = rank < width
+    hist = np.zeros((n_users, width), np.int64)
+    hist[users[keep], rank[keep]] = items[keep]
+    return hist, np.minimum(deg, width)
