@@ -71,6 +71,24 @@ class NegativeSampler(ABC):
         self.rng.bit_generator.state = state["rng"]
 
 
+class PerRowFallback:
+    """For samplers whose own draws are not [B, N] indices (shared, in-batch, bank): `sample`
+    falls back to the index sampler `self.per_row`, and the state holds both generators."""
+
+    per_row: NegativeSampler
+    rng: np.random.Generator
+
+    def _sample(self, users: np.ndarray, items: np.ndarray, n: int, model: Any) -> np.ndarray:
+        return self.per_row.sample(users, items, n, model)
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state, "per_row": self.per_row.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.per_row.load_state_dict(state["per_row"])
+
+
 class ComplementIndex:
     """Maps "the r-th item the user has NOT interacted with" to an item index, vectorised.
 

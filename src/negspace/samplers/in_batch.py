@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 import torch
 
 from negspace.data.interactions import Interactions
-from negspace.samplers.base import NegativeSampler, to_tensor
+from negspace.samplers.base import NegativeSampler, PerRowFallback, to_tensor
 from negspace.samplers.candidates import CandidateSet, accidental_hit_mask, popularity_log_q
 from negspace.samplers.uniform import UniformSampler
 
 
-class EmbeddingSampler(NegativeSampler):
+class EmbeddingSampler(PerRowFallback, NegativeSampler):
     """Base of the samplers whose negatives the objective scores as vectors (`candidates`).
 
     `sample` keeps the per-row protocol by delegating to a uniform per-row sampler, so these
@@ -61,16 +60,6 @@ class EmbeddingSampler(NegativeSampler):
     def enqueue(self, items: torch.Tensor, vectors: torch.Tensor) -> None:
         """Called after each step's loss with the batch's positive item vectors; only the memory
         bank keeps them."""
-
-    def _sample(self, users: np.ndarray, items: np.ndarray, n: int, model: Any) -> np.ndarray:
-        return self.per_row.sample(users, items, n, model)
-
-    def state_dict(self) -> dict:
-        return {"rng": self.rng.bit_generator.state, "per_row": self.per_row.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.rng.bit_generator.state = state["rng"]
-        self.per_row.load_state_dict(state["per_row"])
 
 
 class InBatchSampler(EmbeddingSampler):

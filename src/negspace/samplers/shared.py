@@ -3,20 +3,19 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 
 from negspace.data.interactions import Interactions
 from negspace.errors import NegspaceError
-from negspace.samplers.base import NegativeSampler
+from negspace.samplers.base import NegativeSampler, PerRowFallback
 from negspace.samplers.popularity import PopularitySampler
 from negspace.samplers.uniform import UniformSampler
 
 SHARED_LAWS = ("uniform", "popularity")
 
 
-class SharedNegativeSampler(NegativeSampler):
+class SharedNegativeSampler(PerRowFallback, NegativeSampler):
     """Draws N items per batch (with replacement) from the uniform or the popularity law; a drawn
     item that is a training positive of a row's user is masked out of that row's loss, so each
     row's kept negatives follow the per-row sampler's conditional law exactly (only their number
@@ -69,16 +68,6 @@ class SharedNegativeSampler(NegativeSampler):
             cdf = self.per_row.cdf
             neg = np.minimum(np.searchsorted(cdf, self.rng.random(n), side="right"), len(cdf) - 1)
         return neg, ~positives_of(self.train, users, neg)
-
-    def _sample(self, users: np.ndarray, items: np.ndarray, n: int, model: Any) -> np.ndarray:
-        return self.per_row.sample(users, items, n, model)
-
-    def state_dict(self) -> dict:
-        return {"rng": self.rng.bit_generator.state, "per_row": self.per_row.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.rng.bit_generator.state = state["rng"]
-        self.per_row.load_state_dict(state["per_row"])
 
 
 def positives_of(train: Interactions, users: np.ndarray, items: np.ndarray) -> np.ndarray:
