@@ -8,16 +8,8 @@ from negspace.data.loaders import find_data_dir
 from negspace.experiments.run import run_training
 from negspace.training.config import make_config
 
-from ..conftest import random_interactions
 
 
-@pytest.fixture
-def toy_csv(tmp_path):
-    inter = random_interactions(n_users=50, n_items=70, density=0.15, seed=3, dense_user=False)
-    users, items = inter.pairs()
-    path = tmp_path / "toy.csv"
-    path.write_text("user,item\n" + "\n".join(f"{u},{i}" for u, i in zip(users, items)) + "\n")
-    return path
 
 
 @pytest.mark.parametrize("sampler", ["uniform", "popularity", "two-stage", "two-stage-released"])

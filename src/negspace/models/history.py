@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from negspace.data.interactions import Interactions
 from negspace.errors import NegspaceError
@@ -35,3 +36,22 @@ def capped_history(history: Interactions, n_users: int, n_items: int, max_len: i
     hist = np.zeros((n_users, width), np.int64)
     hist[users[keep], rank[keep]] = items[keep]
     return hist, np.minimum(deg, width)
+
+
+def history_rows(hist: torch.Tensor, hist_len: torch.Tensor, users: torch.Tensor,
+                 exclude: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Args:
+        hist, hist_len: the table and lengths from `capped_history`, as tensors.
+        users: [B] user indices.
+        exclude: optional [B] items masked out of their row (the positive being trained on).
+
+    Returns:
+        History items [B, L'] (L' = the longest history among `users`) and validity mask [B, L'].
+    """
+    lengths = hist_len[users]
+    width = max(1, int(lengths.max())) if len(users) else 1
+    items = hist[users, :width]
+    mask = torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)
+    if exclude is not None:
+        mask = mask & (items != exclude.unsqueeze(1))
+    return items, mask

@@ -9,7 +9,7 @@ from torch import nn
 
 from negspace.data.interactions import Interactions
 from negspace.errors import NegspaceError
-from negspace.models.history import capped_history
+from negspace.models.history import capped_history, history_rows
 from negspace.models.base import EmbeddingModel
 
 AGGREGATORS = ("mean", "user_attention", "self_attention")
@@ -86,13 +86,7 @@ class SimpleX(EmbeddingModel):
                 exclude: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """History items [B, L] and validity mask [B, L] of `users`; `exclude` ([B] items) is
         masked out of its row (the positive being trained on)."""
-        lengths = self.hist_len[users]
-        width = max(1, int(lengths.max())) if len(users) else 1
-        items = self.hist[users, :width]
-        mask = torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)
-        if exclude is not None:
-            mask = mask & (items != exclude.unsqueeze(1))
-        return items, mask
+        return history_rows(self.hist, self.hist_len, users, exclude)
 
     def _mix(self, users: torch.Tensor, exclude: torch.Tensor | None) -> torch.Tensor:
         e_u = self.users(users)

@@ -10,7 +10,7 @@ from torch import nn
 
 from negspace.data.interactions import Interactions
 from negspace.errors import NegspaceError
-from negspace.models.history import capped_history
+from negspace.models.history import capped_history, history_rows
 from negspace.models.base import EmbeddingModel, Measure
 
 
@@ -88,12 +88,7 @@ class TwoTower(EmbeddingModel):
         return F.normalize(out, dim=-1) if self.measure == "cosine" else out
 
     def _users(self, users: torch.Tensor, exclude: torch.Tensor | None) -> torch.Tensor:
-        lengths = self.hist_len[users]
-        width = max(1, int(lengths.max())) if len(users) else 1
-        items = self.hist[users, :width]
-        mask = torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)
-        if exclude is not None:
-            mask = mask & (items != exclude.unsqueeze(1))
+        items, mask = history_rows(self.hist, self.hist_len, users, exclude)
         return self._user_tower(self.users(users), self.user_x[users],
                                 self._history_mean(items, mask))
 
