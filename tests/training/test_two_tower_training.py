@@ -80,11 +80,15 @@ def test_no_side_features_falls_back_to_ids_and_history(ml_folder, tmp_path):
     assert meta["user"] is None and meta["n_user_features"] == 0
 
 
-@pytest.mark.parametrize("model, loss", [("two-tower", "softmax"), ("cml", "triplet")])
+@pytest.mark.parametrize("model, loss", [("two-tower", "softmax"), ("cml", "triplet"),
+                                         ("mf", "ccl"), ("simplex", "mml"), ("cml", "mml")])
 def test_bank_is_filled_after_the_loss_with_the_vectors_before_the_update(model, loss):
     inter = random_interactions(n_users=30, n_items=40, density=0.3, seed=3, dense_user=False)
+    extra = {"measure": "cosine"} if model == "mf" else {}
+    if loss in ("ccl", "mml"):  # margins every negative exceeds, so that the bank's terms count
+        extra.update(margin=-0.99, margins=[-0.99, -0.98], margin_weights=[0.5, 0.5])
     cfg = make_config(dict(model=model, loss=loss, sampler="memory-bank", bank_size=100, warmup=1,
-                           negatives=3, dim=8, lr=0.05))
+                           negatives=3, dim=8, lr=0.05, **extra))
     net = build_model(cfg, inter.n_users, inter.n_items, history=inter)
     trainer = Trainer(net, build_sampler(cfg), build_objective(cfg), inter,
                       TrainerOptions(batch_size=16, negatives=3, progress=False, drift=True))
@@ -101,7 +105,7 @@ def test_bank_is_filled_after_the_loss_with_the_vectors_before_the_update(model,
     cands = trainer.sampler.candidates(users2.numpy(), items2.numpy(), 3)
     assert cands.bank_vectors is not None
     obj = trainer.objective
-    neg = None if loss == "softmax" else torch.from_numpy(trainer.sampler.sample(users2.numpy(), items2.numpy(), 3))
+    neg = None if loss != "triplet" else torch.from_numpy(trainer.sampler.sample(users2.numpy(), items2.numpy(), 3))
     with torch.no_grad():
         with_bank = obj.with_candidates(net, users2, items2, cands, neg)
         cands.bank_vectors = None
@@ -109,9 +113,40 @@ def test_bank_is_filled_after_the_loss_with_the_vectors_before_the_update(model,
     assert with_bank.item() != without.item()
 
 
+@pytest.mark.parametrize("loss", ["ccl", "mml"])
+def test_cosine_losses_with_the_bank_equal_the_loss_on_hand_built_cosines(loss):
+    """Batch and bank vectors are every row's negatives; the row's own positive never counts."""
+    from negspace.losses import cosine_contrastive, multi_margin
+
+    inter = random_interactions(n_users=30, n_items=40, density=0.3, seed=5, dense_user=False)
+    cfg = make_config(dict(model="mf", measure="cosine", loss=loss, sampler="memory-bank",
+                           bank_size=50, negatives=3, dim=8, margin=0.3, negative_weight=7.0))
+    net = build_model(cfg, inter.n_users, inter.n_items, history=inter)
+    sampler, obj = build_sampler(cfg), build_objective(cfg)
+    sampler.fit(inter)
+    users, items = (torch.from_numpy(a) for a in inter.pairs())
+    u1, i1, u2, i2 = users[:20], items[:20], users[20:36], items[20:36]
+    sampler.candidates(u1.numpy(), i1.numpy(), 3)
+    with torch.no_grad():
+        sampler.enqueue(i1, net.item_vectors(i1))
+        cands = sampler.candidates(u2.numpy(), i2.numpy(), 3)
+        got = obj.with_candidates(net, u2, i2, cands)
+        u, p = net.user_vectors(u2), net.item_vectors(i2)
+        bank_ids = torch.cat([i2, i1])
+        neg = u @ torch.cat([p, net.item_vectors(i1)]).T
+        seen = {(int(a), int(b)) for a, b in zip(*inter.pairs())}
+        mask = torch.tensor([[(int(a), int(b)) not in seen for b in bank_ids] for a in u2])
+        assert not mask[torch.arange(16), torch.arange(16)].any()  # own positive masked
+        pos = (u * p).sum(-1)
+        if loss == "ccl":
+            want = cosine_contrastive(pos, neg, 0.3, 7.0, mask).mean()
+        else:
+            want = multi_margin(pos, neg, obj.margins, obj.margin_weights, 1.0, 7.0, mask).mean()
+    assert torch.allclose(got, want, atol=1e-6)
+
+
 @pytest.mark.parametrize("values, message", [
-    (dict(sampler="in-batch", loss="bpr"), "needs --loss softmax or triplet"),
-    (dict(sampler="memory-bank", model="mf", loss="ccl"), "needs --loss softmax or triplet"),
+    (dict(sampler="in-batch", loss="bpr"), "needs --loss softmax, triplet, ccl or mml"),
     (dict(model="two-tower", loss="softmax", negative_mode="shared", sampler="uniform"), "softmax"),
     (dict(model="two-tower", bank_size=0), "--bank-size must be >= 1"),
     (dict(model="two-tower", temperature=0), "--temperature must be > 0"),

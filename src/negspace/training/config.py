@@ -146,8 +146,9 @@ class TrainConfig:
 
     def _validate_softmax(self) -> None:
         loss = self.resolved_loss
-        if self.sampler in EMBEDDING_SAMPLERS and loss not in ("softmax", "triplet"):
-            raise NegspaceError(f"--sampler {self.sampler} needs --loss softmax or triplet; got {loss}")
+        if self.sampler in EMBEDDING_SAMPLERS and loss not in ("softmax", "triplet", *COSINE_LOSSES):
+            raise NegspaceError(f"--sampler {self.sampler} needs --loss softmax, triplet, ccl or mml; "
+                                f"got {loss}")
         if self.sampler in EMBEDDING_SAMPLERS and self.negative_mode == "shared":
             raise NegspaceError(f"--sampler {self.sampler} already shares its negatives; "
                                 "drop --negative-mode shared")

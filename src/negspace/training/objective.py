@@ -100,29 +100,36 @@ class Objective:
                 them as extra candidates of the hardest-of-N hinge).
 
         Returns:
-            Scalar loss: the mean sampled-softmax term, or the summed triplet terms.
+            Scalar loss: the mean sampled-softmax or CCL/MML term (the candidates and the bank's
+            vectors are every row's negatives), or the summed triplet terms.
         """
         if self.loss == "triplet":
             if negatives is None:
                 raise NegspaceError("the triplet loss needs per-row negatives")
             return self(model, users, items, negatives, bank=candidates)
-        if self.loss != "softmax":
-            raise NegspaceError(f"in-batch and memory-bank negatives need --loss softmax or triplet; "
-                                f"got {self.loss}")
+        if self.loss not in ("softmax", "ccl", "mml"):
+            raise NegspaceError(f"in-batch and memory-bank negatives need --loss softmax, ccl, mml "
+                                f"or triplet; got {self.loss}")
         u = model.user_vectors_for_pairs(users, items)
         p = model.item_vectors(items)
         bank = candidates.bank_vectors
         # In-batch candidates are the batch's positives: reuse their vectors rather than recompute.
         same = candidates.ids.data_ptr() == items.data_ptr() or torch.equal(candidates.ids, items)
         n = p if same else model.item_vectors(candidates.ids)
-        neg, log_q, mask = score_matrix(u, n, model.measure), candidates.log_q, candidates.mask
+        cosine = self.loss in ("ccl", "mml")
+        if cosine:  # dot products of unit vectors, as in _cosine (CML's score is -distance^2)
+            _require_unit_vectors(model, self.loss)
+        scores = (lambda a, b: a @ b.T) if cosine else (lambda a, b: score_matrix(a, b, model.measure))
+        neg, log_q, mask = scores(u, n), candidates.log_q, candidates.mask
         if bank is not None:
-            neg = torch.cat([neg, score_matrix(u, bank, model.measure)], dim=1)
+            neg = torch.cat([neg, scores(u, bank)], dim=1)
             log_q = torch.cat([log_q, candidates.bank_log_q])
             mask = torch.cat([mask, candidates.bank_mask], dim=1)
-        pos = model.score(u, p)
-        total = sampled_softmax(pos, neg, self.temperature, candidates.log_q_pos, log_q,
-                                self.logq_strength, mask).mean()
+        if cosine:  # the candidates (and stored vectors) are every row's negatives; no logQ
+            total = self._cosine_terms((u * p).sum(-1), neg, mask)
+        else:
+            total = sampled_softmax(model.score(u, p), neg, self.temperature, candidates.log_q_pos,
+                                    log_q, self.logq_strength, mask).mean()
         if self.l2_weight:
             total = total + self.l2_weight * embedding_l2(u, p, n)
         return total
@@ -131,9 +138,7 @@ class Objective:
                 negatives: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         # Dot products of unit vectors are the cosines; SimpleX's training user vector carries
         # dropout after normalisation, so its scores are only approximately cosines, as in SimpleX.
-        if not _unit_vectors(model):
-            raise NegspaceError(f"the {self.loss} loss needs cosine scores: a cosine model or CML "
-                                f"on the unit sphere (got measure {model.measure!r})")
+        _require_unit_vectors(model, self.loss)
         if negatives.dim() == 1:
             n = model.item_vectors(negatives)                  # [N, d]
             neg = u @ n.T                                      # [B, N]
@@ -142,11 +147,7 @@ class Objective:
             n_rows = model.item_vectors(negatives.reshape(-1)).reshape(*negatives.shape, -1)
             neg = torch.bmm(n_rows, u.unsqueeze(-1)).squeeze(-1)
         pos = (u * p).sum(-1)
-        if self.loss == "ccl":
-            total = cosine_contrastive(pos, neg, self.margin, self.negative_weight, mask).mean()
-        else:
-            total = multi_margin(pos, neg, self.margins, self.margin_weights, self.positive_weight,
-                                 self.negative_weight, mask).mean()
+        total = self._cosine_terms(pos, neg, mask)
         if self.gor_weight:
             total = total + self.gor_weight * gor(p, n_rows)
         if self.cov_weight:
@@ -154,6 +155,21 @@ class Objective:
         if self.l2_weight:
             total = total + self.l2_weight * embedding_l2(u, p, n_rows.reshape(-1, n_rows.shape[-1]))
         return total
+
+
+    def _cosine_terms(self, pos: torch.Tensor, neg: torch.Tensor,
+                      mask: torch.Tensor | None) -> torch.Tensor:
+        """Mean over the batch of the CCL or MML terms of [B] positive and [B, N] negative cosines."""
+        if self.loss == "ccl":
+            return cosine_contrastive(pos, neg, self.margin, self.negative_weight, mask).mean()
+        return multi_margin(pos, neg, self.margins, self.margin_weights, self.positive_weight,
+                            self.negative_weight, mask).mean()
+
+
+def _require_unit_vectors(model: EmbeddingModel, loss: str) -> None:
+    if not _unit_vectors(model):
+        raise NegspaceError(f"the {loss} loss needs cosine scores: a cosine model or CML "
+                            f"on the unit sphere (got measure {model.measure!r})")
 
 
 def _unit_vectors(model: EmbeddingModel) -> bool:

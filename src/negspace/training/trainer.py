@@ -127,7 +127,7 @@ class Trainer:
             # In-batch, uniform sampled-softmax or memory-bank negatives, scored as vectors.
             cands = self.sampler.candidates(users.numpy(), items.numpy(), self.opt.negatives)
             neg = None
-            if self.objective.loss != "softmax":
+            if self.objective.loss == "triplet":  # per-row negatives, the bank's joining them
                 neg = to_tensor(self.sampler.sample(users.numpy(), items.numpy(),
                                                     self.opt.negatives, self.model))
             loss = self.objective.with_candidates(self.model, users, items, cands, neg)
