@@ -19,6 +19,7 @@ _EXPORTS = {
     "Interactions": "negspace.data.interactions",
     "NegspaceError": "negspace.errors",
     "TrainConfig": "negspace.training.config",
+    "recommend_cold": "negspace.experiments.towers",
 }
 __all__ = [*_EXPORTS, "__version__"]
 

@@ -71,6 +71,8 @@ def test_two_tower_run_writes_towers_drift_and_full_history_vectors(ml_folder, t
     assert len(items) == 5 and "1" not in map(str, items) and scores == sorted(scores, reverse=True)
     with pytest.raises(NegspaceError, match="not in the run's catalogue"):
         recommend_cold(run, {}, ["nope"], 5)
+    import negspace  # the same call is public at the top level (docs/guide.md runs it)
+    assert negspace.recommend_cold is recommend_cold and "recommend_cold" in negspace.__all__
 
 
 def test_no_side_features_falls_back_to_ids_and_history(ml_folder, tmp_path):
