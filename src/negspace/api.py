@@ -62,7 +62,7 @@ class Recommender:
     """
 
     def __init__(self, model: str | ModelFactory = "cml",
-                 sampler: str | NegativeSampler = "two-stage",
+                 sampler: str | NegativeSampler = "uniform",
                  objective: Callable[..., torch.Tensor] | None = None, **options: Any) -> None:
         values = dict(options)
         if isinstance(model, str):
