@@ -2,14 +2,91 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from negspace.models.base import EmbeddingModel
 
 
+class RowAdam(torch.optim.Optimizer):
+    """Lazy Adam for embedding tables with sparse gradients: the maths of torch.optim.SparseAdam
+    (only the rows a batch touches update their moments and move; one step count per table),
+    written with index operations on the touched rows.
+
+    SparseAdam builds sparse tensors for each of its updates (`sparse_mask`, dense += sparse), which
+    cost about 1 ms per table and step at B = 256 with 5 negatives; here the touched rows' gradient
+    is summed once (sorted unique rows, `index_add_` in the gradient's order, deterministic on CPU),
+    the rows' moments are gathered, updated and written back with `index_copy_`, and the update is
+    added to the parameter's rows. The state (`step`, `exp_avg`, `exp_avg_sq` per parameter) and
+    the `state_dict` have SparseAdam's layout, so checkpoints of either load into the other. The
+    results equal SparseAdam's up to float rounding (the duplicate rows of a gradient may be summed
+    in another order than `coalesce` sums them).
+
+    Args:
+        params: tensors that receive sparse (COO, dim-0 indexed) gradients; a dense gradient is
+            also accepted and treated as touching every row.
+        lr, betas, eps: as torch.optim.SparseAdam.
+    """
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8) -> None:
+        if lr < 0.0 or eps < 0.0 or not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
+            raise ValueError(f"invalid Adam settings lr={lr}, betas={betas}, eps={eps}")
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: D102 -- torch.optim.Optimizer.step
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            lr, eps = group["lr"], group["eps"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                rows, grad = _touched_rows(p.grad)
+                if grad.numel() == 0:
+                    continue
+                state = self.state[p]
+                if len(state) == 0:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["step"] += 1
+                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+                # SparseAdam's maths: old + (1 - b) * (new - old) (lerp), then
+                # p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps), on the rows only.
+                m = torch.lerp(exp_avg.index_select(0, rows), grad, 1 - beta1)
+                v = torch.lerp(exp_avg_sq.index_select(0, rows), grad * grad, 1 - beta2)
+                exp_avg.index_copy_(0, rows, m)
+                exp_avg_sq.index_copy_(0, rows, v)
+                step = state["step"]
+                step_size = lr * math.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
+                # (index_add_'s alpha takes a path three times slower than a separate mul_)
+                p.index_add_(0, rows, m.div_(v.sqrt_().add_(eps)).mul_(-step_size))
+        return loss
+
+
+def _touched_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sorted distinct row indices, their summed gradient rows) of a gradient."""
+    if not grad.is_sparse:
+        return torch.arange(grad.shape[0], device=grad.device), grad
+    if grad.sparse_dim() != 1:
+        raise ValueError("RowAdam takes gradients indexed by their first dimension only")
+    indices, values = grad._indices()[0], grad._values()
+    if grad.is_coalesced():
+        return indices, values
+    rows, inverse = torch.unique(indices, sorted=True, return_inverse=True)
+    summed = values.new_zeros((len(rows), *values.shape[1:])).index_add_(0, inverse, values)
+    return rows, summed
+
+
 class SparseFriendlyAdam:
-    """SparseAdam (lazy Adam: only the rows a batch touches move) for embedding tables with sparse
-    gradients, plain Adam for every dense parameter. One object with the optimiser interface the
+    """Lazy Adam (`RowAdam`: only the rows a batch touches move) for embedding tables with sparse
+    gradients, Adam (fused) for every dense parameter. One object with the optimiser interface the
     trainer needs.
     """
 
@@ -19,9 +96,11 @@ class SparseFriendlyAdam:
         dense = [p for p in model.parameters() if id(p) not in sparse_ids and p.requires_grad]
         self.optimizers: list[torch.optim.Optimizer] = []
         if sparse:
-            self.optimizers.append(torch.optim.SparseAdam(sparse, lr=lr))
+            self.optimizers.append(RowAdam(sparse, lr=lr))
         if dense:
-            self.optimizers.append(torch.optim.Adam(dense, lr=lr))
+            # fused: one kernel per tensor (the two-tower's item table and MLPs: 0.3 ms a step
+            # against 1.8 ms for the per-op loop), the same maths up to float rounding
+            self.optimizers.append(torch.optim.Adam(dense, lr=lr, fused=True))
 
     def zero_grad(self) -> None:
         for opt in self.optimizers:
