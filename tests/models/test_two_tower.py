@@ -81,3 +81,23 @@ def test_bad_shapes_and_measure(inter):
         _model(inter, user_features=_features(29, 4, 0))
     with pytest.raises(NegspaceError):
         _model(inter, measure="l2")
+
+
+def test_history_mean_is_the_masked_mean_with_its_gradient(inter):
+    """The fused embedding_bag path against the plain masked mean of the looked-up rows."""
+    model = _model(inter)
+    users = torch.tensor([0, 3, 3, 7, 29])
+    exclude = torch.from_numpy(inter.pairs()[1][:5])
+    from negspace.models.history import history_rows
+    items, mask = history_rows(model.hist, model.hist_len, users, exclude)
+    mask[1] = False  # an empty history gives the zero vector
+    g = torch.randn(len(users), 8)
+    fused = model._history_mean(items, mask)
+    (fused * g).sum().backward()
+    grad_fused, model.items.weight.grad = model.items.weight.grad.clone(), None
+    m = mask.unsqueeze(-1).float()
+    plain = (model.items(items) * m).sum(1) / m.sum(1).clamp(min=1.0)
+    (plain * g).sum().backward()
+    torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(model.items.weight.grad, grad_fused, rtol=1e-5, atol=1e-6)
+    assert torch.equal(fused[1], torch.zeros(8))
