@@ -172,23 +172,38 @@ class TwoStageSampler(NegativeSampler):
         c = min(self.n_candidates, self.n_weighted)
         if c == self.n_weighted:
             return self._weighted.copy()
-        seq = np.empty(0, np.int64)
+        # The first distinct items of the stream, in stream order, kept round by round: each
+        # round's draws are deduplicated on their own and checked against a seen-flag per item
+        # (re-sorting the whole stream every round cost 2 ms a batch on MovieLens-1M).
+        seen = self._is_cand  # all False between calls (_blocked resets it too)
+        parts: list[np.ndarray] = []
+        n_distinct = n_drawn = 0
         size = c + c // 4 + 32
-        for _ in range(_STAGE1_ROUNDS):
-            u = self.rng.random(size) * self.n_weighted  # alias method: one uniform per draw
-            slot = u.astype(np.int64)
-            np.minimum(slot, self.n_weighted - 1, out=slot)
-            u -= slot
-            draws = np.where(u < self._alias_prob.take(slot), slot, self._alias.take(slot))
-            seq = np.concatenate([seq, self._weighted.take(draws)])
-            _, first = np.unique(seq, return_index=True)
-            if len(first) >= c:
-                return seq[np.sort(first)[:c]]
-            rate = max(len(first) / len(seq), 1e-3)  # distinct items per draw so far (decreasing)
-            size = int(1.5 * (c - len(first)) / rate) + 64
+        try:
+            for _ in range(_STAGE1_ROUNDS):
+                u = self.rng.random(size) * self.n_weighted  # alias method: one uniform per draw
+                slot = u.astype(np.int64)
+                np.minimum(slot, self.n_weighted - 1, out=slot)
+                u -= slot
+                draws = np.where(u < self._alias_prob.take(slot), slot, self._alias.take(slot))
+                chunk = self._weighted.take(draws)
+                _, first = np.unique(chunk, return_index=True)
+                new = chunk.take(np.sort(first))
+                new = new[~seen.take(new)]
+                seen[new] = True
+                parts.append(new)
+                n_distinct += len(new)
+                n_drawn += size
+                if n_distinct >= c:
+                    return np.concatenate(parts)[:c]
+                rate = max(n_distinct / n_drawn, 1e-3)  # distinct per draw so far (decreasing)
+                size = int(1.5 * (c - n_distinct) / rate) + 64
+        finally:
+            for part in parts:
+                seen[part] = False
         # Concentrated popularity: finish the same successive sampling exactly, Gumbel-top-k over
         # the items not drawn yet.
-        chosen = seq[np.sort(first)]
+        chosen = np.concatenate(parts)
         keys = self.log_pop - np.log(self.rng.exponential(size=len(self.log_pop)))
         keys[chosen] = -np.inf
         rest = np.argpartition(-keys, c - len(chosen) - 1)[: c - len(chosen)]
