@@ -11,6 +11,15 @@ candidate items) from d-wide tables and writing an update back into the same row
 (index_select + index_add_), nothing else. For the two-tower model the bound counts its id
 embeddings only (its MLPs are extra work the bound leaves out).
 
+Second table (added with the first fixes; the bound above is unchanged): the trainer's own loop
+(Trainer.run_epoch over the same number of batches, so with the background draw of the next
+batch's negatives where the trainer does it) in ms per step and its process CPU time over wall
+time (2.0 = both cores busy all the time); and a second bound, "bound + dense", that adds to the
+touched rows what the model cannot avoid either: the history rows the two-tower's user tower
+reads (B x up to 50 item rows, gathered and updated), and the bare matrix products of the loss,
+forward and backward (shared negatives' and in-batch/bank scores [B, d] x [d, K], the towers'
+MLP layers), timed with torch.mm and no autograd.
+
 Evaluation: negspace's evaluate() (every test user, all items scored, training items masked,
 top 50, metrics) against the bare work: the same users' vectors times every item vector plus a
 top-50, in the same chunks, no masking. The ratio printed is measured / bound (1 = at the bound).
@@ -20,6 +29,7 @@ Targets (issue 6): evaluation at most 2x its bound, a step at most 3x at B = 256
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -55,6 +65,41 @@ def _ms(samples: list[float]) -> float:
     return 1000.0 * statistics.median(samples)
 
 
+def profile_loop(cfg, train, steps: int, warmup: int = 5) -> dict[str, float]:
+    """The trainer's own loop (run_epoch) over warmup + steps batches of a fresh trainer."""
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, train.n_users, train.n_items, history=train)
+    options = TrainerOptions(batch_size=cfg.batch_size, negatives=cfg.negatives, epochs=1,
+                             lr=cfg.lr, seed=cfg.seed, progress=False)
+    trainer = Trainer(model, build_sampler(cfg), build_objective(cfg), train, options, None)
+    trainer.n_steps = warmup
+    trainer.run_epoch(None)
+    trainer.n_steps = warmup + steps  # run_epoch continues from step `warmup`, same shuffle
+    w0, c0 = time.perf_counter(), time.process_time()
+    trainer.run_epoch(None)
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    return {"loop": 1000.0 * wall / steps, "cpu_wall": cpu / wall,
+            "prefetch": bool(getattr(trainer, "can_prefetch", False))}
+
+
+def dense_ms(b: int, dim: int, products: list[tuple[int, int, int]], steps: int) -> float:
+    """Bare forward and backward matrix products: for each (rows, k_in, k_out), x [rows, k_in]
+    times w [k_in, k_out], then the two products of its backward."""
+    gen = torch.Generator().manual_seed(2)
+    mats = [(torch.randn(r, i, generator=gen), torch.randn(i, o, generator=gen),
+             torch.randn(r, o, generator=gen)) for r, i, o in products]
+    samples = []
+    for s in range(steps + 5):
+        t0 = time.perf_counter()
+        for x, w, g in mats:
+            x @ w
+            g @ w.T
+            x.T @ g
+        if s >= 5:
+            samples.append(time.perf_counter() - t0)
+    return _ms(samples)
+
+
 def profile_step(cfg, train, steps: int, warmup: int = 5) -> dict[str, float]:
     model = build_model(cfg, train.n_users, train.n_items, history=train)
     options = TrainerOptions(batch_size=cfg.batch_size, negatives=cfg.negatives, epochs=1,
@@ -67,6 +112,8 @@ def profile_step(cfg, train, steps: int, warmup: int = 5) -> dict[str, float]:
     times: dict[str, list[float]] = {k: [] for k in ("sample", "forward", "backward", "optim",
                                                      "step")}
     touched_items: list[int] = []
+    history_rows: list[int] = []
+    products: list[tuple[int, int, int]] = []
     for s in range(warmup + steps):
         idx = perm[s * bs:(s + 1) * bs]
         users, items = trainer.users[idx], trainer.items[idx]
@@ -106,9 +153,35 @@ def profile_step(cfg, train, steps: int, warmup: int = 5) -> dict[str, float]:
                                ("optim", t4 - t3), ("step", t4 - t0)):
                 times[key].append(value)
             touched_items.append(len(items) + extra)
+            if hasattr(model, "hist_len"):
+                history_rows.append(int(model.hist_len[users].sum()))
+            if s == warmup + steps - 1:  # the bank is as full as it gets here
+                products = _products(cfg, model, len(items), n, extra,
+                                     cands if getattr(sampler, "embedding_level", False) else None)
     out = {k: _ms(v) for k, v in times.items()}
-    out["bound"] = bound_ms(train.n_users, train.n_items, cfg.dim, bs,
-                            int(np.median(touched_items)), steps)
+    n_items = int(np.median(touched_items))
+    out["bound"] = bound_ms(train.n_users, train.n_items, cfg.dim, bs, n_items, steps)
+    n_hist = int(np.median(history_rows)) if history_rows else 0
+    out["bound_dense"] = (bound_ms(train.n_users, train.n_items, cfg.dim, bs, n_items + n_hist,
+                                   steps) + (dense_ms(bs, cfg.dim, products, steps)
+                                             if products else 0.0))
+    return out
+
+
+def _products(cfg, model, b: int, n: int, extra: int, cands) -> list[tuple[int, int, int]]:
+    """The loss's matrix products (rows, k_in, k_out): scores against shared or candidate
+    vectors, and each tower layer (two-tower)."""
+    d = cfg.dim
+    out = []
+    if cfg.resolved_negative_mode == "shared":
+        out.append((b, d, n))  # [B, d] x [d, N]
+    if cands is not None:
+        k = len(cands.ids) + (0 if cands.bank_vectors is None else len(cands.bank_vectors))
+        out.append((b, d, k))
+    for mlp, rows in ((getattr(model, "user_mlp", None), b), (getattr(model, "item_mlp", None), b)):
+        if mlp is not None:
+            out += [(rows, layer.in_features, layer.out_features) for layer in mlp
+                    if isinstance(layer, torch.nn.Linear)]
     return out
 
 
@@ -171,6 +244,8 @@ def main(argv: list[str] | None = None) -> None:
             "threads": args.threads, "progress": False, "validation": 0.0}
     dataset = load_dataset(args.dataset)
     train, test = split_for(make_config(base), dataset)
+    loops = ["", "| sampler | trainer loop ms / step | CPU / wall | background draw "
+             "| bound + dense ms | loop / (bound + dense) |", "|---|---|---|---|---|---|"]
     for name in args.cases:
         cfg = make_config({**base, **CASES[name]})
         r = profile_step(cfg, train, args.steps)
@@ -178,11 +253,18 @@ def main(argv: list[str] | None = None) -> None:
                      f"| {r['optim']:.2f} | {r['step']:.2f} | {r['bound']:.3f} "
                      f"| {r['step'] / r['bound']:.1f}x |")
         print(lines[-1], flush=True)
+        lp = profile_loop(cfg, train, args.steps)
+        loops.append(f"| {name} | {lp['loop']:.2f} | {lp['cpu_wall']:.2f} "
+                     f"| {'yes' if lp['prefetch'] else 'no'} | {r['bound_dense']:.3f} "
+                     f"| {lp['loop'] / r['bound_dense']:.1f}x |")
+        print(loops[-1], flush=True)
+    lines += loops
     e = profile_eval(make_config({**base, **CASES["uniform"]}), train, test)
     lines += ["", "| evaluation | users | evaluate() ms | bare product + top-50 ms | ratio |",
               "|---|---|---|---|---|",
               f"| full ranking, k = 20 and 50 | {e['users']} | {e['evaluate']:.1f} "
               f"| {e['bound']:.1f} | {e['evaluate'] / e['bound']:.2f}x |"]
+    lines += ["", f"load average {os.getloadavg()[0]:.2f} at the end"]
     text = "\n".join(lines)
     print(text)
     if args.out:
