@@ -147,6 +147,41 @@ def test_cosine_losses_with_the_bank_equal_the_loss_on_hand_built_cosines(loss):
     assert torch.allclose(got, want, atol=1e-6)
 
 
+def test_split_bank_gradient_gives_the_item_side_the_in_batch_gradient_and_the_user_side_the_bank():
+    """--split-bank-gradient: the item table's gradient is the in-batch softmax's, the user
+    table's the one of the softmax over positive + batch + bank (MF: separate tables)."""
+    inter = random_interactions(n_users=30, n_items=40, density=0.3, seed=7, dense_user=False)
+
+    def grads(split: bool, bank: bool) -> tuple[torch.Tensor, torch.Tensor, float]:
+        cfg = make_config(dict(model="mf", loss="softmax", sampler="memory-bank", bank_size=50,
+                               dim=8, temperature=0.5, split_bank_gradient=split))
+        torch.manual_seed(0)
+        net = build_model(cfg, inter.n_users, inter.n_items, history=inter)
+        sampler, obj = build_sampler(cfg), build_objective(cfg)
+        sampler.fit(inter)
+        users, items = (torch.from_numpy(a) for a in inter.pairs())
+        u1, i1, u2, i2 = users[:20], items[:20], users[20:36], items[20:36]
+        sampler.candidates(u1.numpy(), i1.numpy(), 1)
+        with torch.no_grad():
+            sampler.enqueue(i1, net.item_vectors(i1) * 3)  # stale: unlike the current vectors
+        cands = sampler.candidates(u2.numpy(), i2.numpy(), 1)
+        if not bank:
+            cands.bank_vectors = None
+        loss = obj.with_candidates(net, u2, i2, cands)
+        loss.backward()
+        dense = lambda g: g.to_dense() if g.is_sparse else g
+        return dense(net.users.weight.grad), dense(net.items.weight.grad), loss.item()
+
+    user_split, item_split, _ = grads(split=True, bank=True)
+    user_cbns, item_cbns, _ = grads(split=False, bank=True)
+    user_inb, item_inb, _ = grads(split=False, bank=False)
+    assert torch.allclose(item_split, item_inb, atol=1e-6)
+    assert torch.allclose(user_split, user_cbns, atol=1e-6)
+    assert not torch.allclose(item_split, item_cbns, atol=1e-4)  # the bank changed the paper's
+    with pytest.raises(NegspaceError, match="--split-bank-gradient needs"):
+        make_config(dict(model="two-tower", sampler="in-batch", split_bank_gradient=True))
+
+
 @pytest.mark.parametrize("values, message", [
     (dict(sampler="in-batch", loss="bpr"), "needs --loss softmax, triplet, ccl or mml"),
     (dict(model="two-tower", loss="softmax", negative_mode="shared", sampler="uniform"), "softmax"),

@@ -93,7 +93,8 @@ def build_objective(cfg: TrainConfig) -> Objective:
                      cov_weight=cfg.cov_weight, l2_weight=cfg.l2_weight,
                      margins=tuple(cfg.margin_list), margin_weights=tuple(cfg.margin_weight_list),
                      negative_weight=cfg.negative_weight, positive_weight=cfg.positive_weight,
-                     temperature=cfg.temperature, logq_strength=cfg.logq_strength)
+                     temperature=cfg.temperature, logq_strength=cfg.logq_strength,
+                     split_bank_gradient=cfg.split_bank_gradient)
 
 
 def load_for(cfg: TrainConfig) -> Dataset:
@@ -193,7 +194,8 @@ _FREE_ON_RESUME = ("threads", "progress", "checkpoint_every", "data_dir")
 # Options added with the two-tower model: left out of the fingerprint at their defaults, so that
 # checkpoints written before they existed still resume.
 _ADDED_LATER = {"bank_size": 2048, "warmup": 0, "temperature": 1.0, "logq_strength": 1.0,
-                "mask_positives": False, "measure": "dot", "side_features": True}
+                "mask_positives": False, "measure": "dot", "side_features": True,
+                "split_bank_gradient": False}
 
 
 def fingerprint(cfg: TrainConfig, train: Interactions) -> str:

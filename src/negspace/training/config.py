@@ -62,6 +62,9 @@ class TrainConfig:
     temperature: float = field(default=1.0, metadata=_opt("softmax temperature T", low=0, low_open=True))
     logq_strength: float = field(default=1.0, metadata=_opt("softmax logQ correction strength A (0: off)", low=0))
     mask_positives: bool = field(default=False, metadata=_opt("softmax: also mask candidates that are the user's other training positives"))
+    split_bank_gradient: bool = field(default=False, metadata=_opt(
+        "memory bank + softmax: the user tower learns from positive + batch + bank with the item "
+        "vectors held fixed, the item tower from the in-batch softmax alone (not in the paper)"))
     measure: str = field(default="dot", metadata=_opt("two-tower score", ("dot", "cosine")))
     side_features: bool = field(default=True, metadata=_opt("two-tower: use the dataset's side features"))
     gor_weight: float | None = field(default=None, metadata=_opt(
@@ -154,6 +157,8 @@ class TrainConfig:
         if self.sampler in EMBEDDING_SAMPLERS and self.negative_mode == "shared":
             raise NegspaceError(f"--sampler {self.sampler} already shares its negatives; "
                                 "drop --negative-mode shared")
+        if self.split_bank_gradient and (self.sampler != "memory-bank" or loss != "softmax"):
+            raise NegspaceError("--split-bank-gradient needs --sampler memory-bank and --loss softmax")
         if loss == "softmax" and self.resolved_negative_mode == "shared":
             raise NegspaceError("--loss softmax takes per-row negatives or --sampler "
                                 "in-batch|uniform-softmax|memory-bank, not --negative-mode shared")

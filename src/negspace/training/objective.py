@@ -30,6 +30,13 @@ class Objective:
         l2_weight: L2 penalty on the looked-up vectors.
         temperature: softmax temperature T (the "softmax" loss).
         logq_strength: A, the strength of the softmax's logQ correction (0 disables it).
+        split_bank_gradient: with memory-bank candidates and the softmax loss, the sum of two
+            softmax terms: positive + batch + bank with the item vectors held fixed (the user
+            tower's gradient) and positive + batch alone with the user vectors held fixed (the
+            item tower's). The bank's stored vectors are constants, so in the one softmax of the
+            paper they take probability mass from the live in-batch negatives and weaken the push
+            the item tower gets from them (docs/results.md, issue 3); here the item tower learns
+            as with in-batch negatives and only the user tower sees the bank.
     """
 
     loss: str = "triplet"
@@ -44,6 +51,7 @@ class Objective:
     positive_weight: float = 1.0
     temperature: float = 1.0
     logq_strength: float = 1.0
+    split_bank_gradient: bool = False
 
     def __call__(self, model: EmbeddingModel, users: torch.Tensor, items: torch.Tensor,
                  negatives: torch.Tensor, negative_mask: torch.Tensor | None = None,
@@ -127,6 +135,15 @@ class Objective:
             mask = torch.cat([mask, candidates.bank_mask], dim=1)
         if cosine:  # the candidates (and stored vectors) are every row's negatives; no logQ
             total = self._cosine_terms((u * p).sum(-1), neg, mask)
+        elif self.split_bank_gradient and bank is not None:
+            pd, nd, ud = p.detach(), n.detach(), u.detach()
+            user_term = sampled_softmax(model.score(u, pd), torch.cat([scores(u, nd), scores(u, bank)], 1),
+                                        self.temperature, candidates.log_q_pos, log_q,
+                                        self.logq_strength, mask)
+            item_term = sampled_softmax(model.score(ud, p), scores(ud, n), self.temperature,
+                                        candidates.log_q_pos, candidates.log_q, self.logq_strength,
+                                        candidates.mask)
+            total = user_term.mean() + item_term.mean()
         else:
             total = sampled_softmax(model.score(u, p), neg, self.temperature, candidates.log_q_pos,
                                     log_q, self.logq_strength, mask).mean()
