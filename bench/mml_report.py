@@ -25,13 +25,23 @@ def collect(grid_dirs: list[str]) -> pd.DataFrame:
             with open(cell / "history.csv") as f:
                 history = list(csv.DictReader(f))
             seconds = [float(r["seconds"]) for r in history]
-            rows.append({"dataset": cfg["dataset"], "model": cfg["model"], "loss": cfg["loss"],
+            rows.append({"dataset": cfg["dataset"], "model": cfg["model"], "loss": _label(cfg),
                          "N": cfg["negatives"], **{k: metrics[k] for k in
                                                    ("recall@20", "ndcg@20", "recall@50", "ndcg@50")},
                          "best_epoch": int(metrics["best_epoch"]), "epochs_run": len(history),
                          "s_per_epoch": sum(seconds) / len(seconds),
                          "val_recall@20": max(float(r["val_recall@20"]) for r in history)})
     return pd.DataFrame(rows).sort_values(["dataset", "model", "loss", "N"])
+
+
+CHOSEN_CCL = (0.3, 10.0)  # margin and weight chosen on ML-1M validation (docs/results.md)
+
+
+def _label(cfg: dict) -> str:
+    """"ccl" for the chosen CCL setting, "ccl (m M, w W)" for any other, "mml" as run."""
+    if cfg["loss"] != "ccl" or (cfg["margin"], cfg["negative_weight"]) == CHOSEN_CCL:
+        return cfg["loss"]
+    return f"ccl (m {cfg['margin']:g}, w {cfg['negative_weight']:g})"
 
 
 def markdown(df: pd.DataFrame) -> str:
@@ -68,8 +78,9 @@ def plot(df: pd.DataFrame, png: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for (model, loss), g in df.groupby(["model", "loss"]):
         g = g.sort_values("N")
-        ax.plot(g["N"], g["recall@20"], marker="o", linestyle="-" if loss == "mml" else "--",
-                label=f"{'MF' if model == 'mf' else 'SimpleX'}-{loss.upper()}")
+        style = "-" if loss == "mml" else "--" if loss == "ccl" else ":"
+        ax.plot(g["N"], g["recall@20"], marker="o", linestyle=style,
+                label=f"{'MF' if model == 'mf' else 'SimpleX'}-{loss.upper().replace('CCL (M', 'CCL (m').replace(', W', ', w')}")
     ax.set_xscale("log")
     ax.set_xlabel("negatives per positive N")
     ax.set_ylabel("test Recall@20")
