@@ -481,7 +481,9 @@ class TwoStageSampler(NegativeSampler):
                 flat += np.arange(n_pos, dtype=np.int64)
                 items = indices.take(flat)
                 hit = np.flatnonzero(self._is_cand.take(items))
-                return np.searchsorted(ends, hit, side="right"), self._slot.take(items.take(hit))
+                # the batch row of each hit (a take from the expanded rows: 5x a searchsorted)
+                row = np.repeat(np.arange(len(users), dtype=np.int64), lengths)
+                return row.take(hit), self._slot.take(items.take(hit))
             hits = np.flatnonzero(self._is_cand.take(indices))  # (user, candidate) pairs
             hit_users = self._nnz_user.take(hits)
             hit_slots = self._slot.take(indices.take(hits))
