@@ -27,15 +27,34 @@ def sampled_softmax(pos: torch.Tensor, neg: torch.Tensor, temperature: float = 1
     Returns:
         [B] loss terms.
     """
-    pos_logit = pos / temperature
-    neg_logit = neg / temperature
+    # x / 1 is x: skip the two passes (forward and backward) over [B, N] at the default T = 1
+    pos_logit = pos / temperature if temperature != 1.0 else pos
+    neg_logit = neg / temperature if temperature != 1.0 else neg
     if logq_strength:
         if log_q_pos is not None:
             pos_logit = pos_logit - logq_strength * log_q_pos
         if log_q_neg is not None:
             neg_logit = neg_logit - logq_strength * log_q_neg
     neg_logit = neg_logit.expand(len(pos), -1) if neg_logit.dim() == 1 else neg_logit
-    if mask is not None:
-        neg_logit = neg_logit.masked_fill(~mask, float("-inf"))
+    if mask is not None:  # where(): half the time of masked_fill(~mask) here, forward and backward
+        neg_logit = torch.where(mask, neg_logit, _NEG_INF)
     logits = torch.cat([pos_logit.unsqueeze(1), neg_logit], dim=1)
-    return torch.logsumexp(logits, dim=1) - pos_logit
+    return _logsumexp_rows(logits) - pos_logit
+
+
+_NEG_INF = torch.tensor(float("-inf"))
+_FLOOR = -80.0  # exp(-80) = 1.8e-35: below float32 resolution of a sum that holds a 1
+
+
+def _logsumexp_rows(logits: torch.Tensor) -> torch.Tensor:
+    """log sum_j exp(logits[:, j]), with every logit floored at the row maximum - 80 before exp().
+
+    The floor changes the value by at most n * exp(-80) relative (4e-32 for n = 2,305: nothing in
+    float32) and gives the floored terms a zero gradient instead of one below 1e-35; masked (-inf)
+    logits stay at zero gradient. It keeps exp() on its vectorised path: logits far below the row
+    maximum underflow to denormals and zeros, where exp() is several times slower (the memory
+    bank's [256, 2,305] logits: 1.7 ms for torch.logsumexp's exp against 0.5 ms).
+    """
+    top = logits.detach().amax(dim=1, keepdim=True)
+    z = (logits - top).clamp(min=_FLOOR)
+    return torch.log(torch.exp(z).sum(dim=1)) + top.squeeze(1)
