@@ -150,8 +150,8 @@ class Trainer:
             out = pending[2].result()
         else:
             if pending is not None:  # not this batch: undo that draw
-                pending[2].result()
-                self.sampler.load_state_dict(pending[3])
+                self._pending = pending
+                self._drop_prefetch()
             out = self._draw(users, items)
         if following is not None and self.can_prefetch:
             if self._executor is None:
@@ -164,7 +164,10 @@ class Trainer:
         """Waits for a background draw and puts the sampler back where it was before it."""
         pending, self._pending = self._pending, None
         if pending is not None:
-            pending[2].result()
+            try:
+                pending[2].result()
+            except Exception:  # discarded anyway; an error of this step's own is what matters
+                pass
             self.sampler.load_state_dict(pending[3])
 
     def step(self, users: torch.Tensor, items: torch.Tensor) -> float:
