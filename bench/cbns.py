@@ -13,6 +13,7 @@ import csv
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +27,11 @@ DATASETS = {
     "ml100k": ["--dataset", "movielens-100k", "--fold", "0", "--epochs", "20", "--min-epochs", "3"],
     "ml1m": ["--dataset", "movielens-1m-lcfn", "--no-side-features", "--epochs", "8",
              "--min-epochs", "3"],
+    # the same cells again on this session's quieter machine, for seconds comparable with the new
+    # cells (the first ML-1M cells ran beside up to five other processes)
+    "ml100k-now": ["--dataset", "movielens-100k", "--fold", "0", "--epochs", "20", "--min-epochs", "3"],
+    "ml1m-now": ["--dataset", "movielens-1m-lcfn", "--no-side-features", "--epochs", "8",
+                 "--min-epochs", "3"],
     # Unit vectors and a temperature (not in the paper; the TF implementation uses tau 0.05): with
     # dot products the bank's detached negatives let the item norms grow without bound.
     "ml100k-cos": ["--dataset", "movielens-100k", "--fold", "0", "--epochs", "20",
@@ -42,7 +48,7 @@ DATASETS = {
                     "--min-epochs", "3", "--measure", "cosine", "--temperature", "0.2"],
 }
 TEMPERATURES = [0.05, 0.2, 0.5]
-DOT_TEMPERATURES = [0.5, 2.0]  # T = 1 is runs/cbns-ml100k/in-batch-b256
+DOT_TEMPERATURES = [0.5, 2.0, 4.0]  # T = 1 is runs/cbns-ml100k/in-batch-b256
 IN_BATCH = [64, 128, 256, 512, 1024, 2048]
 BANK = [(b, m) for b in (64, 128, 256) for m in (512, 2048, 8192)]
 
@@ -68,7 +74,7 @@ def cells(name: str) -> dict[str, list[str]]:
                 "in-batch-b2048", "bank-b64-m512", "bank-b256-m8192", "in-batch-b512"]
         keep += ["bank-split-b256-m2048", "bank-split-b64-m2048"] if name == "ml100k-cos2" else []
         return {k: out[k] for k in keep}
-    if name != "ml100k":  # the larger catalogues: the cells the time allows, cheapest first
+    if name not in ("ml100k", "ml100k-now"):  # the larger catalogues: the cells the time allows, cheapest first
         keep = ["in-batch-b256", "in-batch-b2048", "bank-b256-m2048", "in-batch-b1024",
                 "bank-b256-m8192", "uniform-softmax-b256-n2048", "bank-b256-m512",
                 "in-batch-b512", "bank-b128-m2048", "in-batch-b128", "bank-split-b256-m2048",
@@ -116,9 +122,13 @@ def tune_report() -> None:
 def report(name: str) -> None:
     if name == "ml100k-tune":
         return tune_report()
-    base = ROOT / "runs" / f"cbns-{name}"
+    # A cell rerun under NAME-now (same options, on a quieter machine: the same metrics, other
+    # seconds) is reported from there, marked "(rerun)".
+    now = ROOT / "runs" / f"cbns-{name}-now"
     rows = []
     for cell in cells(name):
+        rerun = (now / cell / "metrics.json").exists() and (now / f"{cell}.rss").exists()
+        base = now if rerun else ROOT / "runs" / f"cbns-{name}"
         out = base / cell
         rss_file = base / f"{cell}.rss"
         if not (out / "metrics.json").exists() or not rss_file.read_text().strip():
@@ -127,18 +137,20 @@ def report(name: str) -> None:
         t = json.loads((out / "timing.json").read_text())
         hist = list(csv.DictReader((out / "history.csv").open()))
         rss = rss_file.read_text().split()[-1]
-        rows.append({"cell": cell, "recall@20": m["recall@20"], "ndcg@20": m["ndcg@20"],
+        rows.append({"cell": cell + (" (rerun)" if rerun else ""), "recall@20": m["recall@20"], "ndcg@20": m["ndcg@20"],
                      "epochs": len(hist), "best_epoch": int(m["best_epoch"]),
                      "s_per_epoch": sum(float(h["seconds"]) for h in hist) / len(hist),
                      "train_s": t["train_seconds"], "peak_mb": int(rss) / 1024,
                      "drift_1": float(hist[-1].get("drift_1", "nan")),
-                     "drift_10": float(hist[-1].get("drift_10", "nan"))})
-    print("| cell | Recall@20 | NDCG@20 | epochs (best) | s/epoch | train s | peak RSS MB | drift 1 / 10 steps (last epoch) |")
-    print("|---|---|---|---|---|---|---|---|")
+                     "drift_10": float(hist[-1].get("drift_10", "nan")),
+                     # when it finished: cells of different sessions ran under different loads
+                     "finished": time.strftime("%H:%M", time.gmtime((out / "metrics.json").stat().st_mtime))})
+    print("| cell | Recall@20 | NDCG@20 | epochs (best) | s/epoch | train s | peak RSS MB | drift 1 / 10 steps (last epoch) | finished (UTC) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['cell']} | {r['recall@20']:.4f} | {r['ndcg@20']:.4f} | {r['epochs']} ({r['best_epoch']}) "
               f"| {r['s_per_epoch']:.1f} | {r['train_s']:.0f} | {r['peak_mb']:.0f} "
-              f"| {r['drift_1']:.1f} / {r['drift_10']:.1f} |")
+              f"| {r['drift_1']:.1f} / {r['drift_10']:.1f} | {r['finished']} |")
     if not rows:
         return
     import matplotlib
