@@ -80,7 +80,7 @@ def plot(df: pd.DataFrame, png: Path, title: str) -> None:
         g = g.sort_values("N")
         style = "-" if loss == "mml" else "--" if loss == "ccl" else ":"
         ax.plot(g["N"], g["recall@20"], marker="o", linestyle=style,
-                label=f"{'MF' if model == 'mf' else 'SimpleX'}-{loss.upper().replace('CCL (M', 'CCL (m').replace(', W', ', w')}")
+                label=f"{'MF' if model == 'mf' else 'SimpleX'}-{loss[:3].upper()}{loss[3:]}")
     ax.set_xscale("log")
     ax.set_xlabel("negatives per positive N")
     ax.set_ylabel("test Recall@20")

@@ -168,10 +168,7 @@ def fit_als(train: sp.csr_matrix, dim: int, threads: int, seed: int, p: dict[str
                                         alpha=p["alpha"], iterations=p["iterations"],
                                         num_threads=threads, random_state=seed,
                                         calculate_training_loss=False)
-        with Timer() as t:
-            model.fit(train, show_progress=False,
-                      callback=checkpoints.start(model) if checkpoints else None)
-    return np.asarray(model.user_factors), np.asarray(model.item_factors), None, t
+        return _fit_implicit(model, train, checkpoints)
 
 
 def fit_bpr(train: sp.csr_matrix, dim: int, threads: int, seed: int, p: dict[str, Any],
@@ -182,6 +179,11 @@ def fit_bpr(train: sp.csr_matrix, dim: int, threads: int, seed: int, p: dict[str
                                         regularization=p["regularization"],
                                         iterations=p["iterations"], num_threads=threads,
                                         random_state=seed)
+    return _fit_implicit(model, train, checkpoints)
+
+
+def _fit_implicit(model, train: sp.csr_matrix, checkpoints: Checkpoints | None):
+    """Times an implicit model's fit; its factors, no item biases, and the timer."""
     with Timer() as t:
         model.fit(train, show_progress=False,
                   callback=checkpoints.start(model) if checkpoints else None)

@@ -115,6 +115,20 @@ def test_bank_is_filled_after_the_loss_with_the_vectors_before_the_update(model,
     assert with_bank.item() != without.item()
 
 
+def _bank_holding_one_batch(cfg, inter, stale_scale: float = 1.0):
+    """Model, objective, (first batch's items, second batch's users and items) and the second
+    batch's candidates, after the first batch's item vectors (times `stale_scale`) entered the bank."""
+    net = build_model(cfg, inter.n_users, inter.n_items, history=inter)
+    sampler, obj = build_sampler(cfg), build_objective(cfg)
+    sampler.fit(inter)
+    users, items = (torch.from_numpy(a) for a in inter.pairs())
+    u1, i1, u2, i2 = users[:20], items[:20], users[20:36], items[20:36]
+    sampler.candidates(u1.numpy(), i1.numpy(), cfg.negatives)
+    with torch.no_grad():
+        sampler.enqueue(i1, net.item_vectors(i1) * stale_scale)
+    return net, obj, (i1, u2, i2), sampler.candidates(u2.numpy(), i2.numpy(), cfg.negatives)
+
+
 @pytest.mark.parametrize("loss", ["ccl", "mml"])
 def test_cosine_losses_with_the_bank_equal_the_loss_on_hand_built_cosines(loss):
     """Batch and bank vectors are every row's negatives; the row's own positive never counts."""
@@ -123,15 +137,8 @@ def test_cosine_losses_with_the_bank_equal_the_loss_on_hand_built_cosines(loss):
     inter = random_interactions(n_users=30, n_items=40, density=0.3, seed=5, dense_user=False)
     cfg = make_config(dict(model="mf", measure="cosine", loss=loss, sampler="memory-bank",
                            bank_size=50, negatives=3, dim=8, margin=0.3, negative_weight=7.0))
-    net = build_model(cfg, inter.n_users, inter.n_items, history=inter)
-    sampler, obj = build_sampler(cfg), build_objective(cfg)
-    sampler.fit(inter)
-    users, items = (torch.from_numpy(a) for a in inter.pairs())
-    u1, i1, u2, i2 = users[:20], items[:20], users[20:36], items[20:36]
-    sampler.candidates(u1.numpy(), i1.numpy(), 3)
+    net, obj, (i1, u2, i2), cands = _bank_holding_one_batch(cfg, inter)
     with torch.no_grad():
-        sampler.enqueue(i1, net.item_vectors(i1))
-        cands = sampler.candidates(u2.numpy(), i2.numpy(), 3)
         got = obj.with_candidates(net, u2, i2, cands)
         u, p = net.user_vectors(u2), net.item_vectors(i2)
         bank_ids = torch.cat([i2, i1])
@@ -156,15 +163,8 @@ def test_split_bank_gradient_gives_the_item_side_the_in_batch_gradient_and_the_u
         cfg = make_config(dict(model="mf", loss="softmax", sampler="memory-bank", bank_size=50,
                                dim=8, temperature=0.5, split_bank_gradient=split))
         torch.manual_seed(0)
-        net = build_model(cfg, inter.n_users, inter.n_items, history=inter)
-        sampler, obj = build_sampler(cfg), build_objective(cfg)
-        sampler.fit(inter)
-        users, items = (torch.from_numpy(a) for a in inter.pairs())
-        u1, i1, u2, i2 = users[:20], items[:20], users[20:36], items[20:36]
-        sampler.candidates(u1.numpy(), i1.numpy(), 1)
-        with torch.no_grad():
-            sampler.enqueue(i1, net.item_vectors(i1) * 3)  # stale: unlike the current vectors
-        cands = sampler.candidates(u2.numpy(), i2.numpy(), 1)
+        # stale bank entries: unlike the current vectors
+        net, obj, (_, u2, i2), cands = _bank_holding_one_batch(cfg, inter, stale_scale=3.0)
         if not bank:
             cands.bank_vectors = None
         loss = obj.with_candidates(net, u2, i2, cands)
