@@ -9,6 +9,7 @@ import torch
 from negspace.experiments.run import build_model, build_objective, build_sampler, split_for
 from negspace.data.loaders import load_dataset
 from negspace.training.config import make_config
+from negspace.training import trainer as trainer_module
 from negspace.training.trainer import Trainer, TrainerOptions
 
 CASES = {
@@ -20,10 +21,11 @@ CASES = {
 
 
 @pytest.fixture(autouse=True)
-def two_threads():
-    """Prefetching needs a second core: it is on with 2 torch threads or more."""
+def two_cores(monkeypatch):
+    """Prefetching needs a second core: these tests run as on a machine with two, whatever this
+    one has (the draw thread still runs for real)."""
+    monkeypatch.setattr(trainer_module, "usable_cores", lambda: 2)
     before = torch.get_num_threads()
-    torch.set_num_threads(2)
     yield
     torch.set_num_threads(before)
 
@@ -55,9 +57,12 @@ def test_prefetch_gives_the_same_run(toy_csv, case):
     assert all(torch.equal(a, b) if torch.is_tensor(a) else a == b for a, b in zip(*runs))
 
 
-def test_no_prefetch_with_one_thread(toy_csv):
+def test_prefetch_needs_a_second_core(toy_csv, monkeypatch):
     torch.set_num_threads(1)
+    monkeypatch.setattr(trainer_module, "usable_cores", lambda: 1)
     assert not _trainer(toy_csv, "uniform", True).can_prefetch
+    monkeypatch.setattr(trainer_module, "usable_cores", lambda: 2)
+    assert _trainer(toy_csv, "uniform", True).can_prefetch  # one torch thread, one core to spare
 
 
 @pytest.mark.parametrize("case", ["uniform", "shared"])

@@ -83,7 +83,7 @@ class TrainConfig:
     patience: int = field(default=3, metadata=_opt("stop after this many validations without improvement", low=1))
     min_epochs: int = field(default=5, metadata=_opt("never stop early before this epoch (CML can plateau at first)", low=0))
     select_metric: str | None = field(default=None, metadata=_opt("validation metric for model selection (default ndcg@50 k-fold, recall@20 given split)"))
-    threads: int | None = field(default=None, metadata=_opt("torch threads (default: all cores)", low=1))
+    threads: int | None = field(default=None, metadata=_opt("torch threads (default: 1 for training steps, with negatives drawn on a second core, and all cores for evaluation)", low=1))
     progress: bool = field(default=True, metadata=_opt("show a progress bar"))
     checkpoint_every: int = field(default=0, metadata=_opt("also checkpoint every K steps (0: at epoch ends only)", low=0))
 

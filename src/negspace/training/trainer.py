@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import os
 import signal
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -47,10 +48,15 @@ class TrainerOptions:
         fingerprint: identifies the configuration; a checkpoint with another one is refused.
         drift: measure the item vectors' drift over 1, 5 and 10 steps (history columns drift_k).
         prefetch: draw the next batch's negatives in a background thread while this batch's
-            loss, backward and update run, when torch has 2 threads or more (with one, as grid
-            cells run side by side, there is no core to spare). Samplers that read neither the
+            loss, backward and update run, when the process may use 2 cores or more (whatever
+            torch's thread count: one torch thread plus the draw is the fastest set-up measured
+            at B = 256 and 1024, d = 64; docs/performance.md). Samplers that read neither the
             model nor a bank only: uniform, popularity, shared. Same draws in the same order,
             so the same results.
+        step_threads: torch threads for the training steps (validation keeps the caller's);
+            None leaves torch's setting alone. One, with the draw above on a second core, is
+            the fastest set-up measured for steps at B = 256 to 1024 and d = 64 on 2 cores
+            (docs/performance.md), while evaluation's large products gain from every core.
     """
 
     batch_size: int = 256
@@ -68,6 +74,7 @@ class TrainerOptions:
     fingerprint: str = ""
     drift: bool = False
     prefetch: bool = True
+    step_threads: int | None = None
 
 
 @dataclass
@@ -123,12 +130,12 @@ class Trainer:
         self.finished = False
         # Position: the next step is step `step_in_epoch` (0-based) of epoch `epoch` (1-based).
         self.epoch, self.step_in_epoch, self.global_step = 1, 0, 0
-        self.epoch_loss, self.epoch_seconds = 0.0, 0.0
+        self.epoch_loss, self.epoch_seconds, self.epoch_cpu = 0.0, 0.0, 0.0
         self.epoch_gen_state = self.gen.get_state()  # the shuffle of this epoch is drawn from it
         self.last_checkpoint: tuple[int, int] | None = None
         self.drift = DriftMeter(train.n_items, seed=options.seed) if options.drift else None
         # Prefetching is exact only for draws that depend on nothing a step changes.
-        self.can_prefetch = (options.prefetch and torch.get_num_threads() >= 2
+        self.can_prefetch = (options.prefetch and usable_cores() >= 2
                              and not getattr(sampler, "embedding_level", False)
                              and not getattr(sampler, "needs_model", False))
         self._executor: ThreadPoolExecutor | None = None
@@ -220,9 +227,13 @@ class Trainer:
             self.gen.set_state(self.epoch_gen_state)
         perm = torch.randperm(len(self.users), generator=self.gen)
         every = self.opt.checkpoint_every if self.opt.checkpoint is not None else 0
+        threads = torch.get_num_threads()
+        if self.opt.step_threads:
+            torch.set_num_threads(self.opt.step_threads)
         try:
             self._run_steps(perm, bar, signals, every)
         finally:
+            torch.set_num_threads(threads)
             self._drop_prefetch()
             if self._executor is not None:
                 self._executor.shutdown()
@@ -232,7 +243,7 @@ class Trainer:
     def _run_steps(self, perm: torch.Tensor, bar: tqdm | None, signals: StopSignals | None,
                    every: int) -> None:
         bs = self.opt.batch_size
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()  # CPU: every thread (the draw's too)
         batch = self.users[perm[self.step_in_epoch * bs:(self.step_in_epoch + 1) * bs]], \
             self.items[perm[self.step_in_epoch * bs:(self.step_in_epoch + 1) * bs]]
         for s in range(self.step_in_epoch, self.n_steps):
@@ -250,11 +261,13 @@ class Trainer:
             stop = signals is not None and signals.received is not None
             if s + 1 < self.n_steps and (stop or (every and self.global_step % every == 0)):
                 self.epoch_seconds += time.perf_counter() - t0
+                self.epoch_cpu += time.process_time() - c0
                 self.save_checkpoint()
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 if stop:
                     raise self._interrupted(signals.received)
         self.epoch_seconds += time.perf_counter() - t0
+        self.epoch_cpu += time.process_time() - c0
 
     def validate(self) -> dict[str, float]:
         self.model.eval()
@@ -291,7 +304,8 @@ class Trainer:
         self._check_parameters()  # the loss is checked every step, the parameters once an epoch
         seconds = self.epoch_seconds
         result.train_seconds += seconds
-        row: dict = {"epoch": epoch, "loss": loss, "seconds": round(seconds, 4)}
+        row: dict = {"epoch": epoch, "loss": loss, "seconds": round(seconds, 4),
+                     "cpu_seconds": round(self.epoch_cpu, 4)}
         if getattr(self.sampler, "released", False):
             row["fallback_rows"] = self.sampler.last_fallback_rows
         if self.drift is not None:
@@ -311,7 +325,8 @@ class Trainer:
                            f"{score:.4f}  ({seconds:.1f}s)")
         result.history.append(row)
         self.finished = last or (self.stale >= self.opt.patience and epoch >= self.opt.min_epochs)
-        self.epoch, self.step_in_epoch, self.epoch_loss, self.epoch_seconds = epoch + 1, 0, 0.0, 0.0
+        self.epoch, self.step_in_epoch, self.epoch_loss = epoch + 1, 0, 0.0
+        self.epoch_seconds, self.epoch_cpu = 0.0, 0.0
         if self.opt.checkpoint is not None:
             self.save_checkpoint()
         if signals is not None and signals.received is not None and not self.finished:
@@ -326,6 +341,7 @@ class Trainer:
             "position": {"epoch": self.epoch, "step": self.step_in_epoch,
                          "global_step": self.global_step, "finished": self.finished},
             "epoch_loss": self.epoch_loss, "epoch_seconds": self.epoch_seconds,
+            "epoch_cpu": self.epoch_cpu,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             # a background draw of the next batch's negatives is not part of the state yet
             "sampler": (self._pending[3] if self._pending is not None
@@ -352,6 +368,7 @@ class Trainer:
             self.epoch, self.step_in_epoch = pos["epoch"], pos["step"]
             self.global_step, self.finished = pos["global_step"], pos["finished"]
             self.epoch_loss, self.epoch_seconds = state["epoch_loss"], state["epoch_seconds"]
+            self.epoch_cpu = state.get("epoch_cpu", 0.0)  # absent from older checkpoints
             self.epoch_gen_state = state["epoch_generator"]
             self.result = TrainResult(**state["result"])
             self.best_state, self.stale = state["best_state"], state["stale"]
@@ -387,6 +404,14 @@ class Trainer:
             f"interrupted by {signal.Signals(signum).name} after step {self.global_step} of the "
             f"run; checkpoint saved to {self.opt.checkpoint}; continue with "
             f"`negspace train --resume {Path(self.opt.checkpoint).parent}`", signum)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def first_non_finite(model: EmbeddingModel) -> str | None:
