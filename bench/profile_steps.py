@@ -1,11 +1,12 @@
 """Where a training step and an evaluation spend their time, each against a lower bound.
 
 Run:  .venv/bin/python bench/profile_steps.py [--dataset movielens-1m-lcfn] [--batch-size 256]
-                                         [--threads 2] [--steps 50] [--out FILE]
+                                         [--threads 1] [--steps 50] [--autograd] [--out FILE]
 
 Training step, per sampler (real training data, d = 64, B = 256 by default): median
 milliseconds of sampling, forward (loss), backward, optimiser (zero_grad + step), and the whole
-step, measured phase by phase on the trainer's own objects (the same calls as Trainer.step).
+step (CML's hand-written step, training/fused.py, has its loss and gradient in "forward" and
+no backward; `--autograd` adds the autograd step of the same rows for comparison), measured phase by phase on the trainer's own objects (the same calls as Trainer.step).
 Its bound: gathering the rows the batch touches (users, positives and negatives, or the shared /
 candidate items) from d-wide tables and writing an update back into the same rows
 (index_select + index_add_), nothing else. For the two-tower model the bound counts its id
@@ -69,12 +70,12 @@ def _ms(samples: list[float]) -> float:
     return 1000.0 * statistics.median(samples)
 
 
-def profile_loop(cfg, train, steps: int, warmup: int = 5) -> dict[str, float]:
+def profile_loop(cfg, train, steps: int, warmup: int = 5, fused: bool = True) -> dict[str, float]:
     """The trainer's own loop (run_epoch) over warmup + steps batches of a fresh trainer."""
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, train.n_users, train.n_items, history=train)
     options = TrainerOptions(batch_size=cfg.batch_size, negatives=cfg.negatives, epochs=1,
-                             lr=cfg.lr, seed=cfg.seed, progress=False)
+                             lr=cfg.lr, seed=cfg.seed, progress=False, fused=fused)
     trainer = Trainer(model, build_sampler(cfg), build_objective(cfg), train, options, None)
     trainer.n_steps = warmup
     trainer.run_epoch(None)
@@ -104,10 +105,10 @@ def dense_ms(b: int, dim: int, products: list[tuple[int, int, int]], steps: int)
     return _ms(samples)
 
 
-def profile_step(cfg, train, steps: int, warmup: int = 5) -> dict[str, float]:
+def profile_step(cfg, train, steps: int, warmup: int = 5, fused: bool = True) -> dict[str, Any]:
     model = build_model(cfg, train.n_users, train.n_items, history=train)
     options = TrainerOptions(batch_size=cfg.batch_size, negatives=cfg.negatives, epochs=1,
-                             lr=cfg.lr, seed=cfg.seed, progress=False)
+                             lr=cfg.lr, seed=cfg.seed, progress=False, fused=fused)
     trainer = Trainer(model, build_sampler(cfg), build_objective(cfg), train, options, None)
     sampler, objective, opt = trainer.sampler, trainer.objective, trainer.optimizer
     gen = torch.Generator().manual_seed(0)
@@ -141,6 +142,12 @@ def profile_step(cfg, train, steps: int, warmup: int = 5) -> dict[str, float]:
             t2 = _now()
             loss.backward()
             t3 = _now()
+        elif trainer.fused is not None:  # hand-written: loss and gradient in one phase
+            neg = sampler.sample(users.numpy(), items.numpy(), n, model)
+            t1 = _now()
+            loss, update = trainer.fused(users, items, to_tensor(neg))
+            extra = neg.size
+            t2 = t3 = _now()
         else:
             neg = sampler.sample(users.numpy(), items.numpy(), n, model)
             t1 = _now()
@@ -149,8 +156,11 @@ def profile_step(cfg, train, steps: int, warmup: int = 5) -> dict[str, float]:
             t2 = _now()
             loss.backward()
             t3 = _now()
-        opt.step()
-        opt.zero_grad()
+        if trainer.fused is not None:
+            update()
+        else:
+            opt.step()
+            opt.zero_grad()
         t4 = _now()
         if s >= warmup:
             for key, value in (("sample", t1 - t0), ("forward", t2 - t1), ("backward", t3 - t2),
@@ -162,7 +172,8 @@ def profile_step(cfg, train, steps: int, warmup: int = 5) -> dict[str, float]:
             if s == warmup + steps - 1:  # the bank is as full as it gets here
                 products = _products(cfg, model, len(items), n, extra,
                                      cands if getattr(sampler, "embedding_level", False) else None)
-    out = {k: _ms(v) for k, v in times.items()}
+    out: dict[str, Any] = {k: _ms(v) for k, v in times.items()}
+    out["fused"] = trainer.fused is not None
     n_items = int(np.median(touched_items))
     out["bound"] = bound_ms(train.n_users, train.n_items, cfg.dim, bs, n_items, steps)
     n_hist = int(np.median(history_rows)) if history_rows else 0
@@ -233,7 +244,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dataset", default="movielens-1m-lcfn")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--dim", type=int, default=64)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1, what negspace trains with by default)")
+    p.add_argument("--autograd", action="store_true",
+                   help="also profile CML's autograd step where the hand-written one applies")
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     p.add_argument("--out", default=None, help="also write the tables to this file")
@@ -257,14 +271,22 @@ def main(argv: list[str] | None = None) -> None:
     loops = ["", "| sampler | trainer loop ms / step | loop CPU ms / step | CPU / wall "
              "| background draw | bound + dense ms | loop / (bound + dense) |",
              "|---|---|---|---|---|---|---|"]
-    for name in args.cases:
+    runs = [(name, fused) for name in args.cases for fused in ((True, False) if args.autograd
+                                                                else (True,))]
+    for name, fused in runs:
         cfg = make_config({**base, **CASES[name]})
-        r = profile_step(cfg, train, args.steps)
+        r = profile_step(cfg, train, args.steps, fused=fused)
+        if not fused and not profile_step(cfg, train, 1, 0)["fused"]:
+            continue  # no hand-written step here: the row above was the autograd one
+        if r["fused"]:
+            name += " (hand-written step)"
+        elif fused is False:
+            name += " (autograd step)"
         lines.append(f"| {name} | {r['sample']:.2f} | {r['forward']:.2f} | {r['backward']:.2f} "
                      f"| {r['optim']:.2f} | {r['step']:.2f} | {r['bound']:.3f} "
                      f"| {r['step'] / r['bound']:.1f}x |")
         print(lines[-1], flush=True)
-        lp = profile_loop(cfg, train, args.steps)
+        lp = profile_loop(cfg, train, args.steps, fused=fused)
         cpu_ms = lp["loop"] * lp["cpu_wall"]
         same_clock = cpu_ms if args.clock == "cpu" else lp["loop"]  # the bound's clock
         loops.append(f"| {name} | {lp['loop']:.2f} | {cpu_ms:.2f} | {lp['cpu_wall']:.2f} "

@@ -42,32 +42,57 @@ class RowAdam(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            lr, eps = group["lr"], group["eps"]
             for p in group["params"]:
-                if p.grad is None:
-                    continue
-                rows, grad = _touched_rows(p.grad)
-                if grad.numel() == 0:
-                    continue
-                state = self.state[p]
-                if len(state) == 0:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["step"] += 1
-                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-                # SparseAdam's maths: old + (1 - b) * (new - old) (lerp), then
-                # p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps), on the rows only.
-                m = torch.lerp(exp_avg.index_select(0, rows), grad, 1 - beta1)
-                v = torch.lerp(exp_avg_sq.index_select(0, rows), grad * grad, 1 - beta2)
-                exp_avg.index_copy_(0, rows, m)
-                exp_avg_sq.index_copy_(0, rows, v)
-                step = state["step"]
-                step_size = lr * math.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
-                # (index_add_'s alpha takes a path three times slower than a separate mul_)
-                p.index_add_(0, rows, m.div_(v.sqrt_().add_(eps)).mul_(-step_size))
+                if p.grad is not None:
+                    self.update_rows(p, *_touched_rows(p.grad))
         return loss
+
+    @torch.no_grad()
+    def update_rows(self, p: torch.Tensor, rows: torch.Tensor, grad: torch.Tensor) -> None:
+        """One lazy Adam step of the rows `rows` of `p` with their gradient, without a `p.grad`
+        (the hand-written steps of training/fused.py call this directly).
+
+        Args:
+            p: a parameter of this optimiser.
+            rows: [R] sorted distinct row indices.
+            grad: [R, ...] their summed gradient rows.
+        """
+        if grad.numel() == 0:
+            return
+        group = self._group_of(p)
+        beta1, beta2 = group["betas"]
+        lr, eps = group["lr"], group["eps"]
+        state = self.state[p]
+        if len(state) == 0:
+            state["step"] = 0
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["step"] += 1
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        # SparseAdam's maths: old + (1 - b) * (new - old) (lerp), then
+        # p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps), on the rows only.
+        m = torch.lerp(exp_avg.index_select(0, rows), grad, 1 - beta1)
+        v = torch.lerp(exp_avg_sq.index_select(0, rows), grad * grad, 1 - beta2)
+        exp_avg.index_copy_(0, rows, m)
+        exp_avg_sq.index_copy_(0, rows, v)
+        step = state["step"]
+        step_size = lr * math.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
+        # (index_add_'s alpha takes a path three times slower than a separate mul_)
+        p.index_add_(0, rows, m.div_(v.sqrt_().add_(eps)).mul_(-step_size))
+
+    def _group_of(self, p: torch.Tensor) -> dict:
+        for group in self.param_groups:
+            if any(q is p for q in group["params"]):
+                return group
+        raise ValueError("not a parameter of this optimiser")
+
+
+def sum_rows(indices: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sorted distinct indices, the sum of each one's value rows): a sparse gradient coalesced,
+    deterministically on CPU (`index_add_` in the given order)."""
+    rows, inverse = torch.unique(indices, sorted=True, return_inverse=True)
+    summed = values.new_zeros((len(rows), *values.shape[1:])).index_add_(0, inverse, values)
+    return rows, summed
 
 
 def _touched_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,9 +104,7 @@ def _touched_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     indices, values = grad._indices()[0], grad._values()
     if grad.is_coalesced():
         return indices, values
-    rows, inverse = torch.unique(indices, sorted=True, return_inverse=True)
-    summed = values.new_zeros((len(rows), *values.shape[1:])).index_add_(0, inverse, values)
-    return rows, summed
+    return sum_rows(indices, values)
 
 
 class SparseFriendlyAdam:
@@ -95,8 +118,9 @@ class SparseFriendlyAdam:
         sparse_ids = {id(p) for p in sparse}
         dense = [p for p in model.parameters() if id(p) not in sparse_ids and p.requires_grad]
         self.optimizers: list[torch.optim.Optimizer] = []
-        if sparse:
-            self.optimizers.append(RowAdam(sparse, lr=lr))
+        self.row_adam: RowAdam | None = RowAdam(sparse, lr=lr) if sparse else None
+        if self.row_adam is not None:
+            self.optimizers.append(self.row_adam)
         if dense:
             # fused: one kernel per tensor (the two-tower's item table and MLPs: 0.3 ms a step
             # against 1.8 ms for the per-op loop), the same maths up to float rounding

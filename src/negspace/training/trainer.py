@@ -26,6 +26,7 @@ from negspace.training.checkpoint import (StopSignals, TrainingInterrupted, rest
                                           rng_states, save_checkpoint)
 from negspace.training.drift import DriftMeter
 from negspace.training.objective import Objective
+from negspace.training.fused import CMLTripletStep
 from negspace.training.optim import SparseFriendlyAdam
 
 
@@ -57,6 +58,8 @@ class TrainerOptions:
             None leaves torch's setting alone. One, with the draw above on a second core, is
             the fastest set-up measured for steps at B = 256 to 1024 and d = 64 on 2 cores
             (docs/performance.md), while evaluation's large products gain from every core.
+        fused: take the hand-written step of training/fused.py where it applies (CML on the
+            sphere, triplet hinge, per-row negatives): the same maths without autograd.
     """
 
     batch_size: int = 256
@@ -75,6 +78,7 @@ class TrainerOptions:
     drift: bool = False
     prefetch: bool = True
     step_threads: int | None = None
+    fused: bool = True
 
 
 @dataclass
@@ -120,6 +124,9 @@ class Trainer:
             raise NegspaceError("no training interactions")
         self.sampler.fit(train)
         self.optimizer = SparseFriendlyAdam(model, options.lr)
+        row_adam = self.optimizer.row_adam
+        self.fused = (CMLTripletStep(model, objective, row_adam) if options.fused and
+                      CMLTripletStep.applies(model, objective, sampler, row_adam) else None)
         self.gen = torch.Generator().manual_seed(options.seed)
         users, items = train.pairs()
         self.users, self.items = to_tensor(users), to_tensor(items)
@@ -182,7 +189,7 @@ class Trainer:
         to the next batch, the draw of its negatives starts in the background (see
         TrainerOptions.prefetch)."""
         following, self.following = self.following, None
-        enqueue = False
+        enqueue, update = False, None
         if getattr(self.sampler, "embedding_level", False):
             # In-batch, uniform sampled-softmax or memory-bank negatives, scored as vectors.
             cands = self.sampler.candidates(users.numpy(), items.numpy(), self.opt.negatives)
@@ -196,6 +203,9 @@ class Trainer:
             # One draw for the whole batch, scored by one matmul; rows mask their own positives.
             neg, keep = self._negatives(users, items, following)
             loss = self.objective(self.model, users, items, to_tensor(neg), to_tensor(keep))
+        elif self.fused is not None:
+            neg = self._negatives(users, items, following)
+            loss, update = self.fused(users, items, to_tensor(neg))
         else:
             neg = self._negatives(users, items, following)
             loss = self.objective(self.model, users, items, to_tensor(neg))
@@ -207,9 +217,12 @@ class Trainer:
         if enqueue:  # after the loss, before the update: the vectors this step's loss saw
             with torch.no_grad():
                 self.sampler.enqueue(items, self.model.item_vectors(items))
-        self.optimizer.zero_grad()
-        loss.backward()
-        self.optimizer.step()
+        if update is not None:
+            update()
+        else:
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
         if self.drift is not None:
             self.drift.record(self.model)
         return value
