@@ -6,7 +6,8 @@ Run:  .venv/bin/python bench/profile_steps.py [--dataset movielens-1m-lcfn] [--b
 Training step, per sampler (real training data, d = 64, B = 256 by default): median
 milliseconds of sampling, forward (loss), backward, optimiser (zero_grad + step), and the whole
 step (CML's hand-written step, training/fused.py, has its loss and gradient in "forward" and
-no backward; `--autograd` adds the autograd step of the same rows for comparison), measured phase by phase on the trainer's own objects (the same calls as Trainer.step).
+no backward; `--autograd` adds the autograd step of the same rows for comparison), measured
+phase by phase on the trainer's own objects (the same calls as Trainer.step).
 Its bound: gathering the rows the batch touches (users, positives and negatives, or the shared /
 candidate items) from d-wide tables and writing an update back into the same rows
 (index_select + index_add_), nothing else. For the two-tower model the bound counts its id
