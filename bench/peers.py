@@ -16,6 +16,9 @@ item_embeddings.T + item_biases). negspace's models train through `run_training`
 stopping on a validation split carved from the training data (10% of each user's items), as
 `negspace train` does; their time is the training time up to the epoch kept (validation passes
 excluded), and `total_seconds` is every epoch run. Peers' times are their `fit` calls only.
+A method named METHOD-refit trains negspace's METHOD as the peers are trained: on all the training
+data for the number of epochs METHOD's early-stopped run kept (run METHOD first), last model kept;
+its seconds are that fit's epochs.
 Threads: peers get `--threads`; negspace's models run as `negspace train` does by default, one
 torch thread for the steps with the next batch's negatives drawn on a second core (2-stage and
 the memory bank draw in line), and `--threads` torch threads for validation and evaluation.
@@ -110,7 +113,8 @@ NEGSPACE: dict[str, dict[str, Any]] = {
 }
 TUNE_CHECKPOINTS = {"als": (3, 5, 10, 15, 20, 30, 40, 50), "bpr": (25, 50, 100, 150, 200)}
 PEER_METHODS = tuple(PEERS)
-METHODS = (*PEER_METHODS, *NEGSPACE)
+REFIT = "-refit"  # a negspace model trained as the peers are: all training data, epochs fixed
+METHODS = (*PEER_METHODS, *NEGSPACE, *(m + REFIT for m in NEGSPACE))
 
 
 def metric_keys(protocol: str) -> list[str]:
@@ -246,18 +250,24 @@ def run_peer(method: str, train: Interactions, test: Interactions, dim: int, thr
 # ---------------------------------------------------------------------------------------------
 # negspace
 
-def run_negspace(method: str, dataset: str, dim: int, threads: int, seed: int) -> dict[str, Any]:
+def run_negspace(method: str, dataset: str, dim: int, threads: int, seed: int,
+                 refit_epochs: int | None = None) -> dict[str, Any]:
+    """Trains one of NEGSPACE's models as `negspace train` would. With `refit_epochs`, as the peers
+    are trained instead: on all the training data (no validation split), for an epoch count
+    chosen beforehand (the early-stopped run's best epoch), keeping the last model."""
     from negspace.experiments.run import run_training
     from negspace.training.config import make_config
     # threads None: negspace's default, one torch thread for the steps with the negatives drawn
     # on a second core, and torch's count (set to `threads` by run_all) for validation
     options = {**NEGSPACE[method], "dataset": dataset, "dim": dim, "threads": None,
                "seed": seed, "fold": 0, "progress": False}
+    if refit_epochs is not None:
+        options.update(validation=0.0, epochs=refit_epochs)
     c0 = time.process_time()
     out = run_training(make_config(options))
     cpu = time.process_time() - c0
     history = out.history
-    best = int(out.metrics["best_epoch"])
+    best = int(out.metrics["best_epoch"]) if refit_epochs is None else len(history)
     to_best = sum(row["seconds"] for row in history[:best])
     total = sum(row["seconds"] for row in history)
     cpu_to_best = sum(row.get("cpu_seconds", 0.0) for row in history[:best])
@@ -272,7 +282,11 @@ def run_negspace(method: str, dataset: str, dim: int, threads: int, seed: int) -
 # Commands
 
 def environment(threads: int) -> dict[str, Any]:
+    import subprocess
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parent).stdout.strip() or None
     out = {"threads": threads, "python": platform.python_version(), "torch": torch.__version__,
+           "commit": commit,
            "cpus": os.cpu_count(), "loadavg_start": os.getloadavg()[0],
            "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     for pkg in ("implicit", "lightfm"):
@@ -298,6 +312,15 @@ def run_all(args: argparse.Namespace) -> None:
             print(f"{dataset} {method} ...", flush=True)
             if method in PEERS:
                 result = run_peer(method, train, test, dim, args.threads, args.seed, PEERS[method])
+            elif method.endswith(REFIT):
+                chosen = folder / f"{method[:-len(REFIT)]}.json"
+                if not chosen.exists():
+                    print(f"  skipped: {chosen} (the early-stopped run that picks the epochs) "
+                          f"is missing", flush=True)
+                    continue
+                epochs = int(json.loads(chosen.read_text())["best_epoch"])
+                result = run_negspace(method[:-len(REFIT)], dataset, dim, args.threads,
+                                      args.seed, refit_epochs=epochs)
             else:
                 result = run_negspace(method, dataset, dim, args.threads, args.seed)
             result.update({"dataset": dataset, "method": method, "protocol": protocol, "dim": dim,

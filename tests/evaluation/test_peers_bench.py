@@ -69,3 +69,23 @@ def test_peer_learns_the_taste_groups(peers, method):
     # ~0.18; a model that learnt the groups ranks its 4 unseen group items first
     assert result["metrics"]["recall@20"] > 0.9
     assert result["train_seconds"] > 0
+
+
+def test_refit_trains_on_all_the_training_data_for_the_chosen_epochs(peers, tmp_path,
+                                                                      monkeypatch):
+    from ..conftest import random_interactions
+    inter = random_interactions(n_users=40, n_items=60, density=0.15, seed=3, dense_user=False)
+    users, items = inter.pairs()
+    path = tmp_path / "toy.csv"
+    path.write_text("user,item\n" + "\n".join(f"{u},{i}" for u, i in zip(users, items)) + "\n")
+    monkeypatch.setitem(peers.NEGSPACE, "toy", {"model": "cml", "sampler": "uniform",
+                                                "batch_size": 64, "lr": 0.01, "epochs": 9,
+                                                "patience": 1, "min_epochs": 1})
+    chosen = peers.run_negspace("toy", str(path), dim=8, threads=1, seed=0)
+    refit = peers.run_negspace("toy", str(path), dim=8, threads=1, seed=0, refit_epochs=2)
+    assert "validation" not in chosen["params"] and chosen["epochs_run"] >= 2
+    assert refit["params"]["validation"] == 0.0 and refit["params"]["epochs"] == 2
+    assert refit["epochs_run"] == 2 == refit["best_epoch"]
+    assert not any("val_recall@20" in row for row in refit["history"])  # no validation split
+    assert refit["train_seconds"] == pytest.approx(sum(r["seconds"] for r in refit["history"]))
+    assert refit["cpu_seconds"] > 0
