@@ -8,6 +8,7 @@ from negspace.data.loaders import load_dataset
 from negspace.experiments.run import build_model, build_objective, build_sampler, split_for
 from negspace.models.cml import CML
 from negspace.models.mf import MF
+from negspace.training import kernels
 from negspace.training.config import make_config
 from negspace.training.fused import CMLTripletStep
 from negspace.training.objective import Objective
@@ -49,7 +50,7 @@ def test_loss_and_gradients_equal_autograd(name):
         assert summed.abs().max() > 0
 
 
-def _trainer(toy_csv, fused, **options):
+def _trainer(toy_csv, fused, compiled=None, **options):
     cfg = make_config({**dict(dataset=str(toy_csv), model="cml", dim=8, batch_size=16,
                               negatives=3, lr=0.01, seed=3, progress=False, validation=0.0),
                        **options})
@@ -58,16 +59,21 @@ def _trainer(toy_csv, fused, **options):
     model = build_model(cfg, train.n_users, train.n_items, history=train)
     opts = TrainerOptions(batch_size=cfg.batch_size, negatives=cfg.negatives, epochs=2,
                           lr=cfg.lr, seed=cfg.seed, progress=False, fused=fused)
-    return Trainer(model, build_sampler(cfg), build_objective(cfg), train, opts, None)
+    trainer = Trainer(model, build_sampler(cfg), build_objective(cfg), train, opts, None)
+    if trainer.fused is not None and compiled is not None:
+        trainer.fused.compiled = compiled
+    return trainer
 
 
+@pytest.mark.parametrize("compiled", [False, pytest.param(True, marks=pytest.mark.skipif(
+    not kernels.AVAILABLE, reason="numba (the fast extra) missing"))])
 @pytest.mark.parametrize("options", [dict(sampler="uniform", gor_weight=1.0),
                                      dict(sampler="two-stage", gor_weight=1.0),
                                      dict(sampler="popularity", rank_weight=True)])
-def test_training_runs_agree(toy_csv, options):
+def test_training_runs_agree(toy_csv, options, compiled):
     runs = []
     for fused in (False, True):
-        trainer = _trainer(toy_csv, fused, **options)
+        trainer = _trainer(toy_csv, fused, compiled, **options)
         assert (trainer.fused is not None) == fused
         trainer.fit()
         runs.append(trainer)

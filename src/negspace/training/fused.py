@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 
+from negspace.errors import NegspaceError
 from negspace.models.cml import CML
 from negspace.models.base import EmbeddingModel
 from negspace.samplers.base import NegativeSampler
 from negspace.training.objective import Objective
+from negspace.training import kernels
 from negspace.training.optim import RowAdam, sum_rows
 
 _EPS = 1e-12  # F.normalize's floor on the norm
@@ -33,10 +36,16 @@ class CMLTripletStep:
         model: the CML model.
         objective: its triplet objective.
         optimizer: the RowAdam holding the model's two tables.
+        compiled: run the numba kernels of training/kernels.py (default: when numba is
+            installed, the `fast` extra); else the same maths as torch operations.
     """
 
-    def __init__(self, model: CML, objective: Objective, optimizer: RowAdam) -> None:
+    def __init__(self, model: CML, objective: Objective, optimizer: RowAdam,
+                 compiled: bool | None = None) -> None:
         self.model, self.objective, self.optimizer = model, objective, optimizer
+        self.compiled = kernels.AVAILABLE if compiled is None else compiled
+        if self.compiled and not kernels.AVAILABLE:
+            raise NegspaceError("the compiled CML step needs numba: pip install 'negspace[fast]'")
 
     @staticmethod
     def applies(model: EmbeddingModel, objective: Objective, sampler: NegativeSampler,
@@ -58,6 +67,8 @@ class CMLTripletStep:
         Returns:
             (scalar loss, a function that applies the update): the caller checks the loss first.
         """
+        if self.compiled:
+            return self._compiled(users, items, negatives)
         loss, grads = self.loss_and_grads(users, items, negatives)
         wu, wi = self.model.users.weight, self.model.items.weight
         item_ids = torch.cat([items, negatives.reshape(-1)])
@@ -66,6 +77,27 @@ class CMLTripletStep:
             self.optimizer.update_rows(wu, *sum_rows(users, grads[0]))
             self.optimizer.update_rows(wi, *sum_rows(item_ids, torch.cat(grads[1:])))
         return loss, update
+
+    def _compiled(self, users: torch.Tensor, items: torch.Tensor, negatives: torch.Tensor
+                  ) -> tuple[torch.Tensor, Callable[[], None]]:
+        obj, (b, n_neg) = self.objective, negatives.shape
+        wu, wi = self.model.users.weight, self.model.items.weight
+        d = wu.shape[1]
+        g_u, g_p = np.empty((b, d), np.float32), np.empty((b, d), np.float32)
+        g_n = np.empty((b, n_neg, d), np.float32)
+        u_np, i_np, n_np = users.numpy(), items.numpy(), negatives.numpy()
+        loss = kernels.loss_and_grads(
+            wu.detach().numpy(), wi.detach().numpy(), u_np, i_np, n_np, float(obj.margin),
+            float(obj.gor_weight), self.model.n_items if obj.rank_weight else 0, g_u, g_p, g_n)
+
+        def update() -> None:
+            item_ids = np.concatenate([i_np, n_np.reshape(-1)])
+            item_grads = np.concatenate([g_p, g_n.reshape(b * n_neg, d)])
+            for weight, ids, grads in ((wu, u_np, g_u), (wi, item_ids, item_grads)):
+                exp_avg, exp_avg_sq, step_size, (beta1, beta2, eps) = self.optimizer.advance(weight)
+                kernels.adam_rows(weight.detach().numpy(), exp_avg.numpy(), exp_avg_sq.numpy(),
+                                  ids, grads, beta1, beta2, eps, step_size)
+        return torch.tensor(float(loss)), update
 
     @torch.no_grad()
     def loss_and_grads(self, users: torch.Tensor, items: torch.Tensor, negatives: torch.Tensor

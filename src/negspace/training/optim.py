@@ -59,26 +59,35 @@ class RowAdam(torch.optim.Optimizer):
         """
         if grad.numel() == 0:
             return
-        group = self._group_of(p)
-        beta1, beta2 = group["betas"]
-        lr, eps = group["lr"], group["eps"]
-        state = self.state[p]
-        if len(state) == 0:
-            state["step"] = 0
-            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        state["step"] += 1
-        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        exp_avg, exp_avg_sq, step_size, (beta1, beta2, eps) = self.advance(p)
         # SparseAdam's maths: old + (1 - b) * (new - old) (lerp), then
         # p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps), on the rows only.
         m = torch.lerp(exp_avg.index_select(0, rows), grad, 1 - beta1)
         v = torch.lerp(exp_avg_sq.index_select(0, rows), grad * grad, 1 - beta2)
         exp_avg.index_copy_(0, rows, m)
         exp_avg_sq.index_copy_(0, rows, v)
-        step = state["step"]
-        step_size = lr * math.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
         # (index_add_'s alpha takes a path three times slower than a separate mul_)
         p.index_add_(0, rows, m.div_(v.sqrt_().add_(eps)).mul_(-step_size))
+
+    def advance(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float,
+                                                tuple[float, float, float]]:
+        """Counts one step of `p` (creating its state on the first).
+
+        Returns:
+            (first moments, second moments, this step's bias-corrected step size,
+            (beta1, beta2, eps)): what an update of `p`'s rows needs.
+        """
+        group = self._group_of(p)
+        beta1, beta2 = group["betas"]
+        state = self.state[p]
+        if len(state) == 0:
+            state["step"] = 0
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["step"] += 1
+        step = state["step"]
+        step_size = group["lr"] * math.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
+        return state["exp_avg"], state["exp_avg_sq"], step_size, (beta1, beta2, group["eps"])
 
     def _group_of(self, p: torch.Tensor) -> dict:
         for group in self.param_groups:
