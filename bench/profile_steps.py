@@ -1,12 +1,13 @@
 """Where a training step and an evaluation spend their time, each against a lower bound.
 
 Run:  .venv/bin/python bench/profile_steps.py [--dataset movielens-1m-lcfn] [--batch-size 256]
-                                         [--threads 1] [--steps 50] [--autograd] [--out FILE]
+                                         [--threads 1] [--steps 50] [--compare] [--out FILE]
 
 Training step, per sampler (real training data, d = 64, B = 256 by default): median
 milliseconds of sampling, forward (loss), backward, optimiser (zero_grad + step), and the whole
-step (CML's hand-written step, training/fused.py, has its loss and gradient in "forward" and
-no backward; `--autograd` adds the autograd step of the same rows for comparison), measured
+step (CML's hand-written step, training/fused.py, compiled with numba when installed, has its
+loss and gradient in "forward" and no backward; `--compare` adds its torch version and the
+autograd step of the same rows), measured
 phase by phase on the trainer's own objects (the same calls as Trainer.step).
 Its bound: gathering the rows the batch touches (users, positives and negatives, or the shared /
 candidate items) from d-wide tables and writing an update back into the same rows
@@ -46,6 +47,7 @@ from negspace.data.loaders import load_dataset
 from negspace.evaluation.evaluator import evaluate
 from negspace.experiments.run import build_model, build_objective, build_sampler, split_for
 from negspace.training.config import make_config
+from negspace.training.fused import CMLTripletStep
 from negspace.training.trainer import Trainer, TrainerOptions, score_fn, to_tensor
 
 # One configuration per sampler (the settings bench/peers.py trains with, N = 5 per-row).
@@ -71,13 +73,30 @@ def _ms(samples: list[float]) -> float:
     return 1000.0 * statistics.median(samples)
 
 
-def profile_loop(cfg, train, steps: int, warmup: int = 5, fused: bool = True) -> dict[str, float]:
-    """The trainer's own loop (run_epoch) over warmup + steps batches of a fresh trainer."""
+def _make_trainer(cfg, train, variant: str) -> Trainer:
+    """A fresh trainer; variant: "default" (what negspace picks), "torch" (CML's hand-written
+    step in torch operations, even with numba installed) or "autograd"."""
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, train.n_users, train.n_items, history=train)
     options = TrainerOptions(batch_size=cfg.batch_size, negatives=cfg.negatives, epochs=1,
-                             lr=cfg.lr, seed=cfg.seed, progress=False, fused=fused)
+                             lr=cfg.lr, seed=cfg.seed, progress=False,
+                             fused=variant != "autograd")
     trainer = Trainer(model, build_sampler(cfg), build_objective(cfg), train, options, None)
+    if trainer.fused is not None and variant == "torch":
+        trainer.fused.compiled = False
+    return trainer
+
+
+def step_label(trainer: Trainer) -> str:
+    if trainer.fused is None:
+        return "autograd step" if CMLTripletStep.applies(
+            trainer.model, trainer.objective, trainer.sampler, trainer.optimizer.row_adam) else ""
+    return "compiled step" if trainer.fused.compiled else "hand-written step, torch"
+
+
+def profile_loop(cfg, train, steps: int, warmup: int = 5, variant: str = "default") -> dict[str, float]:
+    """The trainer's own loop (run_epoch) over warmup + steps batches of a fresh trainer."""
+    trainer = _make_trainer(cfg, train, variant)
     trainer.n_steps = warmup
     trainer.run_epoch(None)
     trainer.n_steps = warmup + steps  # run_epoch continues from step `warmup`, same shuffle
@@ -106,11 +125,10 @@ def dense_ms(b: int, dim: int, products: list[tuple[int, int, int]], steps: int)
     return _ms(samples)
 
 
-def profile_step(cfg, train, steps: int, warmup: int = 5, fused: bool = True) -> dict[str, Any]:
-    model = build_model(cfg, train.n_users, train.n_items, history=train)
-    options = TrainerOptions(batch_size=cfg.batch_size, negatives=cfg.negatives, epochs=1,
-                             lr=cfg.lr, seed=cfg.seed, progress=False, fused=fused)
-    trainer = Trainer(model, build_sampler(cfg), build_objective(cfg), train, options, None)
+def profile_step(cfg, train, steps: int, warmup: int = 5, variant: str = "default"
+                 ) -> dict[str, Any]:
+    trainer = _make_trainer(cfg, train, variant)
+    model = trainer.model
     sampler, objective, opt = trainer.sampler, trainer.objective, trainer.optimizer
     gen = torch.Generator().manual_seed(0)
     perm = torch.randperm(len(trainer.users), generator=gen)
@@ -174,7 +192,7 @@ def profile_step(cfg, train, steps: int, warmup: int = 5, fused: bool = True) ->
                 products = _products(cfg, model, len(items), n, extra,
                                      cands if getattr(sampler, "embedding_level", False) else None)
     out: dict[str, Any] = {k: _ms(v) for k, v in times.items()}
-    out["fused"] = trainer.fused is not None
+    out["label"] = step_label(trainer)
     n_items = int(np.median(touched_items))
     out["bound"] = bound_ms(train.n_users, train.n_items, cfg.dim, bs, n_items, steps)
     n_hist = int(np.median(history_rows)) if history_rows else 0
@@ -247,8 +265,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1, what negspace trains with by default)")
-    p.add_argument("--autograd", action="store_true",
-                   help="also profile CML's autograd step where the hand-written one applies")
+    p.add_argument("--compare", action="store_true",
+                   help="where CML's hand-written step applies, also profile its torch version "
+                        "(when numba makes the compiled one the default) and the autograd step")
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     p.add_argument("--out", default=None, help="also write the tables to this file")
@@ -272,28 +291,28 @@ def main(argv: list[str] | None = None) -> None:
     loops = ["", "| sampler | trainer loop ms / step | loop CPU ms / step | CPU / wall "
              "| background draw | bound + dense ms | loop / (bound + dense) |",
              "|---|---|---|---|---|---|---|"]
-    runs = [(name, fused) for name in args.cases for fused in ((True, False) if args.autograd
-                                                                else (True,))]
-    for name, fused in runs:
-        cfg = make_config({**base, **CASES[name]})
-        r = profile_step(cfg, train, args.steps, fused=fused)
-        if not fused and not profile_step(cfg, train, 1, 0)["fused"]:
-            continue  # no hand-written step here: the row above was the autograd one
-        if r["fused"]:
-            name += " (hand-written step)"
-        elif fused is False:
-            name += " (autograd step)"
-        lines.append(f"| {name} | {r['sample']:.2f} | {r['forward']:.2f} | {r['backward']:.2f} "
-                     f"| {r['optim']:.2f} | {r['step']:.2f} | {r['bound']:.3f} "
-                     f"| {r['step'] / r['bound']:.1f}x |")
-        print(lines[-1], flush=True)
-        lp = profile_loop(cfg, train, args.steps, fused=fused)
-        cpu_ms = lp["loop"] * lp["cpu_wall"]
-        same_clock = cpu_ms if args.clock == "cpu" else lp["loop"]  # the bound's clock
-        loops.append(f"| {name} | {lp['loop']:.2f} | {cpu_ms:.2f} | {lp['cpu_wall']:.2f} "
-                     f"| {'yes' if lp['prefetch'] else 'no'} | {r['bound_dense']:.3f} "
-                     f"| {same_clock / r['bound_dense']:.1f}x |")
-        print(loops[-1], flush=True)
+    variants = ("default", "torch", "autograd") if args.compare else ("default",)
+    for case in args.cases:
+        cfg = make_config({**base, **CASES[case]})
+        seen = set()
+        for variant in variants:
+            label = step_label(_make_trainer(cfg, train, variant))
+            if label in seen:  # no hand-written step here, or no numba: same row as before
+                continue
+            seen.add(label)
+            name = f"{case} ({label})" if label else case
+            r = profile_step(cfg, train, args.steps, variant=variant)
+            lines.append(f"| {name} | {r['sample']:.2f} | {r['forward']:.2f} | {r['backward']:.2f} "
+                         f"| {r['optim']:.2f} | {r['step']:.2f} | {r['bound']:.3f} "
+                         f"| {r['step'] / r['bound']:.1f}x |")
+            print(lines[-1], flush=True)
+            lp = profile_loop(cfg, train, args.steps, variant=variant)
+            cpu_ms = lp["loop"] * lp["cpu_wall"]
+            same_clock = cpu_ms if args.clock == "cpu" else lp["loop"]  # the bound's clock
+            loops.append(f"| {name} | {lp['loop']:.2f} | {cpu_ms:.2f} | {lp['cpu_wall']:.2f} "
+                         f"| {'yes' if lp['prefetch'] else 'no'} | {r['bound_dense']:.3f} "
+                         f"| {same_clock / r['bound_dense']:.1f}x |")
+            print(loops[-1], flush=True)
     lines += loops
     e = profile_eval(make_config({**base, **CASES["uniform"]}), train, test)
     lines += ["", "| evaluation | users | evaluate() ms | bare product + top-50 ms | ratio |",

@@ -56,8 +56,8 @@ def test_adam_rows_equals_row_adam_with_repeated_rows():
         grads = rng.standard_normal((80, 6)).astype(np.float32)
         opt_ref.update_rows(ref, *sum_rows(torch.from_numpy(ids), torch.from_numpy(grads)))
         exp_avg, exp_avg_sq, step_size, (b1, b2, eps) = opt.advance(mine)
-        kernels.adam_rows(mine.detach().numpy(), exp_avg.numpy(), exp_avg_sq.numpy(), ids, grads,
-                          b1, b2, eps, step_size)
+        kernels.adam_rows(mine.detach().numpy(), exp_avg.numpy(), exp_avg_sq.numpy(), ids,
+                          np.argsort(ids, kind="stable"), grads, b1, b2, eps, step_size)
     torch.testing.assert_close(mine, ref, rtol=1e-5, atol=1e-6)
     for key in ("exp_avg", "exp_avg_sq"):
         torch.testing.assert_close(opt.state[mine][key], opt_ref.state[ref][key], rtol=1e-5,

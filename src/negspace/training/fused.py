@@ -96,7 +96,8 @@ class CMLTripletStep:
             for weight, ids, grads in ((wu, u_np, g_u), (wi, item_ids, item_grads)):
                 exp_avg, exp_avg_sq, step_size, (beta1, beta2, eps) = self.optimizer.advance(weight)
                 kernels.adam_rows(weight.detach().numpy(), exp_avg.numpy(), exp_avg_sq.numpy(),
-                                  ids, grads, beta1, beta2, eps, step_size)
+                                  ids, np.argsort(ids, kind="stable"), grads, beta1, beta2, eps,
+                                  step_size)
         return torch.tensor(float(loss)), update
 
     @torch.no_grad()

@@ -127,11 +127,11 @@ def _loss_and_grads(wu, wi, users, items, negs, margin, gor_weight, rank_n_items
     return loss
 
 
-def _adam_rows(param, exp_avg, exp_avg_sq, ids, grads, beta1, beta2, eps,
+def _adam_rows(param, exp_avg, exp_avg_sq, ids, order, grads, beta1, beta2, eps,
                step_size):  # pragma: no cover -- compiled; tested through its results
     """RowAdam.update_rows for the rows `ids` (repeats allowed: their gradient rows are summed in
-    the order given, as index_add_ sums them, before one update per distinct row)."""
-    order = np.argsort(ids, kind="mergesort")  # stable: duplicates keep their order
+    the order given, as index_add_ sums them, before one update per distinct row). `order` is a
+    stable argsort of `ids` (numpy's, 4x faster than numba's)."""
     d = param.shape[1]
     g = np.zeros(d, np.float32)
     start = 0
