@@ -97,6 +97,11 @@ NEGSPACE: dict[str, dict[str, Any]] = {
     "cml-2stage": {"model": "cml", "sampler": "two-stage", "two_stage_temperature": 64.0,
                    "two_stage_cap": 0.875, "negatives": 5, "batch_size": 1024, "lr": 0.01,
                    "epochs": 20, "patience": 3, "min_epochs": 5},
+    # the uniform grid's best on ML-1M validation (configs/grid-cml-uniform-ml1m.toml: lr 0.03 and
+    # N = 10 over lr 0.01 and N = 5), carried over to the 2-stage sampler
+    "cml-2stage-n10": {"model": "cml", "sampler": "two-stage", "two_stage_temperature": 64.0,
+                       "two_stage_cap": 0.875, "negatives": 10, "batch_size": 1024, "lr": 0.03,
+                       "epochs": 20, "patience": 3, "min_epochs": 5},
     # the library's default sampler (uniform) with CML: no model reads while sampling, so the
     # draw runs in the background and the compiled step applies (issue 6, session 4)
     "cml-uniform": {"model": "cml", "sampler": "uniform", "negatives": 5, "batch_size": 1024,
