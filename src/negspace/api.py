@@ -119,7 +119,7 @@ class Recommender:
                                  eval_every=cfg.eval_every, patience=cfg.patience,
                                  min_epochs=cfg.min_epochs,
                                  select_metric=cfg.select_metric or "ndcg@50",
-                                 progress=cfg.progress, step_threads=cfg.threads or 1)
+                                 progress=cfg.progress, step_threads=cfg.step_threads)
         if self._model_factory is not None:
             # the default loss and the saved config.json follow the model actually built
             names = {"CML": "cml", "MF": "mf", "SimpleX": "simplex"}

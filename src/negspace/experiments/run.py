@@ -159,7 +159,7 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
                              checkpoint=run_dir / CHECKPOINT_FILE if run_dir else None,
                              checkpoint_every=cfg.checkpoint_every,
                              fingerprint=fingerprint(cfg, train), drift=cfg.model == "two-tower",
-                             step_threads=cfg.threads or 1)
+                             step_threads=cfg.step_threads)
     trainer = Trainer(model, build_sampler(cfg), build_objective(cfg), fit_on, options, validation)
     state = None
     if run_dir is not None:

@@ -88,6 +88,12 @@ class TrainConfig:
     checkpoint_every: int = field(default=0, metadata=_opt("also checkpoint every K steps (0: at epoch ends only)", low=0))
 
     @property
+    def step_threads(self) -> int:
+        """Torch threads for the training steps: `threads` when given, else one (the next batch's
+        negatives are drawn on a second core; docs/design.md, "Threads")."""
+        return self.threads or 1
+
+    @property
     def resolved_loss(self) -> str:
         return self.loss or {"cml": "triplet", "simplex": "ccl", "two-tower": "softmax"}.get(self.model, "bpr")
 

@@ -22,8 +22,6 @@ from negspace.training.objective import Objective
 from negspace.training import kernels
 from negspace.training.optim import RowAdam, sum_rows
 
-_EPS = 1e-12  # F.normalize's floor on the norm
-
 
 class CMLTripletStep:
     """Loss and update of CML (sphere) with the triplet hinge over per-row negatives.
@@ -83,8 +81,10 @@ class CMLTripletStep:
         obj, (b, n_neg) = self.objective, negatives.shape
         wu, wi = self.model.users.weight, self.model.items.weight
         d = wu.shape[1]
-        g_u, g_p = np.empty((b, d), np.float32), np.empty((b, d), np.float32)
-        g_n = np.empty((b, n_neg, d), np.float32)
+        g_u = np.empty((b, d), np.float32)
+        # positives' and negatives' gradient rows in one buffer, in the order of item_ids below
+        item_grads = np.empty((b * (1 + n_neg), d), np.float32)
+        g_p, g_n = item_grads[:b], item_grads[b:].reshape(b, n_neg, d)
         u_np, i_np, n_np = users.numpy(), items.numpy(), negatives.numpy()
         loss = kernels.loss_and_grads(
             wu.detach().numpy(), wi.detach().numpy(), u_np, i_np, n_np, float(obj.margin),
@@ -92,7 +92,6 @@ class CMLTripletStep:
 
         def update() -> None:
             item_ids = np.concatenate([i_np, n_np.reshape(-1)])
-            item_grads = np.concatenate([g_p, g_n.reshape(b * n_neg, d)])
             for weight, ids, grads in ((wu, u_np, g_u), (wi, item_ids, item_grads)):
                 exp_avg, exp_avg_sq, step_size, (beta1, beta2, eps) = self.optimizer.advance(weight)
                 kernels.adam_rows(weight.detach().numpy(), exp_avg.numpy(), exp_avg_sq.numpy(),
@@ -112,7 +111,7 @@ class CMLTripletStep:
         raw_u = self.model.users.weight.index_select(0, users)
         raw_p = self.model.items.weight.index_select(0, items)
         raw_n = self.model.items.weight.index_select(0, negatives.reshape(-1)).view(b, n_neg, -1)
-        ru, rp, rn = (x.norm(dim=-1, keepdim=True).clamp_min_(_EPS) for x in (raw_u, raw_p, raw_n))
+        ru, rp, rn = (x.norm(dim=-1, keepdim=True).clamp_min_(kernels.NORM_EPS) for x in (raw_u, raw_p, raw_n))
         u, p, n = raw_u / ru, raw_p / rp, raw_n / rn
         diff_p = u - p                                   # d/du of |u - p|^2 is 2 (u - p)
         diff_n = u.unsqueeze(1) - n                      # [B, N, d]

@@ -16,7 +16,7 @@ except ImportError:  # the `fast` extra is not installed
     numba = None
 
 AVAILABLE = numba is not None
-_EPS = 1e-12  # F.normalize's floor on the norm
+NORM_EPS = 1e-12  # F.normalize's floor on the norm (training/fused.py uses it too)
 
 
 def _unit(src, row, dst):  # pragma: no cover -- compiled
@@ -25,7 +25,7 @@ def _unit(src, row, dst):  # pragma: no cover -- compiled
     s = np.float32(0.0)
     for j in range(d):
         s += src[row, j] * src[row, j]
-    r = max(np.float32(np.sqrt(s)), np.float32(_EPS))
+    r = max(np.float32(np.sqrt(s)), np.float32(NORM_EPS))
     for j in range(d):
         dst[j] = src[row, j] / r
     return r

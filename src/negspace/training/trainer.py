@@ -203,12 +203,12 @@ class Trainer:
             # One draw for the whole batch, scored by one matmul; rows mask their own positives.
             neg, keep = self._negatives(users, items, following)
             loss = self.objective(self.model, users, items, to_tensor(neg), to_tensor(keep))
-        elif self.fused is not None:
-            neg = self._negatives(users, items, following)
-            loss, update = self.fused(users, items, to_tensor(neg))
         else:
-            neg = self._negatives(users, items, following)
-            loss = self.objective(self.model, users, items, to_tensor(neg))
+            neg = to_tensor(self._negatives(users, items, following))
+            if self.fused is not None:  # CML's hand-written step: loss now, update after the check
+                loss, update = self.fused(users, items, neg)
+            else:
+                loss = self.objective(self.model, users, items, neg)
         value = float(loss.detach())
         if not math.isfinite(value):  # before the update: the parameters stay as they were
             raise self._diverged(f"loss became {value} at epoch {self.epoch}, step "
