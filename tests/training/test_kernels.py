@@ -11,23 +11,19 @@ from negspace.training.fused import CMLTripletStep
 from negspace.training.objective import Objective
 from negspace.training.optim import RowAdam, sum_rows
 
+from .test_fused import _batch
+
 pytestmark = pytest.mark.skipif(not kernels.AVAILABLE, reason="numba (the fast extra) missing")
 
 OBJECTIVES = [Objective(), Objective(margin=0.5, gor_weight=1.0),
               Objective(rank_weight=True, gor_weight=0.1), Objective(margin=4.0)]
 
 
-def _batch(n_users=30, n_items=40, b=64, n=5, seed=0):
-    gen = torch.Generator().manual_seed(seed)  # small tables: rows repeat within the batch
-    return (torch.randint(n_users, (b,), generator=gen), torch.randint(n_items, (b,), generator=gen),
-            torch.randint(n_items, (b, n), generator=gen))
-
-
 @pytest.mark.parametrize("objective", OBJECTIVES)
 def test_loss_and_gradients_equal_the_torch_step(objective):
     torch.manual_seed(2)
     model = CML(30, 40, 8)
-    users, items, negatives = _batch()
+    users, items, negatives = _batch(30, 40)
     step = CMLTripletStep(model, objective, RowAdam(model.parameters()), compiled=False)
     loss, (g_u, g_p, g_n) = step.loss_and_grads(users, items, negatives)
     b, n = negatives.shape
