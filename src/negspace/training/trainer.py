@@ -60,6 +60,10 @@ class TrainerOptions:
             (docs/performance.md), while evaluation's large products gain from every core.
         fused: take the hand-written step of training/fused.py where it applies (CML on the
             sphere, triplet hinge, per-row negatives): the same maths without autograd.
+        on_epoch: called with each epoch's history row once it is recorded (validated epochs
+            hold `val_<metric>` keys); returning True ends training there as an early stop
+            does (the tuner's time budget), an exception it raises aborts it (the tuner's
+            pruning). Not part of checkpoints.
     """
 
     batch_size: int = 256
@@ -79,6 +83,7 @@ class TrainerOptions:
     prefetch: bool = True
     step_threads: int | None = None
     fused: bool = True
+    on_epoch: Callable[[dict], bool | None] | None = None
 
 
 @dataclass
@@ -337,7 +342,8 @@ class Trainer:
                 tqdm.write(f"epoch {epoch}: loss {loss:.4f}  val {self.opt.select_metric} "
                            f"{score:.4f}  ({seconds:.1f}s)")
         result.history.append(row)
-        self.finished = last or (self.stale >= self.opt.patience and epoch >= self.opt.min_epochs)
+        stop = self.opt.on_epoch is not None and bool(self.opt.on_epoch(row))
+        self.finished = stop or last or (self.stale >= self.opt.patience and epoch >= self.opt.min_epochs)
         self.epoch, self.step_in_epoch, self.epoch_loss = epoch + 1, 0, 0.0
         self.epoch_seconds, self.epoch_cpu = 0.0, 0.0
         if self.opt.checkpoint is not None:
