@@ -7,7 +7,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -121,7 +121,8 @@ class RunOutput:
 
 
 def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: bool = False,
-                 resume: bool = False) -> RunOutput:
+                 resume: bool = False, on_epoch: Callable[[dict], bool | None] | None = None,
+                 evaluate_test: bool = True) -> RunOutput:
     """Trains one configuration and, when `out` is given, writes the run directory.
 
     The validation split is carved from the training data; the test data is touched once, at the
@@ -133,6 +134,9 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
         out: run directory; None trains in memory only.
         overwrite: replace an existing run directory.
         resume: continue the run in `out` from its checkpoint (see `resume_training`).
+        on_epoch: TrainerOptions.on_epoch (the tuner's per-epoch report).
+        evaluate_test: evaluate on the test split at the end; False (the tuner's trials, which
+            must not read it; in memory only, `out` None) returns only `best_epoch` as metrics.
 
     Returns:
         Test metrics (with `train_seconds`), history, the selected model, the split, seconds.
@@ -159,7 +163,7 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
                              checkpoint=run_dir / CHECKPOINT_FILE if run_dir else None,
                              checkpoint_every=cfg.checkpoint_every,
                              fingerprint=fingerprint(cfg, train), drift=cfg.model == "two-tower",
-                             step_threads=cfg.step_threads)
+                             step_threads=cfg.step_threads, on_epoch=on_epoch)
     trainer = Trainer(model, build_sampler(cfg), build_objective(cfg), fit_on, options, validation)
     state = None
     if run_dir is not None:
@@ -174,6 +178,9 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
     model.eval()
     if isinstance(model, (SimpleX, TwoTower)):  # test-time user vectors read the whole history
         model.set_history(train)
+    if not evaluate_test:  # the test interactions stay unread
+        return RunOutput({"best_epoch": result.best_epoch}, result.history, model, train, test,
+                         time.perf_counter() - t0)
     metrics = evaluate(score_fn(model), train, test, ks=(20, 50))
     metrics.update({"best_epoch": result.best_epoch, **unseen_test_items(train, test)})
     seconds = time.perf_counter() - t0
