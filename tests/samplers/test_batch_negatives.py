@@ -71,12 +71,49 @@ def test_in_batch_and_uniform_candidates_and_log_q(inter):
     users, items = _batch(inter, 16, 0)
     cands = InBatchSampler().fit(inter).candidates(users, items, 5)
     assert cands.ids.tolist() == items.tolist()
-    counts = inter.item_counts()
-    assert np.allclose(cands.log_q.numpy(), np.log(counts[items] / counts.sum()))
-    assert np.allclose(cands.log_q_pos.numpy(), popularity_log_q(inter)[items])
-    cands = UniformSoftmaxSampler(seed=3).fit(inter).candidates(users, items, 7)
-    assert cands.ids.shape == (7,) and cands.mask.shape == (16, 7)
-    assert np.allclose(cands.log_q.numpy(), -np.log(inter.n_items))
+    # log q of a slot of a shuffled batch: the item's share of the training pairs, counted here
+    # from the pairs themselves rather than by the code's own helper
+    _, pair_items = inter.pairs()
+    share = np.array([(pair_items == i).sum() for i in items]) / len(pair_items)
+    assert np.allclose(cands.log_q.numpy(), np.log(share))
+    assert np.allclose(cands.log_q_pos.numpy(), np.log(share))  # the positives are batch slots too
+    for mask_positives in (False, True):
+        cands = UniformSoftmaxSampler(mask_positives=mask_positives, seed=3).fit(inter) \
+            .candidates(users, items, 7)
+        ids, keep = cands.ids.numpy(), cands.mask.numpy()
+        assert ids.shape == (7,) and keep.shape == (16, 7)
+        assert ((ids >= 0) & (ids < inter.n_items)).all()
+        for b in range(16):
+            for j in range(7):
+                banned = ids[j] == items[b] or (mask_positives and inter.contains(users[b], ids[j]))
+                assert keep[b, j] == (not banned), (b, j)
+        assert np.allclose(cands.log_q.numpy(), -np.log(inter.n_items))
+        assert np.allclose(cands.log_q_pos.numpy(), -np.log(inter.n_items))
+    # draws follow the seed: the same seed repeats them, another one does not
+    draw = lambda seed: UniformSoftmaxSampler(seed=seed).fit(inter).candidates(users, items, 50).ids
+    assert torch.equal(draw(3), draw(3)) and not torch.equal(draw(3), draw(4))
+
+
+def test_every_positive_of_the_user_is_masked_by_default(inter):
+    """The README promises that every sampler excludes the user's training positives: the
+    embedding-level samplers do so unless told otherwise (--no-mask-positives)."""
+    from negspace.experiments.run import build_sampler
+    from negspace.training.config import make_config
+
+    users, items = _batch(inter, 32, 1)
+    for name in ("in-batch", "uniform-softmax", "memory-bank"):
+        for sampler in (build_sampler(make_config({"model": "two-tower", "sampler": name})),
+                        {"in-batch": InBatchSampler, "uniform-softmax": UniformSoftmaxSampler,
+                         "memory-bank": MemoryBankSampler}[name]()):
+            cands = sampler.fit(inter).candidates(users, items, 30)
+            ids, keep = cands.ids.numpy(), cands.mask.numpy()
+            positive = inter.contains(users[:, None], ids[None, :])
+            assert (positive & (ids[None, :] != items[:, None])).any()  # other positives occur
+            assert not (keep & positive).any(), name
+    off = build_sampler(make_config({"model": "two-tower", "sampler": "in-batch",
+                                     "mask_positives": False}))
+    keep = off.fit(inter).candidates(users, items, 30).mask.numpy()
+    assert (keep & inter.contains(users[:, None], items[None, :])).any()
 
 
 def test_bank_state_round_trip(inter):

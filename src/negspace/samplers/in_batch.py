@@ -27,7 +27,7 @@ class EmbeddingSampler(PerRowFallback, NegativeSampler):
 
     embedding_level = True
 
-    def __init__(self, mask_positives: bool = False, seed: int = 0) -> None:
+    def __init__(self, mask_positives: bool = True, seed: int = 0) -> None:
         super().__init__(seed)
         self.mask_positives = mask_positives
         self.per_row = UniformSampler(seed)

@@ -33,7 +33,7 @@ class MemoryBankSampler(InBatchSampler):
 
     name = "memory-bank"
 
-    def __init__(self, size: int = 2048, warmup: int = 0, mask_positives: bool = False,
+    def __init__(self, size: int = 2048, warmup: int = 0, mask_positives: bool = True,
                  seed: int = 0) -> None:
         super().__init__(mask_positives, seed)
         if size < 1:

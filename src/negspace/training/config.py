@@ -61,7 +61,7 @@ class TrainConfig:
     warmup: int = field(default=0, metadata=_opt("memory bank: steps before the bank is used W", low=0))
     temperature: float = field(default=1.0, metadata=_opt("softmax temperature T", low=0, low_open=True))
     logq_strength: float = field(default=1.0, metadata=_opt("softmax logQ correction strength A (0: off)", low=0))
-    mask_positives: bool = field(default=False, metadata=_opt("softmax: also mask candidates that are the user's other training positives"))
+    mask_positives: bool = field(default=True, metadata=_opt("in-batch, uniform-softmax, memory-bank with softmax: mask candidates that are any training positive of the row's user, not only the row's own (--no-mask-positives: the row's own only)"))
     split_bank_gradient: bool = field(default=False, metadata=_opt(
         "memory bank + softmax: the user tower learns from positive + batch + bank with the item "
         "vectors held fixed, the item tower from the in-batch softmax alone (not in the paper)"))
