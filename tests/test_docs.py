@@ -1,8 +1,11 @@
 """The examples people copy: every ```python block of docs/guide.md (run in order, in one
 namespace) and the docstring examples of the public API (doctest)."""
 
+import contextlib
 import doctest
+import io
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -11,22 +14,41 @@ import torch
 import negspace.api
 import negspace.data.frames
 
-GUIDE = Path(__file__).resolve().parents[1] / "docs" / "guide.md"
+ROOT = Path(__file__).resolve().parents[1]
+GUIDE = ROOT / "docs" / "guide.md"
+# The guide's blocks that print checks: (a line of the block, booleans it prints). Every one
+# must print True; faiss is in the test extra, so the index block runs too.
+GUIDE_CHECKS = {"interactions_from(matrix).nnz == matrix.nnz": 1,
+                "again.recommend(": 1, "fast.item.tolist() == exact.item.tolist()": 1,
+                "{1, 2}.isdisjoint(items)": 2}
 
 
-def test_guide_python_blocks_run(tmp_path, monkeypatch, capsys):
+def test_guide_python_blocks_run(tmp_path, monkeypatch):
     blocks = re.findall(r"```python\n(.*?)```", GUIDE.read_text(), flags=re.S)
     assert len(blocks) >= 10
     monkeypatch.chdir(tmp_path)
     torch.set_num_threads(1)
     namespace: dict = {}
+    checked = 0
     for number, code in enumerate(blocks, 1):
+        out = io.StringIO()
         try:
-            exec(compile(code, f"{GUIDE.name} block {number}", "exec"), namespace)
+            with contextlib.redirect_stdout(out):
+                exec(compile(code, f"{GUIDE.name} block {number}", "exec"), namespace)
         except Exception as e:  # name the block in the failure
             pytest.fail(f"guide block {number} failed: {type(e).__name__}: {e}\n{code}")
-    out = capsys.readouterr().out
-    assert "True" in out  # the save/load and index blocks compare results
+        booleans = re.findall(r"\b(True|False)\b", out.getvalue())
+        wanted = sum(n for line, n in GUIDE_CHECKS.items() if line in code)
+        assert booleans == ["True"] * wanted, f"guide block {number} printed {out.getvalue()!r}"
+        checked += wanted
+    assert checked == sum(GUIDE_CHECKS.values())  # every check was found in the guide
+
+
+def test_make_run_line_names_the_demo_sampler():
+    sampler = tomllib.loads((ROOT / "configs" / "demo.toml").read_text())["sampler"]
+    readme = (ROOT / "README.md").read_text()
+    line = readme[readme.index("make run "):readme.index("make test ")]
+    assert f"`{sampler}`" in line, line
 
 
 @pytest.mark.parametrize("module", [negspace.api, negspace.data.frames])

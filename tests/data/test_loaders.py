@@ -248,3 +248,10 @@ def test_default_lookup_finds_shared_data(monkeypatch):
         pytest.skip("no shared data beside the repository")
     assert find_data_dir(None) == shared
     assert np.all([row["where"].startswith(str(shared)) for row in list_datasets()])
+
+
+def test_junk_named_gz_is_not_a_gzip_file(tmp_path):
+    path = tmp_path / "plays.csv.gz"
+    path.write_bytes(b"user,item\r\nu1,\x00\x9c junk \r i1\n" * 3)  # not gzip: no magic bytes
+    with pytest.raises(NegspaceError, match=r"plays\.csv\.gz: not a gzip file"):
+        load_dataset(str(path))

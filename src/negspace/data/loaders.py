@@ -47,6 +47,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from negspace.data.arrow import code_ids, filter_coded, read_coded
 from negspace.data.dataset import Dataset, Protocol
 from negspace.data.fetch import DOWNLOADS, SOURCES, default_cache_dir
 from negspace.data.interactions import Interactions
@@ -128,6 +129,9 @@ def _read_text(path: Path, encoding: str = "utf-8") -> str:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as e:
             raise NegspaceError(f"{path}: corrupt gzip data ({_one_line(e)})") from None
+    elif path.name.endswith(".gz"):  # else junk would be parsed as text and fail on a later symptom
+        raise NegspaceError(f"{path}: not a gzip file (named .gz, but it does not start with "
+                            "gzip's magic bytes)")
     return raw.decode(encoding, errors="replace")
 
 
@@ -240,6 +244,8 @@ _ITEM_COLUMNS = ("item", "itemid", "iid", "i", "items", "movie", "movieid", "art
                  "track", "trackid")
 _RATING_COLUMNS = ("rating", "ratings", "score", "stars", "overall", "bookrating")
 _COUNT_COLUMNS = ("weight", "count", "playcount", "plays", "clicks", "value", "accessed", "listens")
+_TIME_COLUMNS = ("timestamp", "time", "ts", "datetime", "date", "unixreviewtime", "eventtime",
+                 "createdat", "created")
 
 
 @dataclass
@@ -251,6 +257,7 @@ class Table:
     items: np.ndarray
     values: np.ndarray | None
     kind: str | None
+    times: np.ndarray | None = None
 
 
 def _pick(columns: list[object], names: tuple[str, ...]) -> object | None:
@@ -294,8 +301,9 @@ def read_table(path: Path) -> Table:
     """Reads a CSV/TSV (optionally .gz; separator and header sniffed) or Parquet file.
 
     Columns are found by name (user/user_id/userId..., item/item_id/movieId/artistID...,
-    rating/score... or weight/count/plays...); a file without a header (its first line starts
-    with two integers) is read as `user, item[, rating, ...]`.
+    rating/score... or weight/count/plays..., timestamp/time/date...); a file without a header
+    (its first line starts with two integers) is read as `user, item[, rating[, timestamp]]`.
+    This is the exact (pandas) path; `load_table` tries the streaming one (data/arrow.py) first.
 
     Args:
         path: the file.
@@ -315,26 +323,8 @@ def read_table(path: Path) -> Table:
         df, header_lines = _read_delimited(path)
     # Rows keep their position in the file as index (blank lines included), hence the line numbers.
     where = (lambda r: f"row {r + 1}") if parquet else (lambda r: f"line {r + 1}")
-    columns = list(df.columns)
-    if len({_norm(c) for c in columns}) < len(columns):
-        raise NegspaceError(f"{path} {'header' if header_lines else 'schema'}: duplicate column "
-                            f"names in {[str(c) for c in columns]}")
-    if parquet or header_lines:
-        user_col, item_col = _pick(columns, _USER_COLUMNS), _pick(columns, _ITEM_COLUMNS)
-        value_col = _pick(columns, _RATING_COLUMNS)
-        kind = "rating" if value_col is not None else None
-        if value_col is None:
-            value_col = _pick(columns, _COUNT_COLUMNS)
-            kind = "count" if value_col is not None else None
-        if user_col is None or item_col is None:
-            raise NegspaceError(f"{path}: no {'user' if user_col is None else 'item'} column among "
-                                f"{[str(c) for c in columns]} (expected e.g. user/user_id/userId "
-                                f"and item/item_id/itemId/movieId)")
-    else:
-        if len(columns) < 2:
-            raise NegspaceError(f"{path} line 1: expected at least 2 columns (user, item), got 1")
-        user_col, item_col = columns[0], columns[1]
-        value_col, kind = (columns[2], "rating") if len(columns) > 2 else (None, None)
+    user_col, item_col, value_col, kind, time_col = _choose_columns(
+        path, list(df.columns), bool(parquet or header_lines), parquet)
     if df.empty:
         raise NegspaceError(f"{path} holds no interaction rows")
     for col, what in ((user_col, "user id"), (item_col, "item id")):
@@ -351,7 +341,49 @@ def read_table(path: Path) -> Table:
             raise NegspaceError(f"{path} {where(int(df.index[r]))}: expected a number in column "
                                 f"{value_col!s}, got {raw.iloc[r]!r}")  # nan and inf included
         values = numbers
-    return Table(_ids(df[user_col]), _ids(df[item_col]), values, kind)
+    times = _parse_times(df[time_col]) if time_col is not None else None
+    return Table(_ids(df[user_col]), _ids(df[item_col]), values, kind, times)
+
+
+def _choose_columns(path: Path, columns: list, named: bool, parquet: bool = False
+                    ) -> tuple[object, object, object | None, str | None, object | None]:
+    """(user, item, value, value kind, time) columns of a file; the value kind is "rating",
+    "count" or None. `named`: the columns have names (a header or Parquet); else they are
+    taken by position as user, item[, rating[, timestamp]]."""
+    if len({_norm(c) for c in columns}) < len(columns):
+        raise NegspaceError(f"{path} {'schema' if parquet else 'header'}: duplicate column "
+                            f"names in {[str(c) for c in columns]}")
+    if named:
+        user_col, item_col = _pick(columns, _USER_COLUMNS), _pick(columns, _ITEM_COLUMNS)
+        value_col = _pick(columns, _RATING_COLUMNS)
+        kind = "rating" if value_col is not None else None
+        if value_col is None:
+            value_col = _pick(columns, _COUNT_COLUMNS)
+            kind = "count" if value_col is not None else None
+        if user_col is None or item_col is None:
+            raise NegspaceError(f"{path}: no {'user' if user_col is None else 'item'} column among "
+                                f"{[str(c) for c in columns]} (expected e.g. user/user_id/userId "
+                                f"and item/item_id/itemId/movieId)")
+        return user_col, item_col, value_col, kind, _pick(columns, _TIME_COLUMNS)
+    if len(columns) < 2:
+        raise NegspaceError(f"{path} line 1: expected at least 2 columns (user, item), got 1")
+    value_col, kind = (columns[2], "rating") if len(columns) > 2 else (None, None)
+    return columns[0], columns[1], value_col, kind, columns[3] if len(columns) > 3 else None
+
+
+def _parse_times(column: pd.Series) -> np.ndarray | None:
+    """Numbers as they are, dates as Unix seconds; None when some value is neither (a time
+    column is optional: only the time splits need it, and they say so)."""
+    numbers = pd.to_numeric(column, errors="coerce").to_numpy(np.float64)
+    if np.isfinite(numbers).all():
+        return numbers
+    try:
+        dates = pd.to_datetime(column, errors="coerce", utc=True)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if dates.isna().any():
+        return None
+    return (dates.astype("int64").to_numpy() // 10**9).astype(np.float64)
 
 
 def _read_delimited(path: Path) -> tuple[pd.DataFrame, int]:
@@ -411,47 +443,34 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split())[:300]
 
 
-def _filter(table: Table, name: str, filters: Filters) -> tuple[Interactions, dict[str, int]]:
-    """Merges duplicates, binarises and filters; see the module docstring for the order."""
-    df = pd.DataFrame({"u": table.users, "i": table.items})
-    notes = {"rows_read": len(df)}
-    if table.values is None:
-        if filters.rating_threshold is not None:
-            raise NegspaceError(f"{name} has no rating or count column; rating_threshold does not apply")
-        df = df.drop_duplicates(["u", "i"])
-    else:
-        df["v"] = table.values
-        how = "max" if table.kind == "rating" else "sum"
-        df = df.groupby(["u", "i"], sort=False, as_index=False)["v"].agg(how)
-    notes["duplicates_merged"] = notes["rows_read"] - len(df)
-    if filters.rating_threshold is not None:
-        keep = df["v"] >= filters.rating_threshold
-        notes["dropped_below_threshold"] = int((~keep).sum())
-        df = df[keep]
-    n_users, n_items = df["u"].nunique(), df["i"].nunique()
-    changed = True
-    while changed and not df.empty:  # until both minima hold at once (a k-core)
-        changed = False
-        for col, minimum in (("u", filters.min_user_interactions),
-                             ("i", filters.min_item_interactions)):
-            if minimum and minimum > 1:
-                keep = (df[col].map(df[col].value_counts()) >= minimum).to_numpy()
-                if not keep.all():
-                    df, changed = df[keep], True
-    if filters.min_user_interactions or filters.min_item_interactions:
-        notes["dropped_users"] = n_users - df["u"].nunique()
-        notes["dropped_items"] = n_items - df["i"].nunique()
-    if df.empty:
-        raise NegspaceError(f"{name} is empty after filtering ({filters.describe()})")
-    weights = df["v"].to_numpy(np.float32) if "v" in df else None
-    return Interactions.from_external(df["u"].to_numpy(), df["i"].to_numpy(), weights), notes
-
-
 def load_table(path: Path, name: str | None = None, filters: Filters = Filters()) -> Dataset:
-    """Loads a CSV/TSV/Parquet interaction file as a k-fold dataset (see `read_table`)."""
+    """Loads a CSV/TSV/Parquet interaction file as a k-fold dataset (see `read_table`).
+
+    Clean files stream through pyarrow (data/arrow.py: int32 codes, no Python strings); anything
+    else, or a file that fails there, is read by the exact pandas path, which names the first bad
+    line. A time column, when there is one, is kept (`Dataset.times`) for the time splits.
+    """
     label = name or str(path)
-    inter, notes = _filter(read_table(path), label, filters)
-    return Dataset(name=label, protocol="kfold", interactions=inter, notes=notes)
+    parquet = path.name.endswith((".parquet", ".pq"))
+    try:
+        sep, header = (",", True) if parquet else _sniff(path)
+    except (OSError, EOFError, zlib.error):  # corrupt gzip: the pandas path says so
+        sep, header = "", False
+
+    def pick(columns: list[str], named: bool):
+        try:
+            return _choose_columns(path, columns, named, parquet)
+        except NegspaceError:
+            return None  # the pandas path reports it
+    coded = read_coded(path, sep, header, pick)
+    if coded is None:
+        table = read_table(path)
+        coded = code_ids(table.users, table.items, table.values, table.kind, table.times)
+        del table
+    inter, times, notes = filter_coded(
+        coded, label, filters.rating_threshold, filters.min_user_interactions,
+        filters.min_item_interactions, filters.describe())
+    return Dataset(name=label, protocol="kfold", interactions=inter, notes=notes, times=times)
 
 
 # ---------------------------------------------------------------------------------------------
