@@ -118,3 +118,16 @@ def test_console_script_reports_errors_without_traceback(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_a_closed_pipe_ends_quietly(csv_dataset, tmp_path):
+    """`negspace recommend ... | head -2`: the reader goes away; no error message, no traceback."""
+    out = tmp_path / "run"
+    assert _train(csv_dataset, out) == 0
+    proc = subprocess.Popen([sys.executable, "-m", "negspace.cli", "recommend", str(out),
+                             "--user", "u3", "-k", "20"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # closed before the command writes anything: its first write fails
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert err == ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any, Sequence
 
@@ -70,6 +71,23 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("config")
     grid.add_argument("--out", help="output folder (overrides the file's)")
     grid.add_argument("--dry-run", action="store_true", help="list the cells and exit")
+
+    tune = sub.add_parser("tune", help="search a space of options on validation (Optuna), then "
+                          "write the recipe and refit it")
+    tune.add_argument("space", help="space TOML: [fixed] options, [search] ranges, [[seeds]] "
+                      "(configs/spaces/*.toml; format in docs/guide.md)")
+    tune.add_argument("--budget", required=True, help="search time, e.g. 90s, 30m, 2h, 1h30m "
+                      "(the refit comes after it)")
+    tune.add_argument("--trials", type=int, help="stop once the study holds this many trials")
+    tune.add_argument("--workers", type=int, default=1,
+                      help="trial processes sharing the study, one torch thread each")
+    tune.add_argument("--storage", help="Optuna storage URL (default sqlite:///OUT/study.db); "
+                      "rerun the same command to continue a study")
+    tune.add_argument("--out", help="output folder (default runs/tune/SPACE-DATASET)")
+    tune.add_argument("--dataset", help="dataset name or path (joins the space's [fixed])")
+    tune.add_argument("--data-dir", help="folder holding named datasets")
+    tune.add_argument("--no-refit", dest="refit", action="store_false",
+                      help="write the recipe without training it on all data (no test read)")
 
     data = sub.add_parser("data", help="list, inspect or fetch datasets")
     dsub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
@@ -181,6 +199,19 @@ def _grid(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tune(args: argparse.Namespace) -> int:
+    from negspace.tuning import run_tune
+
+    result = run_tune(args.space, args.budget, trials=args.trials, workers=args.workers,
+                      storage=args.storage, out=args.out,
+                      overrides={"dataset": args.dataset, "data_dir": args.data_dir},
+                      refit=args.refit, command="negspace " + " ".join(sys.argv[1:]))
+    if result.refit_metrics is not None:
+        print("refit test:", end=" ")
+        _print_metrics(result.refit_metrics)
+    return 0
+
+
 def _data(args: argparse.Namespace) -> int:
     from negspace.data import fetch_dataset, load_dataset
     from negspace.data.loaders import list_datasets
@@ -205,8 +236,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         handler = {"train": _train, "evaluate": _evaluate, "recommend": _recommend,
-                   "export": _export, "grid": _grid, "data": _data}[args.command]
-        return handler(args)
+                   "export": _export, "grid": _grid, "tune": _tune, "data": _data}[args.command]
+        status = handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handling below, not at exit
+        return status
+    except BrokenPipeError:
+        return _closed_pipe()
     except TrainingInterrupted as e:
         print(f"negspace: {e}", file=sys.stderr)
         return 128 + e.signum
@@ -219,6 +254,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:
         print(f"negspace: error: {_one_line(e)}", file=sys.stderr)
         return 2
+
+
+def _closed_pipe() -> int:
+    """The reader of stdout went away (`negspace recommend ... | head -2`): stop quietly, as Unix
+    tools do, with the status a SIGPIPE death gives (128 + 13)."""
+    try:  # the interpreter flushes stdout once more at exit: let that write go nowhere
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (captured in tests)
+        pass
+    return 141
 
 
 def _one_line(e: BaseException) -> str:
