@@ -1,4 +1,4 @@
-"""negspace train | evaluate | recommend | export | grid | data."""
+"""negspace train | evaluate | recommend | export | grid | tune | data."""
 
 from __future__ import annotations
 
@@ -205,11 +205,21 @@ def _tune(args: argparse.Namespace) -> int:
     result = run_tune(args.space, args.budget, trials=args.trials, workers=args.workers,
                       storage=args.storage, out=args.out,
                       overrides={"dataset": args.dataset, "data_dir": args.data_dir},
-                      refit=args.refit, command="negspace " + " ".join(sys.argv[1:]))
+                      refit=args.refit, command=_tune_command(args))
     if result.refit_metrics is not None:
         print("refit test:", end=" ")
         _print_metrics(result.refit_metrics)
     return 0
+
+
+def _tune_command(args: argparse.Namespace) -> str:
+    """The command as given (for the recipe's header), rebuilt from the parsed arguments."""
+    parts = ["negspace tune", args.space, "--budget", args.budget]
+    for flag in ("trials", "workers", "storage", "out", "dataset", "data_dir"):
+        value = getattr(args, flag)
+        if value is not None and not (flag == "workers" and value == 1):
+            parts += ["--" + flag.replace("_", "-"), str(value)]
+    return " ".join(parts + ([] if args.refit else ["--no-refit"]))
 
 
 def _data(args: argparse.Namespace) -> int:
@@ -220,8 +230,12 @@ def _data(args: argparse.Namespace) -> int:
         for row in list_datasets(args.data_dir):
             print(f"{row['name']:<32} {row['protocol']:<6} {row['where']}")
     elif args.data_command == "fetch":
-        path = fetch_dataset(args.name, args.data_dir)
-        print(f"{args.name} stored in {path}")
+        from negspace.data.fetch import find_present
+        present = find_present(args.name, args.data_dir)
+        if present is not None:
+            print(f"{args.name} is already present in {present}; nothing downloaded")
+        else:
+            print(f"{args.name} stored in {fetch_dataset(args.name, args.data_dir)}")
     else:
         ds = load_dataset(args.name, args.data_dir)
         inter = ds.interactions

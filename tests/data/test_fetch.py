@@ -67,7 +67,7 @@ def _counts(name: str, data_dir: str | None = None) -> tuple[int, int, int]:
     return inter.n_users, inter.n_items, inter.nnz
 
 
-def test_fetch_movielens_from_mirror(server, tmp_path):
+def test_fetch_movielens_from_mirror(server, tmp_path, isolated):
     shared = _shared("movielens-100k")
     expected = _counts("movielens-100k", str(shared.parent))
     root, base = server
@@ -90,6 +90,8 @@ def test_fetch_lastfm_zip_without_folder_via_env_mirror(server, tmp_path, isolat
     data = gzip.decompress((shared / "user_artists.dat.gz").read_bytes())
     _make_zip(root / LASTFM_PATH, {"user_artists.dat": data, "readme.txt": b"hello"})
     monkeypatch.setenv("NEGSPACE_MIRROR", base + "/")
+    # neither a data dir nor $NEGSPACE_DATA, and no ../shared/data: the cache is the place
+    monkeypatch.setattr("negspace.data.loaders._repo_shared_data", lambda: None)
     target = fetch_dataset("lastfm-hetrec2011")  # into ~/.cache/negspace/data
     assert target == tmp_path / "home" / ".cache" / "negspace" / "data" / "lastfm-hetrec2011"
     empty = tmp_path / "empty"
@@ -139,3 +141,34 @@ def test_download_errors(server, tmp_path):
         fetch_dataset("amazon-book-kgat", str(tmp_path / "data"))
     with pytest.raises(NegspaceError, match="unknown dataset"):
         fetch_dataset("nope", str(tmp_path / "data"))
+
+
+def test_fetch_honours_negspace_data_and_what_is_already_there(server, tmp_path, isolated,
+                                                                monkeypatch, capsys):
+    from negspace.cli import main
+
+    _, base = server  # serves nothing: any download would fail with a 404
+    env = tmp_path / "env"
+    (env / "movielens-100k").mkdir(parents=True)
+    for name in ("u.data.gz", "u.item", "u.user.gz"):  # stored as is or compressed
+        (env / "movielens-100k" / name).write_bytes(b"")
+    monkeypatch.setenv("NEGSPACE_DATA", str(env))
+    monkeypatch.setenv("NEGSPACE_MIRROR", base)
+    assert fetch_dataset("movielens-100k") == env / "movielens-100k"
+    assert main(["data", "fetch", "movielens-100k"]) == 0
+    assert "already present in " + str(env / "movielens-100k") in capsys.readouterr().out
+    assert not (tmp_path / "home" / ".cache").exists()
+    with pytest.raises(NegspaceError, match="could not download"):  # force does download
+        fetch_dataset("movielens-100k", force=True)
+
+
+def test_fetch_stores_into_negspace_data(server, tmp_path, isolated, monkeypatch):
+    shared = _shared("lastfm-hetrec2011")
+    root, base = server
+    data = gzip.decompress((shared / "user_artists.dat.gz").read_bytes())
+    _make_zip(root / LASTFM_PATH, {"user_artists.dat": data})
+    monkeypatch.setenv("NEGSPACE_DATA", str(tmp_path / "env"))
+    target = fetch_dataset("lastfm-hetrec2011", base_url=base)
+    assert target == tmp_path / "env" / "lastfm-hetrec2011"
+    assert (target / "user_artists.dat.gz").exists()
+    assert not (tmp_path / "home" / ".cache").exists()

@@ -106,18 +106,43 @@ def _extract(zip_path: Path, spec: Download, out_dir: Path, url: str) -> None:
         raise NegspaceError(f"{url} is not a valid zip file ({e}); nothing stored") from None
 
 
+def find_present(name: str, data_dir: str | None = None) -> Path | None:
+    """The folder holding every file `fetch_dataset` would store for `name` (each as is or .gz),
+    searched where `load_dataset` looks: `data_dir`, else $NEGSPACE_DATA, else `../shared/data`
+    beside the repository; then `~/.cache/negspace/data`. None when no folder holds them all."""
+    from negspace.data.loaders import _find_file, _roots  # loaders imports this module
+
+    spec = DOWNLOADS.get(name)
+    if spec is None:
+        return None
+    for root in _roots(data_dir):
+        if all(_find_file(root / name, f) is not None for f in spec.files):
+            return root / name
+    return None
+
+
+def store_root(data_dir: str | None = None) -> Path:
+    """Where `fetch_dataset` stores a download: `data_dir`, else $NEGSPACE_DATA, else
+    `~/.cache/negspace/data` (never `../shared/data`, which is read-only)."""
+    env = os.environ.get("NEGSPACE_DATA")
+    where = data_dir or env
+    return Path(where).expanduser() if where else default_cache_dir()
+
+
 def fetch_dataset(name: str, data_dir: str | None = None, base_url: str | None = None,
                   *, force: bool = False) -> Path:
-    """Downloads a dataset whose publisher serves it publicly and stores it for `load_dataset`.
+    """Downloads a dataset whose publisher serves it publicly and stores it for `load_dataset`,
+    unless `load_dataset` already finds it (see `find_present`).
 
     Args:
         name: `movielens-100k` or `lastfm-hetrec2011`.
-        data_dir: root folder to store into; default `~/.cache/negspace/data`.
+        data_dir: root folder to store into; default $NEGSPACE_DATA, else
+            `~/.cache/negspace/data`.
         base_url: replaces `https://files.grouplens.org` (also $NEGSPACE_MIRROR), e.g. a local mirror.
-        force: download again even if the folder is already there.
+        force: download again into the store root even if the dataset is already present.
 
     Returns:
-        The dataset folder, `<root>/<name>`.
+        The dataset folder: where it was found, or `<root>/<name>` after the download.
     """
     spec = DOWNLOADS.get(name)
     if spec is None:
@@ -125,10 +150,11 @@ def fetch_dataset(name: str, data_dir: str | None = None, base_url: str | None =
             raise NegspaceError(f"{name} cannot be downloaded automatically (its terms forbid "
                                 f"redistribution); get it from {SOURCES[name]}")
         raise NegspaceError(f"unknown dataset {name!r}; fetchable: {', '.join(sorted(DOWNLOADS))}")
-    root = Path(data_dir).expanduser() if data_dir else default_cache_dir()
+    present = None if force else find_present(name, data_dir)
+    if present is not None:
+        return present
+    root = store_root(data_dir)
     target = root / name
-    if target.exists() and not force and all((target / f"{f}.gz").exists() for f in spec.files):
-        return target
     root.mkdir(parents=True, exist_ok=True)
     url = _mirror_url(spec.url, base_url)
     # The temporary folder sits beside the target so the final rename stays on one file system.
