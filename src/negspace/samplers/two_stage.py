@@ -46,6 +46,7 @@ from negspace.data.interactions import Interactions
 from negspace.errors import NegspaceError
 from negspace.samplers.base import NegativeSampler, to_tensor
 from negspace.samplers.popularity import PopularitySampler, popularity_weights
+from negspace.samplers import two_stage_fast as fast
 
 # The released code adds log(B(1/2, (d-1)/2)^-1)-like constant and 1e-8 inside the log; kept to
 # reproduce exactly when its float32 exp() overflows.
@@ -123,6 +124,8 @@ class TwoStageSampler(NegativeSampler):
         refresh_every: read the item embeddings afresh every this many batches (the released
             code uses 100; 1 = always current).
         seed: random seed.
+        compiled: stage 1 and, where the weights are flat enough, stage 2 as the numba loops of
+            samplers/two_stage_fast.py (None: when numba is installed); the same law, other draws.
     """
 
     name = "two-stage"
@@ -130,8 +133,11 @@ class TwoStageSampler(NegativeSampler):
 
     def __init__(self, n_candidates: int = 2000, beta: float = 1.0, temperature: float = 1.0,
                  cap: float | None = None, released: bool = False, refresh_every: int = 1,
-                 seed: int = 0) -> None:
+                 seed: int = 0, compiled: bool | None = None) -> None:
         super().__init__(seed)
+        if compiled and not fast.AVAILABLE:
+            raise NegspaceError("the compiled 2-stage draw needs numba: pip install numba")
+        self.compiled = compiled
         if n_candidates < 1:
             raise NegspaceError(f"n_candidates must be >= 1, got {n_candidates}")
         if temperature <= 0:
@@ -165,6 +171,10 @@ class TwoStageSampler(NegativeSampler):
         self._slot = np.full(train.n_items, -1, np.int64)
         self._is_cand = np.zeros(train.n_items, bool)
         self._nnz_user = np.repeat(np.arange(train.n_users, dtype=np.int64), train.user_degrees())
+        self._indptr64 = train.indptr.astype(np.int64)
+
+    def _use_compiled(self) -> bool:
+        return fast.AVAILABLE if self.compiled is None else self.compiled
 
     # ----------------------------------------------------------------------------- stage 1
     def candidates(self) -> np.ndarray:
@@ -175,6 +185,8 @@ class TwoStageSampler(NegativeSampler):
         # The first distinct items of the stream, in stream order, kept round by round: each
         # round's draws are deduplicated on their own and checked against a seen-flag per item
         # (re-sorting the whole stream every round cost 2 ms a batch on MovieLens-1M).
+        if self._use_compiled():
+            return self._candidates_compiled(c)
         seen = self._is_cand  # all False between calls (_blocked resets it too)
         parts: list[np.ndarray] = []
         n_distinct = n_drawn = 0
@@ -201,9 +213,30 @@ class TwoStageSampler(NegativeSampler):
         finally:
             for part in parts:
                 seen[part] = False
-        # Concentrated popularity: finish the same successive sampling exactly, Gumbel-top-k over
-        # the items not drawn yet.
-        chosen = np.concatenate(parts)
+        return self._finish_candidates(np.concatenate(parts), c)
+
+    def _candidates_compiled(self, c: int) -> np.ndarray:
+        """`candidates` as one compiled loop per round: the same uniforms, the same items in the
+        same order (tests/samplers/test_two_stage_fast.py)."""
+        seen, out = self._is_cand, np.empty(c, np.int64)
+        n_have = n_drawn = 0
+        size = c + c // 4 + 32
+        try:
+            for _ in range(_STAGE1_ROUNDS):
+                n_have = fast.stage1(self.rng.random(size), self.n_weighted, self._alias_prob,
+                                     self._alias, self._weighted, seen, out, n_have)
+                n_drawn += size
+                if n_have >= c:
+                    return out
+                rate = max(n_have / n_drawn, 1e-3)
+                size = int(1.5 * (c - n_have) / rate) + 64
+        finally:
+            seen[out[:n_have]] = False
+        return self._finish_candidates(out[:n_have], c)
+
+    def _finish_candidates(self, chosen: np.ndarray, c: int) -> np.ndarray:
+        """Concentrated popularity: finishes the same successive sampling exactly, Gumbel-top-k
+        over the items not drawn yet."""
         keys = self.log_pop - np.log(self.rng.exponential(size=len(self.log_pop)))
         keys[chosen] = -np.inf
         rest = np.argpartition(-keys, c - len(chosen) - 1)[: c - len(chosen)]
@@ -230,12 +263,16 @@ class TwoStageSampler(NegativeSampler):
         vecs = self._item_vectors(model, np.concatenate([items, cand]))
         self._calls += 1
         dim = vecs.shape[1]
+        k = (dim - 3) / 2.0 / self.temperature
+        hi = _upper(self.cap)
+        log_env = fast.log_envelope(k, hi)
+        if (self._use_compiled() and not self.released and log_env <= fast.MAX_LOG_ENVELOPE
+                and vecs.device.type == "cpu"):
+            return self._sample_rejection(users, items, cand, vecs, n, k, hi, log_env)
         width = -(-n_cand // _BLOCK) * _BLOCK
         pos_vecs = vecs[:n_rows]
         cand_vecs = vecs.new_zeros((width, dim))
         cand_vecs[:n_cand] = vecs[n_rows:]
-        k = (dim - 3) / 2.0 / self.temperature
-        hi = _upper(self.cap)
 
         s, w = self._get_buffers(n_rows, width)
         torch.mm(pos_vecs, cand_vecs.T, out=s)
@@ -265,6 +302,36 @@ class TwoStageSampler(NegativeSampler):
         rest = np.flatnonzero(n_have < n)
         if len(rest):
             self._exact_rows(rest, picks, n_have, n, ctx)
+        missing = picks < 0
+        out = cand[np.where(missing, 0, picks)]
+        if missing.any():
+            out = self._fill_short_rows(users, items, out, missing, n)
+        return out
+
+    def _sample_rejection(self, users: np.ndarray, items: np.ndarray, cand: np.ndarray,
+                          vecs: torch.Tensor, n: int, k: float, hi: float,
+                          log_env: float) -> np.ndarray:
+        """Stage 2 by rejection from a uniform proposal (samplers/two_stage_fast.py); rows that
+        run out of proposals finish on the exact path from the negatives they have."""
+        n_rows, n_cand = len(users), len(cand)
+        v = vecs.contiguous().numpy()
+        pos_vecs, cand_vecs = v[:n_rows], v[n_rows:]
+        u = self.rng.random((n_rows, fast.proposals_per_row(n, log_env)))
+        picks = np.full((n_rows, n), -1, np.int64)
+        n_have = np.zeros(n_rows, np.int64)
+        fast.stage2(pos_vecs, cand_vecs, cand, users, self._indptr64, self.train.indices, k, hi,
+                    log_env, u, picks, n_have)
+        rest = np.flatnonzero(n_have < n)
+        if len(rest):
+            width = -(-n_cand // _BLOCK) * _BLOCK
+            s = torch.full((len(rest), width), _EXCLUDED)
+            s[:, :n_cand] = vecs[to_tensor(rest)] @ vecs[n_rows:].T
+            rows_b, slots_b = self._blocked(users[rest], cand)
+            s.view(-1).index_fill_(0, to_tensor(rows_b * width + slots_b), _EXCLUDED)
+            ctx = _Context(s, n_cand, np.zeros(len(rest), bool), k, hi)
+            sub, sub_have = picks[rest], n_have[rest]
+            self._exact_rows(np.arange(len(rest)), sub, sub_have, n, ctx)
+            picks[rest] = sub
         missing = picks < 0
         out = cand[np.where(missing, 0, picks)]
         if missing.any():
