@@ -20,10 +20,15 @@ from negspace.data.interactions import Interactions
 from negspace.data.splits import holdout_split
 from negspace.errors import NegspaceError
 from negspace.evaluation.evaluator import evaluate
+from negspace.data.features import encode_side_features
 from negspace.experiments.rundir import (load_run, prepare_run_dir, save_interactions,
                                          save_vectors, write_history)
+from negspace.experiments.towers import (FEATURES_FILE, TOWERS_FILE, TowerFeatures, cold_vectors,
+                                         load_towers, save_towers)
 from negspace.io import write_json
 from negspace.models.base import EmbeddingModel, score_matrix
+from negspace.models.simplex import SimpleX
+from negspace.models.two_tower import TwoTower
 from negspace.retrieval import ann
 from negspace.retrieval.foldin import fold_in
 from negspace.retrieval.topk import topk_items
@@ -81,15 +86,22 @@ class Recommender:
         self.history: list[dict] = []
         self.metrics: dict[str, float] = {}
         self.index: Any = None
+        self._features: TowerFeatures | None = None  # a fitted two-tower model's encoders
+        self._user_encoder: list | None = None  # a loaded two-tower run's user encoder (JSON)
 
     # -- training -------------------------------------------------------------------------------
 
-    def fit(self, data: Any, **columns: Any) -> "Recommender":
+    def fit(self, data: Any, user_features: pd.DataFrame | None = None,
+            item_features: pd.DataFrame | None = None, **columns: Any) -> "Recommender":
         """Trains on interactions; keeps the id maps and the interactions for serving.
 
         Args:
             data: a DataFrame, a scipy sparse matrix, a file or dataset name, or Interactions
                 (see `negspace.interactions_from`).
+            user_features, item_features: two-tower model only: side features, one row per
+                external id (the DataFrame's index); numeric columns are standardised,
+                categorical ones one-hot encoded (`negspace.data.features`). Ignored with
+                `side_features=False`.
             **columns: passed to `interactions_from` (user=, item=, weight=, min_weight=).
 
         Returns:
@@ -108,10 +120,12 @@ class Recommender:
         else:
             fit_on, validation = train, None
         torch.manual_seed(cfg.seed)
+        features = self._side_features(train, user_features, item_features)
         if self._model_factory is not None:
             model = self._model_factory(train.n_users, train.n_items)
-        elif cfg.model == "simplex":  # the one model that reads the users' histories
-            model = build_model(cfg, train.n_users, train.n_items, history=fit_on)
+        elif cfg.model in ("simplex", "two-tower"):  # the models that read the users' histories
+            model = build_model(cfg, train.n_users, train.n_items, history=fit_on,
+                                features=features)
         else:
             model = build_model(cfg, train.n_users, train.n_items)
         options = TrainerOptions(batch_size=cfg.batch_size, negatives=cfg.negatives,
@@ -119,7 +133,9 @@ class Recommender:
                                  eval_every=cfg.eval_every, patience=cfg.patience,
                                  min_epochs=cfg.min_epochs,
                                  select_metric=cfg.select_metric or "ndcg@50",
-                                 progress=cfg.progress, step_threads=cfg.step_threads)
+                                 progress=cfg.progress, step_threads=cfg.step_threads,
+                                 lr_schedule=cfg.lr_schedule, lr_decay=cfg.lr_decay,
+                                 lr_floor=cfg.lr_floor)
         if self._model_factory is not None:
             # the default loss and the saved config.json follow the model actually built
             names = {"CML": "cml", "MF": "mf", "SimpleX": "simplex"}
@@ -128,10 +144,30 @@ class Recommender:
         objective = self._objective or build_objective(cfg)
         result = Trainer(model, sampler, objective, fit_on, options, validation).fit()
         model.eval()
+        if isinstance(model, (SimpleX, TwoTower)):  # served vectors read the whole history
+            model.set_history(train)
         self.model, self.history, self.train = model, result.history, train
+        self._features = features if isinstance(model, TwoTower) else None
         with torch.no_grad():
             self._set_vectors(model.user_vectors(None), model.item_vectors(None), model.measure)
         return self
+
+    def _side_features(self, train: Interactions, users: pd.DataFrame | None,
+                       items: pd.DataFrame | None) -> TowerFeatures | None:
+        """Encoded side features for the two-tower model, rows in the interactions' id order."""
+        if users is None and items is None:
+            return None
+        if self.config.model != "two-tower" or self._model_factory is not None:
+            raise NegspaceError("user_features / item_features are read by the two-tower model "
+                                "only (model='two-tower')")
+        if not self.config.side_features:
+            return None
+        for name, frame in (("user_features", users), ("item_features", items)):
+            if frame is not None and not isinstance(frame, pd.DataFrame):
+                raise NegspaceError(f"{name} must be a pandas DataFrame indexed by external id")
+        u, ue = encode_side_features(None if users is None else users.reindex(train.user_ids))
+        i, ie = encode_side_features(None if items is None else items.reindex(train.item_ids))
+        return TowerFeatures(u, i, ue, ie)
 
     def _set_vectors(self, users: torch.Tensor, items: torch.Tensor, measure: str) -> None:
         self.user_vectors = users.detach().float().contiguous()
@@ -174,7 +210,9 @@ class Recommender:
     def recommend_new(self, histories: Mapping[Any, Sequence[Any]] | Sequence[Sequence[Any]],
                       k: int = 10, filter_seen: bool = True, items: Iterable[Any] | None = None,
                       exclude: Iterable[Any] | None = None, steps: int = 150,
-                      seed: int | None = None, use_index: bool | None = None) -> pd.DataFrame:
+                      seed: int | None = None, use_index: bool | None = None,
+                      features: Mapping[Any, Mapping] | Sequence[Mapping | None] | None = None
+                      ) -> pd.DataFrame:
         """Recommendations for users who were not in training, from the items they interacted
         with, without retraining: each user vector is fitted to its items with the item vectors
         fixed (`retrieval/foldin.py`), with the model's loss family and sampled negatives.
@@ -186,6 +224,10 @@ class Recommender:
                 history).
             steps: gradient steps of the fold-in.
             seed: seeds the fold-in negatives (default: the config's seed).
+            features: two-tower models only: per new user, side features {column: value}
+                (keyed like `histories`, or a list in its order). A two-tower model does not
+                fit anything: its user tower reads the features and the items (a history may be
+                empty), as `negspace recommend --features` does.
 
         Returns:
             DataFrame with columns user (the keys), rank, item, score.
@@ -194,13 +236,35 @@ class Recommender:
         keys = list(histories) if isinstance(histories, Mapping) else list(range(len(histories)))
         lists = [histories[key] for key in keys]
         idx = [[train.item_index(i) for i in _as_list(h)] for h in lists]
-        vectors = self.fold_in(idx, steps=steps, seed=seed)
+        vectors = self.new_user_vectors(idx, features, keys, steps=steps, seed=seed)
         seen = Interactions.from_indices(np.repeat(np.arange(len(idx)), [len(h) for h in idx]),
                                          np.concatenate([np.asarray(h, np.int64) for h in idx])
                                          if idx else np.empty(0, np.int64),
                                          np.asarray(keys, dtype=object), train.item_ids)
         return self._rank(vectors, np.arange(len(keys)) if filter_seen else None, keys, k, items,
                           exclude, use_index, seen=seen)
+
+    def new_user_vectors(self, histories: list[list[int]],
+                         features: Mapping[Any, Mapping] | Sequence[Mapping | None] | None = None,
+                         keys: list | None = None, steps: int = 150,
+                         seed: int | None = None) -> torch.Tensor:
+        """Vectors of new users from item-index histories: the towers' cold start for a
+        two-tower model (with `features`), the fold-in for every other model."""
+        towers = self.model if isinstance(self.model, TwoTower) else None
+        if towers is None:
+            if features is not None:
+                raise NegspaceError("features are read by two-tower models only")
+            return self.fold_in(histories, steps=steps, seed=seed)
+        if isinstance(features, Mapping):
+            rows = [features.get(key) for key in (keys or range(len(histories)))]
+        else:
+            rows = list(features) if features is not None else [None] * len(histories)
+        if len(rows) != len(histories):
+            raise NegspaceError(f"{len(rows)} feature rows for {len(histories)} new users")
+        encoder = (self._features.user_encoder.to_json()
+                   if self._features is not None and self._features.user_encoder is not None
+                   else self._user_encoder)
+        return cold_vectors(towers, encoder, rows, histories)
 
     def fold_in(self, histories: Sequence[Sequence[int]], steps: int = 150,
                 seed: int | None = None) -> torch.Tensor:
@@ -248,7 +312,27 @@ class Recommender:
     def _rank(self, vectors: torch.Tensor, seen_rows: np.ndarray | None, keys: list, k: int,
               items: Iterable[Any] | None, exclude: Iterable[Any] | None,
               use_index: bool | None, seen: Interactions | None = None) -> pd.DataFrame:
+        top, scores = self.rank_vectors(vectors, seen_rows, k, items, exclude, use_index, seen)
+        return _frame(keys, top, scores, self._need_fitted().item_ids)
+
+    def rank_vectors(self, vectors: torch.Tensor, seen_rows: np.ndarray | None, k: int,
+                     items: Iterable[Any] | None = None, exclude: Iterable[Any] | None = None,
+                     use_index: bool | None = None, seen: Interactions | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """The ranking behind `recommend` and `recommend_new`, as arrays (for `negspace serve`,
+        which answers without building a DataFrame).
+
+        Args:
+            vectors: [n, d] user vectors.
+            seen_rows: the row of `seen` of each vector whose items are filtered out, or None.
+            k, items, exclude, use_index: as in `recommend`.
+            seen: the interactions filtered (default: the training interactions).
+
+        Returns:
+            (item indices [n, k] int64, scores [n, k] float32), -1 / -inf padding.
+        """
         train = self._need_fitted()
+        keys = range(len(vectors))
         if k < 1:
             raise NegspaceError(f"k must be >= 1; got {k}")
         seen = train if seen is None else seen
@@ -273,7 +357,7 @@ class Recommender:
         else:
             top, scores = ann.search(self.index, self.measure, vectors.numpy(), k,
                                      exclude=seen if seen_rows is not None else None, rows=rows)
-        return _frame(keys, top, scores, train.item_ids)
+        return top, scores
 
     # -- faiss ----------------------------------------------------------------------------------
 
@@ -319,6 +403,11 @@ class Recommender:
         save_interactions(out, train)
         write_history(out, self.history)
         write_json(out / "config.json", {**self.config.to_dict(), "protocol": "python"})
+        if isinstance(self.model, TwoTower):  # the cold start needs the towers and encoders
+            save_towers(out, self.model, self._features)
+        else:
+            for name in (TOWERS_FILE, FEATURES_FILE):
+                (out / name).unlink(missing_ok=True)
         if self.index is not None:
             ann.write_index(self.index, out / ann.INDEX_FILE)
         else:
@@ -327,16 +416,19 @@ class Recommender:
         return out
 
     @classmethod
-    def load(cls, path: str | Path, index: bool = True) -> "Recommender":
+    def load(cls, path: str | Path, index: bool = False) -> "Recommender":
         """Reads a run directory written by `save` or `negspace train`.
 
         Args:
             path: the run directory.
-            index: also read its items.faiss when present and faiss is installed (without
-                faiss, `recommend` ranks exactly, which a flat index only matches).
+            index: also read its items.faiss (written by `save` or `negspace export --faiss`),
+                so that `recommend` ranks with it, as `negspace recommend --faiss` does. Off by
+                default: an exact answer never silently becomes an approximate one. With True,
+                a missing items.faiss, or faiss not installed, is an error.
 
         Returns:
-            A fitted Recommender (vectors, id maps, training interactions; no trainable model).
+            A fitted Recommender (vectors, id maps, training interactions; no trainable model,
+            except a two-tower run's towers, read for the cold start of new users).
         """
         run = load_run(path)
         known = {f.name for f in config_fields()}
@@ -344,8 +436,15 @@ class Recommender:
                   model=run.config.get("model", "cml"))
         rec.train = run.train
         rec._set_vectors(run.user_vectors, run.item_vectors, run.measure)
+        if (Path(path) / TOWERS_FILE).exists():  # two-tower: new users go through the towers
+            rec.model, meta, _ = load_towers(path)
+            rec._user_encoder = meta.get("user")
         stored = Path(path) / ann.INDEX_FILE
-        if index and stored.exists() and ann.faiss_available():
+        if index:
+            ann.require_faiss()
+            if not stored.exists():
+                raise NegspaceError(f"no faiss index: {stored} does not exist (negspace export "
+                                    f"{path} --faiss writes one)")
             rec.index = ann.read_index(stored, run.measure, run.item_vectors.numpy())
         return rec
 

@@ -1,4 +1,4 @@
-"""negspace train | evaluate | recommend | export | grid | tune | data."""
+"""negspace train | evaluate | recommend | export | grid | tune | data | serve."""
 
 from __future__ import annotations
 
@@ -99,7 +99,25 @@ def build_parser() -> argparse.ArgumentParser:
     di = dsub.add_parser("info", help="size of a dataset after loading")
     di.add_argument("name")
     di.add_argument("--data-dir")
+    _add_serve_parser(sub)
     return parser
+
+
+def _add_serve_parser(sub: Any) -> None:
+    srv = sub.add_parser("serve", help="answer recommendation requests over HTTP (serve extra)")
+    srv.add_argument("run_dir", help="finished run directory (read only; SIGHUP reloads it)")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--faiss", action="store_true",
+                     help="rank with RUN_DIR/items.faiss (see export); seen items still filtered")
+    srv.add_argument("--workers", type=int, default=1, help="worker processes")
+    srv.add_argument("--token-file", metavar="FILE",
+                     help="every route but /health needs 'Authorization: Bearer <token in FILE>'")
+    srv.add_argument("--threads", type=int, default=1, help="torch/faiss threads per worker")
+    srv.add_argument("--max-users", type=int, default=1000, help="users per request")
+    srv.add_argument("--max-k", type=int, default=1000, help="items per user")
+    srv.add_argument("--max-body-bytes", type=int, default=1 << 20, help="request body size")
+    srv.add_argument("--access-log", action="store_true", help="log every request")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -165,7 +183,7 @@ def _recommend(args: argparse.Namespace) -> int:
         from negspace.api import Recommender
         from negspace.retrieval.ann import require_faiss
         require_faiss()  # says what to install, rather than that no index was loaded
-        recs = Recommender.load(args.run_dir).recommend(args.user, args.k, use_index=True)
+        recs = Recommender.load(args.run_dir, index=True).recommend(args.user, args.k, use_index=True)
         items, scores = recs.item.tolist(), recs.score.tolist()
     else:
         items, scores = recommend_for(args.run_dir, args.user, args.k)
@@ -246,11 +264,25 @@ def _data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from negspace.serving.schemas import Limits
+    from negspace.serving.server import serve
+
+    if min(args.max_users, args.max_k, args.max_body_bytes) < 1:
+        raise NegspaceError("--max-users, --max-k and --max-body-bytes must be >= 1")
+    serve(args.run_dir, host=args.host, port=args.port, use_faiss=args.faiss,
+          workers=args.workers, token_file=args.token_file, threads=args.threads,
+          limits=Limits(max_users=args.max_users, max_k=args.max_k,
+                        max_body_bytes=args.max_body_bytes), access_log=args.access_log)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         handler = {"train": _train, "evaluate": _evaluate, "recommend": _recommend,
-                   "export": _export, "grid": _grid, "tune": _tune, "data": _data}[args.command]
+                   "export": _export, "grid": _grid, "tune": _tune, "data": _data,
+                   "serve": _serve}[args.command]
         status = handler(args)
         sys.stdout.flush()  # a closed pipe shows here, inside the handling below, not at exit
         return status

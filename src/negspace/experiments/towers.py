@@ -135,16 +135,36 @@ def recommend_cold(run_dir: str | Path, features: dict[str, Any] | None, items: 
     if unknown:
         raise NegspaceError(f"item(s) not in the run's catalogue: {', '.join(unknown[:5])}")
     history = [known[str(i)] for i in items]
-    x = None
-    if meta["user"]:
-        encoder = FeatureEncoder.from_json(meta["user"])
-        row = {c["name"]: (features or {}).get(c["name"]) for c in encoder.columns}
-        x = torch.from_numpy(encoder.transform(pd.DataFrame([row])))
+    user = cold_vectors(model, meta["user"], [features], [history])
     with torch.no_grad():
-        user = model.cold_user_vectors(x, [history])
         scores = score_matrix(user, run.item_vectors, run.measure)[0]
     scores[history] = float("-inf")
     k = min(k, run.train.n_items - len(set(history)))
     top = torch.topk(scores, k)
     return (run.train.item_ids[top.indices.numpy()].tolist(),
             top.values.to(torch.float64).tolist())
+
+
+def cold_vectors(model: TwoTower, user_encoder: list | None, features: list,
+                 histories: list[list[int]]) -> torch.Tensor:
+    """User vectors of new users from their side features and known item indices (the towers'
+    cold start, shared by `recommend_cold`, `Recommender.recommend_new` and `negspace serve`).
+
+    Args:
+        model: the trained towers.
+        user_encoder: the user feature encoder's JSON (features.json "user"), or None when the
+            model reads no user features (then `features` is ignored).
+        features: per new user, {column: value} or None; missing columns encode as unknown.
+        histories: per new user, item indices (may be empty).
+
+    Returns:
+        [len(histories), dim] user vectors.
+    """
+    x = None
+    if user_encoder:
+        encoder = FeatureEncoder.from_json(user_encoder)
+        names = [c["name"] for c in encoder.columns]
+        rows = [{name: (f or {}).get(name) for name in names} for f in features]
+        x = torch.from_numpy(encoder.transform(pd.DataFrame(rows, columns=names)))
+    with torch.no_grad():
+        return model.cold_user_vectors(x, histories)

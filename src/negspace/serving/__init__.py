@@ -1,0 +1,12 @@
+"""`negspace serve`: a run directory over HTTP (FastAPI + uvicorn, the `serve` extra).
+
+- `holder.py`: the served model, loaded and checked off the request path, swapped atomically;
+- `schemas.py`: request bodies and limits; `auth.py`: the bearer token;
+- `metrics.py`: Prometheus counters and histograms; `app.py`: the routes and error answers;
+- `server.py`: uvicorn, SIGHUP, several workers.
+"""
+
+from negspace.serving.holder import LoadedModel, ModelHolder, load_model
+from negspace.serving.schemas import Limits
+
+__all__ = ["LoadedModel", "ModelHolder", "load_model", "Limits"]

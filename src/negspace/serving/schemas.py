@@ -1,0 +1,72 @@
+"""Request bodies (strict types: a string is never read as a number, nor a number as a bool) and
+the limits that bound what one request may cost."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Union
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on one request.
+
+    Args:
+        max_users: users in one /recommend request.
+        max_k: items per user.
+        max_items: entries of `exclude`, `candidates` and a new user's `items`.
+        max_body_bytes: request body size (413 above it).
+    """
+
+    max_users: int = 1000
+    max_k: int = 1000
+    max_items: int = 10_000
+    max_body_bytes: int = 1 << 20
+
+
+# External ids are stored as numbers or strings; both forms are accepted and looked up by their
+# string form, as `Interactions.user_index` does.
+Id = Union[StrictInt, StrictStr]
+FeatureValue = Union[StrictInt, StrictFloat, StrictStr, StrictBool, None]
+
+
+def request_models(limits: Limits) -> tuple[type[BaseModel], type[BaseModel], type[BaseModel],
+                                             type[BaseModel]]:
+    """The request bodies with these limits built in (422 beyond them).
+
+    Returns:
+        (RecommendRequest, NewUserRequest, SimilarRequest, ReloadRequest).
+    """
+    K = Annotated[StrictInt, Field(ge=1, le=limits.max_k)]
+    Items = Annotated[list[Id], Field(max_length=limits.max_items)]
+    strict = ConfigDict(extra="forbid")
+
+    class RecommendRequest(BaseModel):
+        model_config = strict
+        users: Annotated[list[Id], Field(min_length=1, max_length=limits.max_users)]
+        k: K = 10
+        exclude_seen: StrictBool = True
+        exclude: Items | None = None
+        candidates: Items | None = None
+
+    class NewUserRequest(BaseModel):
+        model_config = strict
+        items: Items = []
+        features: Annotated[dict[StrictStr, FeatureValue], Field(max_length=200)] | None = None
+        k: K = 10
+        exclude_seen: StrictBool = True
+        exclude: Items | None = None
+        candidates: Items | None = None
+
+    class SimilarRequest(BaseModel):
+        model_config = strict
+        item: Id
+        k: K = 10
+
+    class ReloadRequest(BaseModel):
+        model_config = strict
+        run_dir: Annotated[StrictStr, Field(min_length=1, max_length=4096)] | None = None
+
+    return RecommendRequest, NewUserRequest, SimilarRequest, ReloadRequest
