@@ -116,8 +116,35 @@ def test_api_uses_the_index_with_exact_filtering(tmp_path):
     exact = rec.recommend(users, k=8)
     rec.build_index("flat")
     pd.testing.assert_frame_equal(rec.recommend(users, k=8), exact, atol=1e-5)
-    loaded = Recommender.load(rec.save(tmp_path / "run"))
+    loaded = Recommender.load(rec.save(tmp_path / "run"), index=True)
     assert loaded.index is not None
     pd.testing.assert_frame_equal(loaded.recommend(users, k=8, use_index=True), exact, atol=1e-5)
     restricted = loaded.recommend("u0", k=3, items=["i1", "i2", "i3", "i4"])  # exact path
     assert set(restricted.item) <= {"i1", "i2", "i3", "i4"}
+
+
+def test_load_ranks_exactly_unless_the_index_is_asked_for(tmp_path):
+    """After `export --index ivf`, Recommender.load(DIR) must not answer from the approximate
+    index: the guide promises that an exact answer never silently becomes an approximate one."""
+    from negspace import Recommender
+    from negspace.cli import main
+    from negspace.experiments.evaluate import recommend_for
+
+    csv = tmp_path / "toy.csv"
+    rng = np.random.default_rng(0)
+    csv.write_text("user,item\n" + "".join(f"u{u},i{i}\n" for u in range(30)
+                                           for i in rng.choice(50, 8, replace=False)))
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", str(csv), "--model", "mf", "--sampler", "uniform",
+                 "--dim", "8", "--epochs", "1", "--threads", "1", "--no-progress",
+                 "--out", str(run)]) == 0
+    with pytest.raises(NegspaceError, match="no faiss index"):
+        Recommender.load(run, index=True)
+    assert main(["export", str(run), "--faiss", "--index", "ivf"]) == 0
+    plain = Recommender.load(run)
+    assert plain.index is None
+    items, _ = recommend_for(run, "u4", 6)
+    assert plain.recommend("u4", k=6).item.tolist() == items
+    with pytest.raises(NegspaceError, match="no faiss index"):
+        plain.recommend("u4", k=6, use_index=True)
+    assert Recommender.load(run, index=True).index is not None
