@@ -1,0 +1,279 @@
+"""The Optuna side of `negspace tune`: storage, study, the trial objective and worker processes.
+
+Each trial trains one configuration with `run_training` on the validation split carved from the
+training data (never the test split), reports the validation metric after every validated epoch
+to the pruner, and stops early on its own patience, when pruned, or when the budget is spent (it
+then keeps its best epoch so far). Its history is written to OUT/trials/trial-NNNN.json after
+every epoch, so pruned and failed trials keep their curves too.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import re
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from negspace.errors import NegspaceError
+from negspace.io import write_json
+from negspace.tuning.space import Space
+
+_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_budget(text: str) -> float:
+    """Seconds in a budget such as "90s", "30m", "2h" or "1h30m".
+
+    Raises:
+        NegspaceError: on anything else, or a zero budget.
+    """
+    parts = re.fullmatch(r"\s*((?:\d+(?:\.\d+)?\s*[smh]\s*)+)", text or "")
+    if parts is None:
+        raise NegspaceError(f"--budget expects a duration such as 90s, 30m, 2h or 1h30m; got {text!r}")
+    seconds = sum(float(n) * _UNITS[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)\s*([smh])", text))
+    if seconds <= 0:
+        raise NegspaceError(f"--budget must be positive; got {text!r}")
+    return seconds
+
+
+def _optuna() -> Any:
+    try:
+        import optuna
+    except ImportError:
+        raise NegspaceError("negspace tune needs Optuna: pip install 'negspace[tune]'") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    # PED-ANOVA's "fewer than 2 trials in some regime" notes: the report says how many trials
+    warnings.filterwarnings("ignore", message="Some regimes for parameter", category=UserWarning)
+    return optuna
+
+
+def open_storage(url: str) -> Any:
+    """An Optuna RDB storage shared by the workers. Trials of a process that died (no heartbeat
+    for 2 minutes) are marked failed and tried again once, so a killed study resumes cleanly.
+    """
+    optuna = _optuna()
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        # several processes write the same file: wait for its lock rather than fail at once
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 120}}
+    try:
+        return optuna.storages.RDBStorage(
+            url, heartbeat_interval=30, grace_period=120,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=1), **kwargs)
+    except Exception as e:  # noqa: BLE001 -- SQLAlchemy's URL and driver errors vary
+        raise NegspaceError(f"--storage {url}: {type(e).__name__}: {e}") from None
+
+
+def make_sampler(space: Space, worker: int) -> Any:
+    """TPE, seeded; worker k draws from seed + k (the same seed everywhere would repeat trials)."""
+    optuna = _optuna()
+    return optuna.samplers.TPESampler(seed=space.study["seed"] + worker,
+                                      n_startup_trials=space.study["startup_trials"])
+
+
+def make_pruner(space: Space) -> Any:
+    optuna = _optuna()
+    s = space.study
+    if s["pruner"] == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=s["prune_after_trials"],
+                                           n_warmup_steps=s["warmup_epochs"])
+    if s["pruner"] == "hyperband":
+        cap = int(space.fixed.get("epochs", 20))
+        return optuna.pruners.HyperbandPruner(min_resource=max(1, s["warmup_epochs"]),
+                                              max_resource=max(cap, 2))
+    return optuna.pruners.NopPruner()
+
+
+@dataclass
+class TrialJob:
+    """What a worker process needs (picklable): the study, the space, the budget's end."""
+
+    space: Space
+    storage: str
+    study_name: str
+    metric: str
+    deadline: float          # time.time() at which no epoch starts any more
+    max_trials: int | None   # trials in the study (every state) after which workers stop
+    out_dir: str
+    threads: int | None      # torch threads of each trial (1 when several workers share cores)
+    worker: int = 0
+
+
+class Objective:
+    """Trains one trial's configuration; returns its best validation metric."""
+
+    def __init__(self, job: TrialJob) -> None:
+        self.job = job
+
+    def __call__(self, trial: Any) -> float:
+        from negspace.experiments.run import run_training
+        from negspace.training.config import make_config
+
+        optuna = _optuna()
+        job = self.job
+        params = job.space.suggest(trial)
+        values = {**job.space.fixed, **params, "select_metric": job.metric, "progress": False}
+        if job.threads is not None:
+            values["threads"] = job.threads
+        key = f"val_{job.metric}"
+        curve: list[dict] = []
+        record = {"number": trial.number, "params": params, "metric": job.metric,
+                  "worker": job.worker, "state": "RUNNING", "history": curve}
+        path = Path(job.out_dir) / "trials" / f"trial-{trial.number:04d}.json"
+        t0 = time.time()
+
+        def on_epoch(row: dict) -> bool:
+            curve.append(row)
+            write_json(path, record)
+            if key in row:
+                trial.report(float(row[key]), int(row["epoch"]))
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned at epoch {row['epoch']}")
+            if time.time() >= job.deadline:  # budget spent: end here, keep the best epoch
+                record["cut_by_budget"] = True
+                return True
+            return False
+
+        try:
+            cfg = make_config(values)
+            record["config"] = cfg.to_dict()
+            out = run_training(cfg, on_epoch=on_epoch, evaluate_test=False)
+        except optuna.TrialPruned:
+            record["state"] = "PRUNED"
+            raise
+        except NegspaceError as e:  # an invalid combination or a diverged run: the trial fails
+            trial.set_user_attr("error", " ".join(str(e).split()))
+            record.update(state="FAIL", error=trial.user_attrs["error"])
+            raise
+        finally:
+            record["seconds"] = round(time.time() - t0, 3)
+            write_json(path, record)
+        scores = [float(r[key]) for r in curve if key in r]
+        if not scores:
+            record["state"] = "PRUNED"
+            write_json(path, record)
+            raise optuna.TrialPruned("the budget ended before the first validation")
+        best_epoch = int(out.metrics["best_epoch"])
+        chain = kept_epochs(curve, key, best_epoch, getattr(cfg, "lr_schedule", "none") == "plateau")
+        trial.set_user_attr("best_epoch", best_epoch)
+        trial.set_user_attr("refit_epochs", len(chain))
+        trial.set_user_attr("refit_lrs", [r.get("lr") for r in chain])
+        trial.set_user_attr("epochs_run", len(curve))
+        trial.set_user_attr("train_seconds", round(sum(r["seconds"] for r in curve), 3))
+        trial.set_user_attr("cut_by_budget", bool(record.get("cut_by_budget", False)))
+        record.update(state="COMPLETE", value=max(scores), best_epoch=best_epoch)
+        write_json(path, record)
+        return max(scores)
+
+
+def kept_epochs(history: list[dict], key: str, best_epoch: int, plateau: bool) -> list[dict]:
+    """The epochs whose updates the best weights hold: those the refit must repeat.
+
+    Without a plateau schedule that is every epoch up to the best one. With it, every validation
+    that does not improve reloads the best weights before training on (training/schedule.py),
+    so the epochs since the last improvement are thrown away: only the runs of epochs that end
+    in an improving validation are kept.
+
+    Args:
+        history: the trial's rows, in order.
+        key: the validation column (val_<metric>).
+        best_epoch: the epoch of the best validation.
+        plateau: whether the trial ran with the plateau schedule.
+
+    Returns:
+        The kept rows (their `lr` is the rate each was trained at, when recorded).
+    """
+    rows = [r for r in history if r["epoch"] <= best_epoch]
+    if not plateau:
+        return rows
+    kept, pending, best = [], [], float("-inf")
+    for r in rows:
+        pending.append(r)
+        if key in r:
+            if r[key] > best:
+                best, kept = r[key], kept + pending
+            pending = []
+    return kept
+
+
+def run_worker(job: TrialJob) -> None:
+    """Runs trials of the shared study until the budget or the trial count is spent."""
+    optuna = _optuna()
+    if job.threads is not None:
+        import torch
+        torch.set_num_threads(job.threads)
+    storage = open_storage(job.storage)
+    study = optuna.load_study(study_name=job.study_name, storage=storage,
+                              sampler=make_sampler(job.space, job.worker),
+                              pruner=make_pruner(job.space))
+    callbacks = [_log_trial(job.metric)]
+    if job.max_trials is not None:
+        if len(study.trials) >= job.max_trials:
+            return
+        callbacks.append(optuna.study.MaxTrialsCallback(job.max_trials, states=None))
+    remaining = job.deadline - time.time()
+    if remaining <= 0:
+        return
+    study.optimize(Objective(job), timeout=remaining, catch=(NegspaceError,),
+                   callbacks=callbacks, gc_after_trial=True)
+
+
+def _log_trial(metric: str) -> Any:
+    def log(study: Any, trial: Any) -> None:
+        state = trial.state.name.lower()
+        shown = " ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
+        if state == "complete":
+            what = (f"val {metric} {trial.value:.4f} at epoch {trial.user_attrs.get('best_epoch')}"
+                    f" of {trial.user_attrs.get('epochs_run')}")
+        elif state == "pruned":
+            last = max(trial.intermediate_values) if trial.intermediate_values else 0
+            what = f"pruned after epoch {last}"
+        else:
+            what = f"{state}: {trial.user_attrs.get('error', 'see the trial file')}"
+        seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() \
+            if trial.datetime_complete and trial.datetime_start else 0.0
+        print(f"[trial {trial.number}] {what} ({seconds:.0f}s)  {shown}", flush=True)
+    return log
+
+
+def _short(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def run_workers(job: TrialJob, workers: int) -> None:
+    """Runs `workers` processes on the study (in this process when there is one)."""
+    if workers == 1:
+        run_worker(job)
+        return
+    ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch state
+    procs = [ctx.Process(target=run_worker, args=(_with_worker(job, k),), name=f"tune-{k}")
+             for k in range(workers)]
+    for p in procs:
+        p.start()
+    try:
+        for p in procs:
+            p.join()
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.join()
+        raise
+    failed = [p.name for p in procs if p.exitcode not in (0, None)]
+    if failed:
+        raise NegspaceError(f"tuning worker(s) {', '.join(failed)} exited with an error "
+                            "(see above); rerun the same command to continue the study")
+
+
+def _with_worker(job: TrialJob, k: int) -> TrialJob:
+    return TrialJob(**{**job.__dict__, "worker": k})
+
+
+__all__ = ["parse_budget", "kept_epochs", "open_storage", "make_sampler", "make_pruner", "TrialJob",
+           "Objective", "run_worker", "run_workers"]
