@@ -234,3 +234,36 @@ def test_fold_in_constraint_follows_the_trained_vectors(fitted, data):
     assert factory._constraint() == "none" and factory.measure == "dot"
     assert factory.config.model == "mf" and factory.config.resolved_loss == "bpr"
     assert len(factory.recommend_new([["i1", "i2"]], k=4)) == 4
+
+
+def test_a_run_saved_from_python_records_its_data_and_evaluate_follows(data, tmp_path, capsys):
+    options = {**OPTIONS, "epochs": 1}
+    out = Recommender("mf", **options).fit(data).save(tmp_path / "memory")
+    config = json.loads((out / "config.json").read_text())
+    assert config["dataset"] is None and config["data"] == "DataFrame held in memory"
+    capsys.readouterr()
+    assert main(["evaluate", str(out)]) == 2  # was a traceback (shapes of another dataset)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Recommender.evaluate(test)" in err
+
+    csv = tmp_path / "plays.csv"  # a k-fold file: fit reads all of it, no test fold is left
+    data.to_csv(csv, index=False)
+    out = Recommender("mf", **options).fit(str(csv)).save(tmp_path / "kfold")
+    assert json.loads((out / "config.json").read_text())["dataset"] == str(csv)
+    assert main(["evaluate", str(out)]) == 2
+    assert "no test fold" in capsys.readouterr().err
+
+    folder = tmp_path / "split"  # a given split: evaluate reads its test part again
+    folder.mkdir()
+    users = {u: [int(i[1:]) for i in g.item] for u, g in data.groupby("user")}
+    for name, part in (("train.txt", slice(None, -2)), ("test.txt", slice(-2, None))):
+        (folder / name).write_text("".join(f"{u[1:]} {' '.join(map(str, items[part]))}\n"
+                                           for u, items in users.items()))
+    rec = Recommender("mf", **options).fit(str(folder))
+    out = rec.save(tmp_path / "given")
+    capsys.readouterr()
+    assert main(["evaluate", str(out)]) == 0
+    got = json.loads((out / "metrics.json").read_text())
+    from negspace.data import load_dataset
+    want = rec.evaluate(load_dataset(str(folder)).test)
+    assert got["ndcg@20"] == pytest.approx(want["ndcg@20"]) and got["n_eval_users"] == 240

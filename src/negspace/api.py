@@ -88,6 +88,7 @@ class Recommender:
         self.index: Any = None
         self._features: TowerFeatures | None = None  # a fitted two-tower model's encoders
         self._user_encoder: list | None = None  # a loaded two-tower run's user encoder (JSON)
+        self._source: dict[str, Any] = {"dataset": None, "data": "data held in memory"}
 
     # -- training -------------------------------------------------------------------------------
 
@@ -114,7 +115,7 @@ class Recommender:
         cfg = self.config
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        train = interactions_from(data, **columns).binarized()
+        train = self._read(data, columns).binarized()
         if cfg.validation > 0:
             fit_on, validation = holdout_split(train, cfg.validation, cfg.seed)
         else:
@@ -151,6 +152,23 @@ class Recommender:
         with torch.no_grad():
             self._set_vectors(model.user_vectors(None), model.item_vectors(None), model.measure)
         return self
+
+    def _read(self, data: Any, columns: dict[str, Any]) -> Interactions:
+        """The training interactions; records where they came from, for config.json: a dataset
+        name or file is read as `negspace train --dataset` reads it (this config's filters), so
+        `negspace evaluate` can read it again; anything else is data held in memory."""
+        if isinstance(data, (str, Path)):
+            from negspace.experiments.run import load_for
+            self.config.dataset = str(data)
+            if columns.get("data_dir") is not None:
+                self.config.data_dir = str(columns.pop("data_dir"))
+            if columns:
+                raise NegspaceError(f"a dataset name or file takes no column arguments "
+                                    f"({', '.join(sorted(columns))}); its columns are found by name")
+            self._source = {"dataset": str(data), "data": f"dataset {data}"}
+            return load_for(self.config).interactions  # a given split's training part
+        self._source = {"dataset": None, "data": f"{type(data).__name__} held in memory"}
+        return interactions_from(data, **columns)
 
     def _side_features(self, train: Interactions, users: pd.DataFrame | None,
                        items: pd.DataFrame | None) -> TowerFeatures | None:
@@ -402,7 +420,10 @@ class Recommender:
         save_vectors(out, self.user_vectors, self.item_vectors, self.measure)
         save_interactions(out, train)
         write_history(out, self.history)
-        write_json(out / "config.json", {**self.config.to_dict(), "protocol": "python"})
+        # "dataset" says where the data came from (None: held in memory; `negspace evaluate`
+        # then refuses in one line instead of evaluating on an unrelated dataset)
+        write_json(out / "config.json", {**self.config.to_dict(), "protocol": "python",
+                                         **self._source})
         if isinstance(self.model, TwoTower):  # the cold start needs the towers and encoders
             save_towers(out, self.model, self._features)
         else:
@@ -435,6 +456,10 @@ class Recommender:
         rec = cls(**{k: v for k, v in run.config.items() if k in known and k != "model"},
                   model=run.config.get("model", "cml"))
         rec.train = run.train
+        if run.config.get("protocol", "python") != "python":  # a CLI run: saved again, it
+            rec._source = {"protocol": run.config["protocol"]}  # keeps its split's protocol
+        elif "data" in run.config:  # (older Python runs recorded no source: held in memory)
+            rec._source = {"dataset": run.config.get("dataset"), "data": run.config["data"]}
         rec._set_vectors(run.user_vectors, run.item_vectors, run.measure)
         if (Path(path) / TOWERS_FILE).exists():  # two-tower: new users go through the towers
             rec.model, meta, _ = load_towers(path)

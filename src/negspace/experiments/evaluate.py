@@ -11,33 +11,57 @@ import torch
 from negspace.evaluation.evaluator import evaluate
 from negspace.experiments.rundir import load_run
 from negspace.io import write_json
-from negspace.models.base import score_matrix
+from negspace.evaluation.scoring import BufferedScorer
 from negspace.retrieval.topk import topk_items
-from negspace.training.config import make_config
+from negspace.errors import NegspaceError
+from negspace.training.config import config_fields, make_config
 
 
-def _scorer(user_vectors: torch.Tensor, item_vectors: torch.Tensor, measure: str):
-    def score(users: torch.Tensor) -> torch.Tensor:
-        return score_matrix(user_vectors[users], item_vectors, measure)
-    return score
+def _scorer(user_vectors: torch.Tensor, item_vectors: torch.Tensor, measure: str) -> BufferedScorer:
+    return BufferedScorer(lambda users: user_vectors[users], item_vectors, measure)
 
 
 def evaluate_run(run_dir: str | Path, data_dir: str | None = None) -> dict[str, float]:
-    """Recomputes the test metrics of a run from its saved vectors and rewrites metrics.json."""
+    """Recomputes the test metrics of a run from its saved vectors and rewrites metrics.json.
+
+    The run's dataset is read again by name: a run trained by `negspace train`, or one saved from
+    Python after `fit` on a given-split dataset (its test part). A run fitted from Python on data
+    held in memory, or on every interaction of a k-fold dataset (no test fold held out), is
+    refused in one line: evaluate it with `Recommender.evaluate(test)`.
+    """
     from negspace.experiments.run import load_for, split_for
 
     run = load_run(run_dir)
-    values = {k: v for k, v in run.config.items() if k != "protocol"}
+    known = {f.name for f in config_fields()}
+    values = {k: v for k, v in run.config.items() if k in known}
     if data_dir is not None:
         values["data_dir"] = data_dir
+    python = run.config.get("protocol") == "python"
+    if python and (run.config.get("dataset") is None or "data" not in run.config):
+        raise NegspaceError(f"{run_dir} was fitted from Python on "
+                            f"{run.config.get('data', 'data held in memory')}, which negspace "
+                            "evaluate cannot read again: use Recommender.evaluate(test)")
     cfg = make_config(values)
-    _, test = split_for(cfg, load_for(cfg))
+    dataset = load_for(cfg)
+    if python and dataset.protocol != "given":
+        raise NegspaceError(f"{run_dir} was fitted from Python on every interaction of "
+                            f"{cfg.dataset} (no test fold held out): use Recommender.evaluate(test) "
+                            "on interactions it has not seen")
+    test = dataset.test.binarized() if python else split_for(cfg, dataset)[1]
+    if not (_same_ids(test.user_ids, run.train.user_ids)
+            and _same_ids(test.item_ids, run.train.item_ids)):
+        raise NegspaceError(f"{cfg.dataset} no longer holds the users and items {run_dir} was "
+                            "trained on (changed since, or other loading options)")
     metrics = evaluate(_scorer(run.user_vectors, run.item_vectors, run.measure), run.train, test,
                        ks=(20, 50))
     old = Path(run_dir) / "metrics.json"
     previous = json.loads(old.read_text()) if old.exists() else {}
     write_json(old, {**previous, **{k: float(v) for k, v in metrics.items()}})
     return metrics
+
+
+def _same_ids(a: np.ndarray, b: np.ndarray) -> bool:
+    return len(a) == len(b) and bool((a.astype(str) == b.astype(str)).all())
 
 
 def recommend_for(run_dir: str | Path, user: str, k: int) -> tuple[list, list[float]]:
