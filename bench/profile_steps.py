@@ -88,6 +88,8 @@ def _make_trainer(cfg, train, variant: str) -> Trainer:
 
 
 def step_label(trainer: Trainer) -> str:
+    if getattr(trainer, "shared_step", None) is not None:
+        return "compiled step"
     if trainer.fused is None:
         return "autograd step" if CMLTripletStep.applies(
             trainer.model, trainer.objective, trainer.sampler, trainer.optimizer.row_adam) else ""
@@ -156,11 +158,15 @@ def profile_step(cfg, train, steps: int, warmup: int = 5, variant: str = "defaul
         elif getattr(sampler, "shared", False):
             neg, keep = sampler.sample_shared(users.numpy(), items.numpy(), n)
             t1 = _now()
-            loss = objective(model, users, items, to_tensor(neg), to_tensor(keep))
             extra = len(neg)
-            t2 = _now()
-            loss.backward()
-            t3 = _now()
+            if trainer.shared_step is not None:  # compiled: loss and gradient in one phase
+                loss, update = trainer.shared_step(users, items, to_tensor(neg), to_tensor(keep))
+                t2 = t3 = _now()
+            else:
+                loss = objective(model, users, items, to_tensor(neg), to_tensor(keep))
+                t2 = _now()
+                loss.backward()
+                t3 = _now()
         elif trainer.fused is not None:  # hand-written: loss and gradient in one phase
             neg = sampler.sample(users.numpy(), items.numpy(), n, model)
             t1 = _now()
@@ -175,7 +181,7 @@ def profile_step(cfg, train, steps: int, warmup: int = 5, variant: str = "defaul
             t2 = _now()
             loss.backward()
             t3 = _now()
-        if trainer.fused is not None:
+        if trainer.fused is not None or getattr(trainer, "shared_step", None) is not None:
             update()
         else:
             opt.step()

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from negspace.data.interactions import Interactions
 from negspace.errors import NegspaceError
 from negspace.evaluation.evaluator import evaluate
+from negspace.evaluation.scoring import model_scorer
 from negspace.models.base import EmbeddingModel, score_matrix
 from negspace.samplers.base import NegativeSampler, to_tensor
 from negspace.training.checkpoint import (StopSignals, TrainingInterrupted, restore_rng_states,
@@ -27,7 +28,9 @@ from negspace.training.checkpoint import (StopSignals, TrainingInterrupted, rest
 from negspace.training.drift import DriftMeter
 from negspace.training.objective import Objective
 from negspace.training.fused import CMLTripletStep
+from negspace.training.shared_step import SharedCosineStep
 from negspace.training.optim import SparseFriendlyAdam
+from negspace.training.schedule import PlateauSchedule, current_lr, scale_lr
 
 
 @dataclass
@@ -60,6 +63,10 @@ class TrainerOptions:
             (docs/performance.md), while evaluation's large products gain from every core.
         fused: take the hand-written step of training/fused.py where it applies (CML on the
             sphere, triplet hinge, per-row negatives): the same maths without autograd.
+        lr_schedule, lr_decay, lr_floor: "plateau" multiplies the learning rate by `lr_decay`
+            (not below `lr_floor`) and reloads the best validated weights after each validation
+            that does not improve; "none" keeps the rate (training/schedule.py). Either way
+            `patience` consecutive validations without improvement end training.
         on_epoch: called with each epoch's history row once it is recorded (validated epochs
             hold `val_<metric>` keys); returning True ends training there as an early stop
             does (the tuner's time budget), an exception it raises aborts it (the tuner's
@@ -84,6 +91,9 @@ class TrainerOptions:
     step_threads: int | None = None
     fused: bool = True
     on_epoch: Callable[[dict], bool | None] | None = None
+    lr_schedule: str = "none"
+    lr_decay: float = 0.1
+    lr_floor: float = 1e-6
 
 
 @dataclass
@@ -96,12 +106,7 @@ class TrainResult:
 
 def score_fn(model: EmbeddingModel) -> Callable[[torch.Tensor], torch.Tensor]:
     """Full-ranking scorer for the evaluator, with the item vectors computed once."""
-    with torch.no_grad():
-        items = model.item_vectors(None)
-    def _score(users: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return score_matrix(model.user_vectors(users), items, model.measure)
-    return _score
+    return model_scorer(model)  # one score buffer reused over the chunks (evaluation/scoring.py)
 
 
 class Trainer:
@@ -132,6 +137,9 @@ class Trainer:
         row_adam = self.optimizer.row_adam
         self.fused = (CMLTripletStep(model, objective, row_adam) if options.fused and
                       CMLTripletStep.applies(model, objective, sampler, row_adam) else None)
+        # cosine MF + MML/CCL over shared negatives: compiled step (training/shared_step.py)
+        self.shared_step = (SharedCosineStep(model, objective, row_adam) if options.fused and
+                            SharedCosineStep.applies(model, objective, sampler, row_adam) else None)
         self.gen = torch.Generator().manual_seed(options.seed)
         users, items = train.pairs()
         self.users, self.items = to_tensor(users), to_tensor(items)
@@ -139,6 +147,8 @@ class Trainer:
         self.result = TrainResult()
         self.best_state: dict | None = None
         self.stale = 0
+        self.schedule = PlateauSchedule(options.lr_schedule, options.lr_decay, options.lr_floor,
+                                        options.patience)
         self.finished = False
         # Position: the next step is step `step_in_epoch` (0-based) of epoch `epoch` (1-based).
         self.epoch, self.step_in_epoch, self.global_step = 1, 0, 0
@@ -207,7 +217,10 @@ class Trainer:
         elif getattr(self.sampler, "shared", False):
             # One draw for the whole batch, scored by one matmul; rows mask their own positives.
             neg, keep = self._negatives(users, items, following)
-            loss = self.objective(self.model, users, items, to_tensor(neg), to_tensor(keep))
+            if self.shared_step is not None:  # loss now, update after the check
+                loss, update = self.shared_step(users, items, to_tensor(neg), to_tensor(keep))
+            else:
+                loss = self.objective(self.model, users, items, to_tensor(neg), to_tensor(keep))
         else:
             neg = to_tensor(self._negatives(users, items, following))
             if self.fused is not None:  # CML's hand-written step: loss now, update after the check
@@ -329,6 +342,8 @@ class Trainer:
         if self.drift is not None:
             row.update(self.drift.epoch_summary())
         last = epoch == self.opt.epochs
+        lr = current_lr(self.optimizer.optimizers)
+        row["lr"] = lr
         if self.validation is not None and (epoch % self.opt.eval_every == 0 or last):
             metrics = self.validate()
             row.update({f"val_{k}": v for k, v in metrics.items() if "@" in k})
@@ -338,12 +353,19 @@ class Trainer:
                 self.best_state = copy.deepcopy(self.model.state_dict())
             else:
                 self.stale += 1
+                if (not last and self.schedule.decays_now(self.stale)
+                        and not self.schedule.should_stop(self.stale, lr)
+                        and self.best_state is not None):
+                    # continue from the best weights with smaller steps (the optimiser's moments stay)
+                    self.model.load_state_dict(self.best_state)
+                    scale_lr(self.optimizer.optimizers, self.opt.lr_decay, self.opt.lr_floor)
             if self.opt.progress:
                 tqdm.write(f"epoch {epoch}: loss {loss:.4f}  val {self.opt.select_metric} "
                            f"{score:.4f}  ({seconds:.1f}s)")
         result.history.append(row)
         stop = self.opt.on_epoch is not None and bool(self.opt.on_epoch(row))
-        self.finished = stop or last or (self.stale >= self.opt.patience and epoch >= self.opt.min_epochs)
+        self.finished = stop or last or (self.schedule.should_stop(self.stale, lr)
+                                         and epoch >= self.opt.min_epochs)
         self.epoch, self.step_in_epoch, self.epoch_loss = epoch + 1, 0, 0.0
         self.epoch_seconds, self.epoch_cpu = 0.0, 0.0
         if self.opt.checkpoint is not None:
