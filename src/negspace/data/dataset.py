@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 from negspace.data.interactions import Interactions
@@ -21,6 +22,8 @@ class Dataset:
         test: the published test set, same id space as `interactions` (given split only).
         user_features / item_features: optional side features indexed by external id.
         notes: counts worth reporting (rows dropped by filtering, test items unseen in training...).
+        times: time of each interaction of `interactions`, in its CSR order (a pair seen several
+            times keeps its first time), when the file had a time column; else None.
     """
 
     name: str
@@ -30,3 +33,4 @@ class Dataset:
     user_features: pd.DataFrame | None = None
     item_features: pd.DataFrame | None = None
     notes: dict[str, int] = field(default_factory=dict)
+    times: np.ndarray | None = None

@@ -14,7 +14,7 @@ from negspace.retrieval.topk import ScoreFn, topk_items
 
 
 def evaluate(score_fn: ScoreFn, train: Interactions, test: Interactions,
-             ks: Sequence[int] = (20, 50), chunk_size: int = 4096) -> dict[str, float]:
+             ks: Sequence[int] = (20, 50), chunk_size: int | None = None) -> dict[str, float]:
     """Metrics of a scorer on held-out interactions, ranking all items (SPEC.md protocols).
 
     Each user with at least one test item gets the top max(ks) items among those not in their
@@ -25,7 +25,8 @@ def evaluate(score_fn: ScoreFn, train: Interactions, test: Interactions,
         train: training interactions: masked from the ranking, and the item popularity MMR uses.
         test: held-out interactions, same user and item index space as `train`.
         ks: cut-offs (each >= 1).
-        chunk_size: users ranked at a time (memory is about chunk_size x n_items floats).
+        chunk_size: users ranked at a time (memory is about chunk_size x n_items floats);
+            None: `auto_chunk_size(n_items)`.
 
     Returns:
         Flat dict: `map@K`, `ndcg@K`, `recall@K`, `precision@K`, `hit@K`, `mmr@K` for each K,
@@ -43,7 +44,8 @@ def evaluate(score_fn: ScoreFn, train: Interactions, test: Interactions,
     names = [*RANKING_METRICS, "mmr", *BEYOND_METRICS]
     result = {f"{name}@{k}": float("nan") for k in ks for name in names}
     if len(users):
-        top, _ = topk_items(score_fn, users, max(ks), exclude=train, chunk_size=chunk_size)
+        top, _ = topk_items(score_fn, users, max(ks), exclude=train,
+                            chunk_size=chunk_size or auto_chunk_size(train.n_items))
         # padding (-1) is never a hit; clamp it to a valid index only for the lookup
         hits = test.contains(users[:, None], np.maximum(top, 0)) & (top >= 0)
         n_rel = n_test[users]
@@ -63,6 +65,15 @@ def evaluate(score_fn: ScoreFn, train: Interactions, test: Interactions,
 
 
 BEYOND_METRICS = ("avgpop", "longtail", "coverage", "gini")
+
+# Scores of one chunk of users: 2^25 floats (128 MB). 4096 users x 200k items would be 3.3 GB.
+_CHUNK_FLOATS = 1 << 25
+
+
+def auto_chunk_size(n_items: int) -> int:
+    """Users ranked at a time: 4096 (as before) unless the [chunk, n_items] scores would pass
+    128 MB; large catalogues take smaller chunks, never fewer than 64 users."""
+    return int(min(4096, max(64, _CHUNK_FLOATS // max(n_items, 1))))
 
 
 def _beyond_accuracy(top: np.ndarray, counts: np.ndarray, tail: np.ndarray, k: int

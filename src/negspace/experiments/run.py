@@ -15,8 +15,8 @@ import torch
 from negspace.data.dataset import Dataset
 from negspace.data.interactions import Interactions
 from negspace.data.loaders import load_dataset
-from negspace.data.splits import holdout_split, kfold_split
 from negspace.evaluation.evaluator import evaluate
+from negspace.experiments.splitting import split_parts, split_with_validation
 from negspace.experiments.towers import TowerFeatures, plot_drift, save_towers, tower_features
 from negspace.experiments.rundir import (METRICS_FILE, check_run_dir, remove_temporaries,
                                          save_interactions, save_vectors, start_run_dir,
@@ -26,10 +26,10 @@ from negspace.errors import NegspaceError
 from negspace.models import CML, MF, EmbeddingModel, SimpleX, TwoTower
 from negspace.samplers import (NegativeSampler, PopularitySampler, SharedNegativeSampler,
                                TwoStageSampler, UniformSampler)
-from negspace.samplers.in_batch import InBatchSampler, UniformSoftmaxSampler
+from negspace.samplers.in_batch import FullCatalogueSampler, InBatchSampler, UniformSoftmaxSampler
 from negspace.samplers.memory_bank import MemoryBankSampler
 from negspace.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
-from negspace.training.config import COSINE_LOSSES, TrainConfig, config_fields, make_config
+from negspace.training.config import TrainConfig, config_fields, make_config
 from negspace.training.objective import Objective
 from negspace.training.trainer import Trainer, TrainerOptions, score_fn
 
@@ -41,6 +41,8 @@ def build_sampler(cfg: TrainConfig) -> NegativeSampler:
     mask_all = cfg.mask_positives or cfg.resolved_loss != "softmax"
     if cfg.sampler == "in-batch":
         return InBatchSampler(mask_positives=mask_all, seed=cfg.seed)
+    if cfg.sampler == "full":
+        return FullCatalogueSampler(mask_positives=mask_all, seed=cfg.seed)
     if cfg.sampler == "uniform-softmax":
         return UniformSoftmaxSampler(mask_positives=mask_all, seed=cfg.seed)
     if cfg.sampler == "memory-bank":
@@ -70,7 +72,7 @@ def build_model(cfg: TrainConfig, n_users: int, n_items: int,
             raise NegspaceError("the two-tower model needs the training interactions (its histories)")
         f = features or TowerFeatures()
         return TwoTower(n_users, n_items, cfg.dim, history, f.users, f.items,
-                        history_len=cfg.history_len, measure=cfg.measure, seed=cfg.seed)
+                        history_len=cfg.history_len, measure=cfg.resolved_measure, seed=cfg.seed)
     if cfg.model == "cml":
         return CML(n_users, n_items, cfg.dim, norm=cfg.norm)
     if cfg.model == "simplex":
@@ -79,12 +81,13 @@ def build_model(cfg: TrainConfig, n_users: int, n_items: int,
         return SimpleX(n_users, n_items, cfg.dim, history, aggregator=cfg.aggregator,
                        gamma=cfg.gamma, history_len=cfg.history_len, dropout=cfg.dropout,
                        seed=cfg.seed)
-    if cfg.resolved_loss in COSINE_LOSSES:
-        # Cosine scores must rank by cosine too. The score ignores the norms, so a small start
-        # makes Adam's steps large relative to the vectors (SimpleX starts at 1e-4): on the
-        # validation split of MovieLens-100k, 1e-3 learnt in 1 epoch what 0.1 did not in 6.
-        return MF(n_users, n_items, cfg.dim, measure="cosine", init_std=1e-3)
-    return MF(n_users, n_items, cfg.dim)
+    cosine = cfg.resolved_measure == "cosine"
+    # Cosine scores ignore the norms, so a small start makes Adam's steps large relative to the
+    # vectors (SimpleX starts at 1e-4): on the validation split of MovieLens-100k, 1e-3 learnt in
+    # 1 epoch what 0.1 did not in 6.
+    std = cfg.init_std or (1e-3 if cosine else 0.1)
+    return MF(n_users, n_items, cfg.dim, measure="cosine" if cosine else "dot", init_std=std,
+              init=cfg.init, item_bias=cfg.item_bias, user_dropout=cfg.user_dropout)
 
 
 def build_objective(cfg: TrainConfig) -> Objective:
@@ -94,7 +97,8 @@ def build_objective(cfg: TrainConfig) -> Objective:
                      margins=tuple(cfg.margin_list), margin_weights=tuple(cfg.margin_weight_list),
                      negative_weight=cfg.negative_weight, positive_weight=cfg.positive_weight,
                      temperature=cfg.temperature, logq_strength=cfg.logq_strength,
-                     split_bank_gradient=cfg.split_bank_gradient)
+                     split_bank_gradient=cfg.split_bank_gradient,
+                     negative_temperature=cfg.negative_temperature)
 
 
 def load_for(cfg: TrainConfig) -> Dataset:
@@ -104,10 +108,9 @@ def load_for(cfg: TrainConfig) -> Dataset:
 
 
 def split_for(cfg: TrainConfig, dataset: Dataset) -> tuple[Interactions, Interactions]:
-    """(training interactions, test interactions) of this run: the given split or fold `cfg.fold`."""
-    if dataset.protocol == "given":
-        return dataset.interactions.binarized(), dataset.test.binarized()
-    return kfold_split(dataset.interactions.binarized(), cfg.n_folds, cfg.fold, cfg.seed)
+    """(training interactions, test interactions) of this run: the given split, fold `cfg.fold`,
+    or a time split (experiments/splitting.py)."""
+    return split_parts(cfg, dataset)[:2]
 
 
 @dataclass
@@ -148,11 +151,7 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
         check_run_dir(run_dir, overwrite)  # refuse before the (slow) loading
     t0 = time.perf_counter()
     dataset = load_for(cfg)
-    train, test = split_for(cfg, dataset)
-    if cfg.validation > 0:
-        fit_on, validation = holdout_split(train, cfg.validation, cfg.seed)
-    else:
-        fit_on, validation = train, None
+    train, test, fit_on, validation = split_with_validation(cfg, dataset)
     select = cfg.select_metric or ("ndcg@50" if dataset.protocol == "kfold" else "recall@20")
     features = tower_features(dataset) if cfg.model == "two-tower" and cfg.side_features else None
     model = build_model(cfg, train.n_users, train.n_items, history=fit_on, features=features)
@@ -163,7 +162,9 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
                              checkpoint=run_dir / CHECKPOINT_FILE if run_dir else None,
                              checkpoint_every=cfg.checkpoint_every,
                              fingerprint=fingerprint(cfg, train), drift=cfg.model == "two-tower",
-                             step_threads=cfg.step_threads, on_epoch=on_epoch)
+                             step_threads=cfg.step_threads, on_epoch=on_epoch,
+                             lr_schedule=cfg.lr_schedule, lr_decay=cfg.lr_decay,
+                             lr_floor=cfg.lr_floor)
     trainer = Trainer(model, build_sampler(cfg), build_objective(cfg), fit_on, options, validation)
     state = None
     if run_dir is not None:
@@ -203,7 +204,8 @@ _FREE_ON_RESUME = ("threads", "progress", "checkpoint_every", "data_dir")
 # checkpoints written before they existed still resume.
 _ADDED_LATER = {"bank_size": 2048, "warmup": 0, "temperature": 1.0, "logq_strength": 1.0,
                 "mask_positives": False, "measure": "dot", "side_features": True,
-                "split_bank_gradient": False}
+                "split_bank_gradient": False, "split": "auto", "time_cut": "0.8", "last_n": 1,
+                "val_users": 0}
 
 
 def fingerprint(cfg: TrainConfig, train: Interactions) -> str:

@@ -12,13 +12,15 @@ from typing import Any
 from negspace.errors import NegspaceError
 
 MODELS = ("cml", "mf", "simplex", "two-tower")
-LOSSES = ("triplet", "bpr", "ccl", "mml", "softmax")
+LOSSES = ("triplet", "bpr", "ccl", "mml", "softmax", "bsl")
+SOFTMAX_LOSSES = ("softmax", "bsl")
+INITS = ("normal", "xavier")
 COSINE_LOSSES = ("ccl", "mml")
 NEGATIVE_MODES = ("per-row", "shared")
 SHARED_MIN_NEGATIVES = 200  # default negative mode of the cosine losses: shared from here on
 SAMPLER_NAMES = ("uniform", "popularity", "two-stage", "two-stage-released", "in-batch",
-                 "uniform-softmax", "memory-bank")
-EMBEDDING_SAMPLERS = ("in-batch", "uniform-softmax", "memory-bank")  # negatives scored as vectors
+                 "uniform-softmax", "memory-bank", "full")
+EMBEDDING_SAMPLERS = ("in-batch", "uniform-softmax", "memory-bank", "full")  # negatives scored as vectors
 
 
 def _opt(help: str, choices: tuple[str, ...] | None = None, low: float | None = None,
@@ -41,8 +43,12 @@ class TrainConfig:
     negatives: int = field(default=5, metadata=_opt("negatives per positive (N)", low=1))
     batch_size: int = field(default=256, metadata=_opt("positive pairs per batch", low=1))
     dim: int = field(default=128, metadata=_opt("embedding dimension d", low=4))
-    epochs: int = field(default=20, metadata=_opt("maximum epochs", low=1))
+    epochs: int = field(default=300, metadata=_opt("cap on epochs: training runs until early stopping (the budget itself with --validation 0)", low=1))
     lr: float = field(default=1e-3, metadata=_opt("Adam learning rate", low=0, low_open=True))
+    lr_schedule: str = field(default="plateau", metadata=_opt(
+        "plateau: after each validation without improvement, lr x --lr-decay and the best weights reloaded; none: constant lr", ("plateau", "none")))
+    lr_decay: float = field(default=0.1, metadata=_opt("plateau: learning-rate factor per decay", low=0, high=1, low_open=True))
+    lr_floor: float = field(default=1e-6, metadata=_opt("plateau: the learning rate never goes below this", low=0))
     seed: int = field(default=0, metadata=_opt("random seed (split, init, sampling)", low=0))
     fold: int = field(default=0, metadata=_opt("test fold for k-fold datasets", low=0))
     n_folds: int = field(default=4, metadata=_opt("folds for k-fold datasets", low=2))
@@ -65,13 +71,20 @@ class TrainConfig:
     split_bank_gradient: bool = field(default=False, metadata=_opt(
         "memory bank + softmax: the user tower learns from positive + batch + bank with the item "
         "vectors held fixed, the item tower from the in-batch softmax alone (not in the paper)"))
-    measure: str = field(default="dot", metadata=_opt("two-tower score", ("dot", "cosine")))
+    measure: str | None = field(default=None, metadata=_opt(
+        "mf and two-tower score (default: cosine for mf with ccl, mml, softmax or bsl; dot otherwise)", ("dot", "cosine")))
+    negative_temperature: float | None = field(default=None, metadata=_opt(
+        "bsl: temperature of the negative side (default: --temperature, where bsl is softmax without the positive in the denominator)", low=0, low_open=True))
+    item_bias: bool = field(default=False, metadata=_opt("mf and simplex: a learned item bias added to the score"))
+    user_dropout: float = field(default=0.0, metadata=_opt("mf: dropout on the user vector in training (simplex: --dropout)", low=0, high=0.9))
+    init: str = field(default="normal", metadata=_opt("mf embedding initialisation", INITS))
+    init_std: float | None = field(default=None, metadata=_opt("mf normal init std (default 0.1 dot, 1e-3 cosine)", low=0, low_open=True))
     side_features: bool = field(default=True, metadata=_opt("two-tower: use the dataset's side features"))
     gor_weight: float | None = field(default=None, metadata=_opt(
         "spread-out weight lambda_g (default 0.01 for N <= 2, 0.001 otherwise; CML only)", low=0))
     rank_weight: bool = field(default=False, metadata=_opt("WARP-style rank weight on the triplet loss"))
     cov_weight: float = field(default=0.0, metadata=_opt("CML covariance regulariser weight", low=0))
-    l2_weight: float = field(default=0.0, metadata=_opt("L2 penalty on the batch embeddings", low=0))
+    l2_weight: float = field(default=0.0, metadata=_opt("L2 penalty on the batch's embedding rows (sum of squares / batch size)", low=0))
     norm: str = field(default="sphere", metadata=_opt("CML norm constraint", ("sphere", "ball")))
     beta: float = field(default=1.0, metadata=_opt("popularity exponent (popularity and 2-stage)"))
     candidates: int = field(default=2000, metadata=_opt("2-stage candidates per batch C", low=1))
@@ -79,6 +92,11 @@ class TrainConfig:
     two_stage_cap: float | None = field(default=None, metadata=_opt("2-stage similarity cap (e.g. 0.875)", low=0, high=1))
     refresh_every: int = field(default=1, metadata=_opt("2-stage: refresh the embeddings it reads every K batches", low=1))
     validation: float = field(default=0.1, metadata=_opt("fraction of each user's training items held out for model selection", low=0, high=0.9))
+    split: str = field(default="auto", metadata=_opt(
+        "test split: auto (k-fold, or the dataset's given split), kfold, given, time (one global cut at --time-cut) or last (each user's last --last-n interactions by time); validation is carved from training the same way", ("auto", "kfold", "given", "time", "last")))
+    time_cut: str = field(default="0.8", metadata=_opt("--split time: a quantile in (0, 1) of the times, a time in the file's unit (>= 1), or a date like 2015-06-01"))
+    last_n: int = field(default=1, metadata=_opt("--split last: interactions held out per user", low=1))
+    val_users: int = field(default=0, metadata=_opt("validate on a seeded sample of this many users (0: all); the test evaluation always ranks for every user", low=0))
     eval_every: int = field(default=1, metadata=_opt("validate every K epochs", low=1))
     patience: int = field(default=3, metadata=_opt("stop after this many validations without improvement", low=1))
     min_epochs: int = field(default=5, metadata=_opt("never stop early before this epoch (CML can plateau at first)", low=0))
@@ -96,6 +114,14 @@ class TrainConfig:
     @property
     def resolved_loss(self) -> str:
         return self.loss or {"cml": "triplet", "simplex": "ccl", "two-tower": "softmax"}.get(self.model, "bpr")
+
+    @property
+    def resolved_measure(self) -> str:
+        if self.measure is not None:
+            return self.measure
+        if self.model == "mf" and self.resolved_loss in (*COSINE_LOSSES, *SOFTMAX_LOSSES):
+            return "cosine"
+        return "dot"
 
     @property
     def resolved_margin(self) -> float:
@@ -121,6 +147,9 @@ class TrainConfig:
         if self.negative_mode is not None:
             return self.negative_mode
         if (self.resolved_loss in COSINE_LOSSES and self.sampler in ("uniform", "popularity")
+                and self.negatives >= SHARED_MIN_NEGATIVES):
+            return "shared"
+        if (self.resolved_loss in SOFTMAX_LOSSES and self.sampler == "uniform"
                 and self.negatives >= SHARED_MIN_NEGATIVES):
             return "shared"
         return "per-row"
@@ -157,17 +186,31 @@ class TrainConfig:
 
     def _validate_softmax(self) -> None:
         loss = self.resolved_loss
-        if self.sampler in EMBEDDING_SAMPLERS and loss not in ("softmax", "triplet", *COSINE_LOSSES):
-            raise NegspaceError(f"--sampler {self.sampler} needs --loss softmax, triplet, ccl or mml; "
-                                f"got {loss}")
+        if self.sampler in EMBEDDING_SAMPLERS and loss not in (*SOFTMAX_LOSSES, "triplet", *COSINE_LOSSES):
+            raise NegspaceError(f"--sampler {self.sampler} needs --loss softmax, bsl, triplet, ccl "
+                                f"or mml; got {loss}")
+        if self.sampler == "full" and loss == "triplet":
+            raise NegspaceError("--sampler full needs --loss softmax, bsl, ccl or mml (the triplet "
+                                "loss takes per-row negatives)")
         if self.sampler in EMBEDDING_SAMPLERS and self.negative_mode == "shared":
             raise NegspaceError(f"--sampler {self.sampler} already shares its negatives; "
                                 "drop --negative-mode shared")
         if self.split_bank_gradient and (self.sampler != "memory-bank" or loss != "softmax"):
             raise NegspaceError("--split-bank-gradient needs --sampler memory-bank and --loss softmax")
-        if loss == "softmax" and self.resolved_negative_mode == "shared":
-            raise NegspaceError("--loss softmax takes per-row negatives or --sampler "
-                                "in-batch|uniform-softmax|memory-bank, not --negative-mode shared")
+        if loss in SOFTMAX_LOSSES and self.resolved_negative_mode == "shared" and self.sampler != "uniform":
+            raise NegspaceError(f"--loss {loss} with --negative-mode shared needs --sampler uniform "
+                                f"(no logQ correction of shared popularity draws); got {self.sampler}")
+        if loss in SOFTMAX_LOSSES and self.model == "cml" and self.norm != "sphere":
+            raise NegspaceError(f"--loss {loss} with cml needs --norm sphere (bounded scores)")
+        if self.negative_temperature is not None and loss != "bsl":
+            raise NegspaceError(f"--negative-temperature is a bsl option; got --loss {loss}")
+        if self.item_bias and self.model != "mf":
+            raise NegspaceError(f"--item-bias is an mf option; got --model {self.model}")
+        if self.user_dropout and self.model != "mf":
+            raise NegspaceError(f"--user-dropout is an mf option (simplex: --dropout); got --model {self.model}")
+        if self.measure is not None and self.model not in ("mf", "two-tower"):
+            raise NegspaceError(f"--measure applies to mf and two-tower; --model {self.model} "
+                                f"scores by {'cosine' if self.model == 'simplex' else 'distance'}")
 
     def _validate_cosine_losses(self) -> None:
         loss = self.resolved_loss
@@ -195,6 +238,7 @@ class TrainConfig:
         d["gor_weight"] = self.resolved_gor_weight
         d["margin"] = self.resolved_margin
         d["negative_mode"] = self.resolved_negative_mode
+        d["measure"] = self.resolved_measure if self.model in ("mf", "two-tower") else None
         return d
 
 

@@ -1,0 +1,69 @@
+"""The test and validation splits of a run: k-fold, the given split, or by time.
+
+Leakage rules, the same for every split: the test set is cut first; validation is carved from
+the training part only, by the same rule (a random per-user hold-out for k-fold and given splits,
+the latest training interactions for the time splits), so validation and test are disjoint and
+nothing the model selects on comes from the test set.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from negspace.data.dataset import Dataset
+from negspace.data.interactions import Interactions
+from negspace.data.splits import (holdout_split, kfold_split, last_split, sample_users,
+                                  time_split)
+from negspace.errors import NegspaceError
+from negspace.training.config import TrainConfig
+
+
+def _mode(cfg: TrainConfig, dataset: Dataset) -> str:
+    split = getattr(cfg, "split", "auto")
+    if split == "auto":
+        return "given" if dataset.protocol == "given" else "kfold"
+    if split == "given" and dataset.protocol != "given":
+        raise NegspaceError(f"--split given needs a dataset with a published test set; "
+                            f"{dataset.name} has none (use kfold, time or last)")
+    if split != "given" and dataset.protocol == "given":
+        raise NegspaceError(f"{dataset.name} is a published train/test split; --split {split} "
+                            "would replace its test set (use --split auto or given)")
+    return split
+
+
+def split_parts(cfg: TrainConfig, dataset: Dataset
+                ) -> tuple[Interactions, Interactions, np.ndarray | None]:
+    """(training interactions, test interactions, times of the training ones or None)."""
+    mode = _mode(cfg, dataset)
+    if mode == "given":
+        return dataset.interactions.binarized(), dataset.test.binarized(), None
+    inter = dataset.interactions.binarized()
+    if mode == "kfold":
+        return (*kfold_split(inter, cfg.n_folds, cfg.fold, cfg.seed), None)
+    if mode == "time":
+        return time_split(inter, dataset.times, cfg.time_cut)
+    return last_split(inter, dataset.times, cfg.last_n)
+
+
+def split_with_validation(cfg: TrainConfig, dataset: Dataset
+                          ) -> tuple[Interactions, Interactions, Interactions,
+                                     Interactions | None]:
+    """(train, test, the part trained on, validation or None) of a run.
+
+    Validation (when `cfg.validation` > 0) comes from `train` only: k-fold and given splits hold
+    out `cfg.validation` of each user's training items at random; `--split time` holds out the
+    latest `cfg.validation` share of the training interactions (a second global cut, before the
+    test cut); `--split last` each user's last `cfg.last_n` training interactions. With
+    `cfg.val_users` the validation keeps a seeded sample of that many users.
+    """
+    train, test, times = split_parts(cfg, dataset)
+    if cfg.validation <= 0:
+        return train, test, train, None
+    mode = _mode(cfg, dataset)
+    if mode == "time":
+        fit_on, validation, _ = time_split(train, times, 1.0 - cfg.validation, "validation")
+    elif mode == "last":
+        fit_on, validation, _ = last_split(train, times, cfg.last_n)
+    else:
+        fit_on, validation = holdout_split(train, cfg.validation, cfg.seed)
+    return train, test, fit_on, sample_users(validation, getattr(cfg, "val_users", 0), cfg.seed)
