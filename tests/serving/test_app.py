@@ -1,0 +1,313 @@
+"""Every route of `negspace serve` and every error answer, through FastAPI's test client: answers
+equal the CLI's and the Python API's, bad requests get 4xx JSON (never a traceback), the token
+guards every route but /health, and reloads swap models or refuse broken run directories."""
+
+import hashlib
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from negspace import Recommender
+from negspace.cli import main
+from negspace.serving.app import ServeSettings, create_app
+from negspace.serving.holder import ModelHolder, load_model
+from negspace.serving.schemas import Limits
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def client(run: Path, faiss: bool = False, token: str | None = None,
+           limits: Limits | None = None) -> TestClient:
+    holder = ModelHolder(load_model(run, faiss))
+    return TestClient(create_app(holder, ServeSettings(limits or Limits(), token)))
+
+
+def cli_json(capsys, *args: str) -> dict:
+    assert main(["recommend", *args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def snapshot(folder: Path) -> dict:
+    return {p.name: (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+            for p in sorted(folder.iterdir())}
+
+
+def no_traceback(response) -> None:
+    assert "Traceback" not in response.text and 'File "' not in response.text
+
+
+@pytest.fixture(scope="module")
+def mf(runs) -> TestClient:
+    return client(runs["mf"])
+
+
+def test_health_and_model(mf, runs):
+    assert mf.get("/health").json() == {"status": "ok", "model_version": 1}
+    info = mf.get("/model").json()
+    rec = Recommender.load(runs["mf"], index=False)
+    assert info["model"] == "mf" and info["measure"] == rec.measure == "dot"
+    assert info["counts"] == {"users": rec.train.n_users, "items": rec.train.n_items,
+                              "interactions": rec.train.nnz, "dim": 16}
+    assert info["version"] == 1 and info["created"].endswith("+00:00") and "commit" in info
+    assert info["index"] is None and info["two_tower"] is False
+
+
+@pytest.mark.parametrize("user,k", [("u0", 10), ("u17", 3), ("u149", 52)])
+def test_recommend_equals_the_cli(mf, runs, capsys, user, k):
+    expected = cli_json(capsys, str(runs["mf"]), "--user", user, "-k", str(k))
+    got = mf.post("/recommend", json={"users": [user], "k": k}).json()
+    assert got["exact"] is True and got["model_version"] == 1
+    (result,) = got["results"]
+    assert result == {"user": user, "items": expected["items"], "scores": expected["scores"]}
+
+
+def test_many_users_are_one_request_with_the_same_answers(mf, runs):
+    users = ["u3", "u8", "u3", "u99"]
+    batch = mf.post("/recommend", json={"users": users, "k": 5}).json()["results"]
+    rec = Recommender.load(runs["mf"], index=False)
+    for user, result in zip(users, batch):
+        single = mf.post("/recommend", json={"users": [user], "k": 5}).json()["results"][0]
+        assert result["items"] == single["items"]
+        np.testing.assert_allclose(result["scores"], single["scores"], rtol=1e-5)
+        frame = rec.recommend(user, k=5)
+        assert result["items"] == frame.item.tolist()
+
+
+def test_seen_exclude_and_candidates(mf, runs, frame):
+    seen = set(frame[frame.user == "u5"].item)
+    plain = mf.post("/recommend", json={"users": ["u5"], "k": 60}).json()["results"][0]
+    assert not seen & set(plain["items"]) and len(plain["items"]) == 60 - len(seen)
+    everything = mf.post("/recommend", json={"users": ["u5"], "k": 60,
+                                             "exclude_seen": False}).json()["results"][0]
+    assert set(everything["items"]) == set(range(60))
+    top = plain["items"][0]
+    without = mf.post("/recommend", json={"users": ["u5"], "k": 5, "exclude": [top]}).json()
+    assert top not in without["results"][0]["items"] and without["exact"] is True
+    cand = [top, plain["items"][3], sorted(seen)[0]]
+    only = mf.post("/recommend", json={"users": ["u5"], "k": 5, "candidates": cand}).json()
+    assert only["results"][0]["items"] == [top, plain["items"][3]]  # seen one filtered
+    rec = Recommender.load(runs["mf"], index=False)
+    expected = rec.recommend("u5", k=5, items=cand, exclude=[top])
+    got = mf.post("/recommend", json={"users": ["u5"], "k": 5, "candidates": cand,
+                                      "exclude": [top]}).json()["results"][0]
+    assert got["items"] == expected.item.tolist()
+
+
+def test_faiss_flat_index_gives_the_exact_answer(runs):
+    app = client(runs["mf"], faiss=True)
+    assert app.get("/model").json()["index"] == "flat"
+    exact = client(runs["mf"])
+    for user in ("u1", "u40"):
+        a = app.post("/recommend", json={"users": [user], "k": 7}).json()
+        b = exact.post("/recommend", json={"users": [user], "k": 7}).json()
+        assert a["exact"] is False and b["exact"] is True
+        assert a["results"][0]["items"] == b["results"][0]["items"]
+        np.testing.assert_allclose(a["results"][0]["scores"], b["results"][0]["scores"], rtol=1e-5)
+
+
+def test_new_user_fold_in_equals_the_python_api(mf, runs):
+    rec = Recommender.load(runs["mf"], index=False)
+    history = [3, 7, 11]
+    expected = rec.recommend_new([history], k=6)
+    got = mf.post("/recommend/new", json={"items": history, "k": 6}).json()
+    assert got["items"] == expected.item.tolist() and not set(history) & set(got["items"])
+    np.testing.assert_allclose(got["scores"], expected.score.to_numpy(), rtol=1e-5)
+    assert mf.post("/recommend/new", json={"items": []}).status_code == 422
+    r = mf.post("/recommend/new", json={"items": [3], "features": {"age": 3}})
+    assert r.status_code == 422 and "two-tower" in r.json()["error"]
+    r = mf.post("/recommend/new", json={"items": [3, 999, 1000]})
+    assert r.status_code == 404 and r.json()["items"] == [999, 1000]
+
+
+def test_two_tower_cold_start_equals_the_cli(runs, capsys, tmp_path):
+    app = client(runs["tower"])
+    assert app.get("/model").json()["user_features"] == ["age", "job"]
+    user = {"features": {"age": 33, "job": "clerk"}, "items": [2, 9]}
+    (tmp_path / "new.json").write_text(json.dumps(user))
+    expected = cli_json(capsys, str(runs["tower"]), "--features", str(tmp_path / "new.json"),
+                        "-k", "5")
+    got = app.post("/recommend/new", json={**user, "k": 5}).json()
+    assert got["items"] == expected["items"]
+    np.testing.assert_allclose(got["scores"], expected["scores"], rtol=1e-5)
+    other = app.post("/recommend/new", json={"features": {"age": 61, "job": "artist"},
+                                             "k": 5}).json()  # features alone are enough
+    assert len(other["items"]) == 5
+    r = app.post("/recommend/new", json={"items": [2], "features": {"zip": "12345"}})
+    assert r.status_code == 422 and "age, job" in r.json()["error"]
+    # known users of a two-tower run are served from their stored vectors
+    rec = Recommender.load(runs["tower"], index=False)
+    known = app.post("/recommend", json={"users": ["u4"], "k": 4}).json()["results"][0]
+    assert known["items"] == rec.recommend("u4", k=4).item.tolist()
+
+
+def test_similar_items(mf, runs):
+    rec = Recommender.load(runs["mf"], index=False)
+    expected = rec.similar_items(5, k=4)
+    got = mf.post("/similar", json={"item": 5, "k": 4}).json()
+    assert got["items"] == expected.similar.tolist() and 5 not in got["items"]
+    assert mf.post("/similar", json={"item": "5", "k": 4}).json()["items"] == got["items"]
+    r = mf.post("/similar", json={"item": 12345})
+    assert r.status_code == 404 and r.json()["items"] == [12345]
+
+
+def test_unknown_users_are_named(mf):
+    r = mf.post("/recommend", json={"users": ["u1", "nobody", 77, "u2"], "k": 3})
+    assert r.status_code == 404
+    assert r.json() == {"error": "unknown user id(s)", "users": ["nobody", 77], "count": 2}
+    r = mf.post("/recommend", json={"users": ["u1"], "exclude": [1, 500]})
+    assert r.status_code == 404 and r.json()["items"] == [500]
+    r = mf.post("/recommend", json={"users": ["u1"], "candidates": ["x"]})
+    assert r.status_code == 404 and r.json()["items"] == ["x"]
+
+
+@pytest.mark.parametrize("body,status", [
+    (b"{not json", 400),
+    (b"", 422),
+    (b"[1, 2]", 422),
+    (b'{"users": "u1"}', 422),
+    (b'{"users": []}', 422),
+    (b'{"users": ["u1"], "k": "5"}', 422),
+    (b'{"users": ["u1"], "k": 0}', 422),
+    (b'{"users": ["u1"], "k": 1001}', 422),
+    (b'{"users": ["u1"], "k": 1e400}', 422),
+    (b'{"users": [true]}', 422),
+    (b'{"users": [1.5]}', 422),
+    (b'{"users": [null]}', 422),
+    (b'{"users": [["u1"]]}', 422),
+    (b'{"users": ["u1"], "exclude_seen": "no"}', 422),
+    (b'{"users": ["u1"], "user": "typo"}', 422),
+    (b'{"users": ["u1"], "k": 99999999999999999999999}', 422),
+])
+def test_malformed_requests_get_4xx_json(mf, body, status):
+    r = mf.post("/recommend", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == status, r.text
+    assert "error" in r.json()
+    no_traceback(r)
+
+
+def test_limits_on_users_and_body_size(runs):
+    app = client(runs["mf"], limits=Limits(max_users=3, max_k=20, max_body_bytes=400))
+    assert app.post("/recommend", json={"users": ["u1"] * 4}).status_code == 422
+    assert app.post("/recommend", json={"users": ["u1"], "k": 21}).status_code == 422
+    assert app.post("/recommend", json={"users": ["u1"] * 3, "k": 20}).status_code == 200
+    big = json.dumps({"users": ["u1"], "exclude": list(range(200))}).encode()
+    assert app.post("/recommend", content=big,
+                    headers={"Content-Type": "application/json"}).status_code == 413
+
+    def chunks():  # no Content-Length: the body is counted as it arrives
+        for _ in range(10):
+            yield b" " * 100
+    r = app.post("/recommend", content=chunks(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and "error" in r.json()
+    r = app.post("/recommend", content=b"{}", headers={"Content-Length": "abc"})
+    assert r.status_code == 400
+
+
+def test_unknown_routes_and_methods(mf):
+    assert mf.get("/nope").status_code == 404 and mf.get("/nope").json() == {"error": "Not Found"}
+    assert mf.get("/recommend").status_code == 405
+    assert mf.delete("/model").status_code == 405
+    assert mf.get("/docs").status_code == 404  # no interactive docs on a service
+
+
+def test_token_guards_every_route_but_health(runs):
+    app = client(runs["mf"], token=TOKEN)
+    assert app.get("/health").status_code == 200
+    for method, path, body in [("get", "/model", None), ("get", "/metrics", None),
+                               ("post", "/recommend", {"users": ["u1"]}),
+                               ("post", "/recommend/new", {"items": [1]}),
+                               ("post", "/similar", {"item": 1}), ("post", "/reload", None),
+                               ("get", "/nope", None)]:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN},
+                        {"Authorization": f"Basic {TOKEN}"},
+                        {"Authorization": f"Bearer {TOKEN}x"}):
+            r = getattr(app, method)(path, headers=headers, **({"json": body} if body else {}))
+            assert r.status_code == 401, (path, headers)
+            assert r.headers["www-authenticate"] == "Bearer"
+    assert app.post("/recommend", json={"users": ["u1"]}, headers=AUTH).status_code == 200
+    assert app.get("/metrics", headers=AUTH).status_code == 200
+
+
+def test_metrics_count_requests_by_route_and_status(runs):
+    app = client(runs["mf"])
+    app.post("/recommend", json={"users": ["u1"]})
+    app.post("/recommend", json={"users": ["nobody"]})
+    app.get("/some/fuzzed/path")
+    text = app.get("/metrics").text
+    assert 'negspace_requests_total{route="/recommend",status="200"} 1.0' in text
+    assert 'negspace_requests_total{route="/recommend",status="404"} 1.0' in text
+    assert 'negspace_requests_total{route="other",status="404"} 1.0' in text
+    assert 'negspace_request_seconds_bucket{le="0.001",route="/recommend"}' in text
+    assert "negspace_model_version 1.0" in text
+    assert app.get("/metrics").headers["content-type"].startswith("text/plain")
+
+
+def test_reload_swaps_and_refuses_broken_runs(runs, tmp_path):
+    before = {name: snapshot(path) for name, path in runs.items()}
+    assert client(runs["mf"]).post("/reload").status_code == 403  # no token: SIGHUP only
+    app = client(runs["mf"], token=TOKEN)
+    holder = app.app.state.holder
+    old = holder.current
+    r = app.post("/reload", json={"run_dir": str(runs["cml"])}, headers=AUTH)
+    assert r.status_code == 200 and r.json()["model_version"] == 2
+    info = app.get("/model", headers=AUTH).json()
+    assert info["model"] == "cml" and info["version"] == 2
+    cml = Recommender.load(runs["cml"], index=False)
+    got = app.post("/recommend", json={"users": ["u2"], "k": 4}, headers=AUTH).json()
+    assert got["model_version"] == 2
+    assert got["results"][0]["items"] == cml.recommend("u2", k=4).item.tolist()
+    # a request that took the old model before the swap finishes on it
+    assert old.rec.rank_vectors(old.rec.user_vectors[:1], np.zeros(1, np.int64), 3)[0].shape == (1, 3)
+
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(runs["mf"], unfinished)
+    (unfinished / "metrics.json").unlink()
+    truncated = tmp_path / "truncated"
+    shutil.copytree(runs["mf"], truncated)
+    data = (truncated / "model.safetensors").read_bytes()
+    (truncated / "model.safetensors").write_bytes(data[: len(data) // 2])
+    mismatched = tmp_path / "mismatched"
+    shutil.copytree(runs["mf"], mismatched)
+    ids = json.loads((mismatched / "ids.json").read_text())
+    (mismatched / "ids.json").write_text(json.dumps({**ids, "items": ids["items"][:-1]}))
+    for broken in (unfinished, truncated, mismatched, tmp_path / "missing"):
+        r = app.post("/reload", json={"run_dir": str(broken)}, headers=AUTH)
+        assert r.status_code == 422 and r.json()["model_version"] == 2, r.text
+        assert "reload refused" in r.json()["error"]
+        no_traceback(r)
+        assert app.get("/health").json()["model_version"] == 2
+    r = app.post("/reload", headers=AUTH)  # the source is now the cml run
+    assert r.status_code == 200 and r.json()["model_version"] == 3
+    text = app.get("/metrics", headers=AUTH).text
+    assert 'negspace_reloads_total{result="ok"} 2.0' in text
+    assert 'negspace_reloads_total{result="refused"} 4.0' in text
+    after = {name: snapshot(path) for name, path in runs.items()}
+    assert after == before  # serving never writes a run directory
+
+
+def test_requests_during_reloads_all_succeed(runs):
+    app = client(runs["mf"], token=TOKEN)
+    failures, done = [], threading.Event()
+
+    def load() -> None:
+        for i in range(6):
+            run = runs["cml"] if i % 2 == 0 else runs["mf"]
+            assert app.post("/reload", json={"run_dir": str(run)}, headers=AUTH).status_code == 200
+        done.set()
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    answered = 0
+    while not done.is_set() or answered < 20:
+        r = app.post("/recommend", json={"users": ["u1", "u2"], "k": 5}, headers=AUTH)
+        answered += 1
+        if r.status_code != 200 or len(r.json()["results"]) != 2:
+            failures.append(r.text)
+    thread.join()
+    assert not failures and app.get("/health").json()["model_version"] == 7
