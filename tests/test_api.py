@@ -202,7 +202,7 @@ def test_time_split_holds_out_each_users_latest_rows():
 def test_unfitted_recommender_says_so():
     with pytest.raises(NegspaceError, match="not fitted"):
         Recommender().recommend("u1")
-    with pytest.raises(NegspaceError, match="--model must be one of"):
+    with pytest.raises(NegspaceError, match="^model must be one of .*; got 'nope'$"):
         Recommender("nope")
 
 
@@ -267,3 +267,35 @@ def test_a_run_saved_from_python_records_its_data_and_evaluate_follows(data, tmp
     from negspace.data import load_dataset
     want = rec.evaluate(load_dataset(str(folder)).test)
     assert got["ndcg@20"] == pytest.approx(want["ndcg@20"]) and got["n_eval_users"] == 240
+
+
+def test_python_errors_speak_python_with_suggestions(data, tmp_path, capsys):
+    cases = [(dict(epoch=2), "unknown option 'epoch'; did you mean 'epochs'"),
+             (dict(factors=64), "unknown option 'factors'; did you mean 'dim'?"),  # implicit's
+             (dict(learning_rate=0.1), "did you mean 'lr'?"),
+             (dict(model="two_tower"), "got 'two_tower'; did you mean 'two-tower'?"),
+             (dict(progress="maybe"), "^progress expects bool"),
+             (dict(sampler="in-batch", loss="bpr"), "^sampler in-batch needs loss softmax")]
+    for options, message in cases:
+        with pytest.raises(NegspaceError, match=message) as caught:
+            Recommender(**{"model": "mf", **options})
+        assert "--" not in str(caught.value), str(caught.value)
+    rec = Recommender("mf", **{**OPTIONS, "epochs": 1})
+    with pytest.raises(NegspaceError, match="unknown keyword 'usr'.*did you mean 'user'"):
+        rec.fit(data, usr="user")
+    rec.fit(data)
+    with pytest.raises(NegspaceError, match="unknown keyword 'k'.*did you mean 'ks'"):
+        rec.evaluate(data, k=10)
+    rec.save(tmp_path / "run")
+    with pytest.raises(NegspaceError, match="pass overwrite=True to replace it"):
+        rec.save(tmp_path / "run")
+    # the command line keeps its flags, and suggests flags
+    capsys.readouterr()
+    assert main(["train", "--factors", "64", "--out", str(tmp_path / "x")]) == 2
+    assert "did you mean --dim?" in capsys.readouterr().err
+    assert main(["train", "--model", "two_tower", "--out", str(tmp_path / "x")]) == 2
+    assert "--model must be one of" in capsys.readouterr().err
+    toml = tmp_path / "c.toml"
+    toml.write_text("epoch = 3\n")
+    assert main(["train", "--config", str(toml), "--out", str(tmp_path / "x")]) == 2
+    assert "unknown option 'epoch'; did you mean 'epochs'" in capsys.readouterr().err

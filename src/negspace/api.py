@@ -18,7 +18,7 @@ import torch
 from negspace.data.frames import interactions_from
 from negspace.data.interactions import Interactions
 from negspace.data.splits import holdout_split
-from negspace.errors import NegspaceError
+from negspace.errors import NegspaceError, did_you_mean
 from negspace.evaluation.evaluator import evaluate
 from negspace.data.features import encode_side_features
 from negspace.experiments.rundir import (load_run, prepare_run_dir, save_interactions,
@@ -157,6 +157,7 @@ class Recommender:
         """The training interactions; records where they came from, for config.json: a dataset
         name or file is read as `negspace train --dataset` reads it (this config's filters), so
         `negspace evaluate` can read it again; anything else is data held in memory."""
+        _check_columns(columns, ("user_features", "item_features"))
         if isinstance(data, (str, Path)):
             from negspace.experiments.run import load_for
             self.config.dataset = str(data)
@@ -402,6 +403,7 @@ class Recommender:
             written to metrics.json by `save`.
         """
         train = self._need_fitted()
+        _check_columns(columns, ("ks",), {"k": "ks", "cutoffs": "ks"})
         held = interactions_from(test, user_ids=train.user_ids, item_ids=train.item_ids,
                                  **columns).binarized()
         u, v = self.user_vectors, self.item_vectors
@@ -472,6 +474,20 @@ class Recommender:
                                     f"{path} --faiss writes one)")
             rec.index = ann.read_index(stored, run.measure, run.item_vectors.numpy())
         return rec
+
+
+COLUMN_KEYWORDS = ("user", "item", "weight", "min_weight", "data_dir")
+
+
+def _check_columns(columns: Mapping[str, Any], others: Sequence[str] = (),
+                   aliases: Mapping[str, str] | None = None) -> None:
+    """Refuses a keyword that `interactions_from` does not take, suggesting the closest one
+    (`usr=` -> 'user'), instead of the TypeError of a function the caller never called."""
+    for key in columns:
+        if key not in COLUMN_KEYWORDS:
+            hint = did_you_mean(key, (*COLUMN_KEYWORDS, *others), aliases or {})
+            raise NegspaceError(f"unknown keyword {key!r}; the column keywords are "
+                                f"{', '.join(COLUMN_KEYWORDS)}{hint}")
 
 
 def _as_list(values: Any) -> list:

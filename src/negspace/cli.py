@@ -8,14 +8,28 @@ import os
 import sys
 from typing import Any, Sequence
 
-from negspace.errors import NegspaceError, TrainingInterrupted
+from negspace.errors import NegspaceError, TrainingInterrupted, command_line_terms, did_you_mean
 
 
 class _Parser(argparse.ArgumentParser):
     """Reports usage errors as one line and exit code 2, like every other input error."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        unknown = message.split("unrecognized arguments: ", 1)[1].split() if \
+            message.startswith("unrecognized arguments: ") else []
+        if unknown and unknown[0].startswith("--"):
+            message += did_you_mean(unknown[0].split("=")[0], self._flags(), flags=True)
         raise NegspaceError(f"{self.prog}: {message}")
+
+    def _flags(self) -> set[str]:
+        """Every --flag of this parser and its subcommands, as option names (dashes: _)."""
+        names: set[str] = set()
+        for action in self._actions:
+            names |= {s[2:].replace("-", "_") for s in action.option_strings if s.startswith("--")}
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    names |= sub._flags() if isinstance(sub, _Parser) else set()
+        return names
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
@@ -278,6 +292,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one command; returns the exit status (2: bad input, said in one line on stderr)."""
+    with command_line_terms():  # errors name options as flags here (--dim), not as dim=
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
         handler = {"train": _train, "evaluate": _evaluate, "recommend": _recommend,

@@ -68,7 +68,7 @@ def test_read_index_refuses_other_vectors_measures_and_files(tmp_path):
     (tmp_path / "junk").write_bytes(b"not an index")
     with pytest.raises(NegspaceError, match="not a faiss index"):
         ann.read_index(tmp_path / "junk", "l2", v.numpy())
-    with pytest.raises(NegspaceError, match="--index must be one of"):
+    with pytest.raises(NegspaceError, match="index must be one of"):
         ann.build_index(v.numpy(), "l2", "lsh")
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from negspace.errors import NegspaceError
+from negspace.errors import NegspaceError, did_you_mean
 
 MODELS = ("cml", "mf", "simplex", "two-tower")
 LOSSES = ("triplet", "bpr", "ccl", "mml", "softmax", "bsl")
@@ -97,6 +97,7 @@ class TrainConfig:
     time_cut: str = field(default="0.8", metadata=_opt("--split time: a quantile in (0, 1) of the times, a time in the file's unit (>= 1), or a date like 2015-06-01"))
     last_n: int = field(default=1, metadata=_opt("--split last: interactions held out per user", low=1))
     val_users: int = field(default=0, metadata=_opt("validate on a seeded sample of this many users (0: all); the test evaluation always ranks for every user", low=0))
+    nproc: int = field(default=1, metadata=_opt("data-parallel training in this many local processes (torch.distributed, gloo; docs/scale.md)", low=1))
     eval_every: int = field(default=1, metadata=_opt("validate every K epochs", low=1))
     patience: int = field(default=3, metadata=_opt("stop after this many validations without improvement", low=1))
     min_epochs: int = field(default=5, metadata=_opt("never stop early before this epoch (CML can plateau at first)", low=0))
@@ -168,7 +169,8 @@ class TrainConfig:
             if value is None or isinstance(value, (bool, str)) and not meta.get("choices"):
                 continue
             if meta.get("choices") and value not in meta["choices"]:
-                raise NegspaceError(f"--{_flag(f.name)} must be one of {', '.join(meta['choices'])}; got {value!r}")
+                raise NegspaceError(f"--{_flag(f.name)} must be one of {', '.join(meta['choices'])}; "
+                                    f"got {value!r}{did_you_mean(str(value), meta['choices'], {})}")
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 low, high = meta.get("low"), meta.get("high")
                 if low is not None and (value < low or (meta.get("low_open") and value == low)):
@@ -189,9 +191,6 @@ class TrainConfig:
         if self.sampler in EMBEDDING_SAMPLERS and loss not in (*SOFTMAX_LOSSES, "triplet", *COSINE_LOSSES):
             raise NegspaceError(f"--sampler {self.sampler} needs --loss softmax, bsl, triplet, ccl "
                                 f"or mml; got {loss}")
-        if self.sampler == "full" and loss == "triplet":
-            raise NegspaceError("--sampler full needs --loss softmax, bsl, ccl or mml (the triplet "
-                                "loss takes per-row negatives)")
         if self.sampler in EMBEDDING_SAMPLERS and self.negative_mode == "shared":
             raise NegspaceError(f"--sampler {self.sampler} already shares its negatives; "
                                 "drop --negative-mode shared")
@@ -279,7 +278,7 @@ def normalise_keys(raw: dict[str, Any], where: str) -> dict[str, Any]:
     for key, value in raw.items():
         name = key.replace("-", "_")
         if name not in known:
-            raise NegspaceError(f"{where}: unknown option {key!r}")
+            raise NegspaceError(f"{where}: unknown option {key!r}{did_you_mean(name, known)}")
         out[name] = value
     return out
 
@@ -288,6 +287,9 @@ def make_config(values: dict[str, Any]) -> TrainConfig:
     """Builds and validates a config, coercing types so that TOML ints pass for floats."""
     kwargs = {}
     types = {f.name: f.type for f in fields(TrainConfig)}
+    unknown = [name for name in values if name not in types]
+    if unknown:  # a misspelt keyword (Recommender(epoch=2)) or another library's name (factors=)
+        raise NegspaceError(f"unknown option {unknown[0]!r}{did_you_mean(unknown[0], types)}")
     for name, value in values.items():
         kwargs[name] = _coerce(name, value, types[name])
     return TrainConfig(**kwargs).validate()
