@@ -12,6 +12,11 @@ from negspace import Recommender
 
 pytest.importorskip("fastapi")
 
+
+def pytest_configure(config) -> None:
+    # starlette 1.x asks for httpx2 in its test client; httpx still works, FastAPI documents it
+    config.addinivalue_line("filterwarnings", "ignore:Using `httpx` with `starlette.testclient`")
+
 OPTIONS = dict(dim=16, epochs=3, validation=0, progress=False, threads=1, batch_size=256)
 
 

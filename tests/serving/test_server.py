@@ -1,0 +1,120 @@
+"""A real `negspace serve` process: uvicorn on 127.0.0.1 at a free port, queried over HTTP, told
+to reload with SIGHUP (a new run, then a broken one it must refuse), and stopped with SIGTERM."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from negspace.cli import main
+
+DEADLINE = 60.0  # seconds for the process to come up (imports torch) or to answer a reload
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def call(port: int, path: str, body: dict | None = None, timeout: float = 5.0) -> tuple[int, dict | str]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as r:
+            text, status = r.read().decode(), r.status
+    except urllib.error.HTTPError as e:
+        text, status = e.read().decode(), e.code
+    return status, (json.loads(text) if text.startswith("{") else text)
+
+
+def wait_for(check, what: str, proc: subprocess.Popen, deadline: float = DEADLINE):
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited ({proc.returncode}) waiting for {what}: "
+                                 f"{proc.stderr.read().decode()[-2000:]}")
+        try:
+            value = check()
+            if value:
+                return value
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_real_server_reloads_on_sighup_and_stops(runs, tmp_path):
+    link = tmp_path / "current"
+    link.symlink_to(runs["mf"])
+    port = free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "negspace.cli", "serve", str(link),
+                             "--port", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=env)
+    try:
+        wait_for(lambda: call(port, "/health")[0] == 200, "startup", proc)
+        status, body = call(port, "/recommend", {"users": ["u3"], "k": 4})
+        assert status == 200 and body["model_version"] == 1 and len(body["results"][0]["items"]) == 4
+        assert call(port, "/recommend", {"users": ["nobody"]})[0] == 404
+        assert call(port, "/model")[1]["model"] == "mf"
+
+        # point the link at another run and send SIGHUP: the new model serves as version 2
+        tmp_link = tmp_path / "next"
+        tmp_link.symlink_to(runs["cml"])
+        os.replace(tmp_link, link)
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: call(port, "/model")[1]["version"] == 2, "reload to the cml run", proc)
+        assert call(port, "/model")[1]["model"] == "cml"
+
+        # a half-written run: refused, version 2 keeps serving
+        broken = tmp_path / "broken"
+        shutil.copytree(runs["mf"], broken)
+        (broken / "metrics.json").unlink()
+        tmp_link.symlink_to(broken)
+        os.replace(tmp_link, link)
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: 'negspace_reloads_total{result="refused"} 1.0' in call(port, "/metrics")[1],
+                 "the refused reload", proc)
+        status, body = call(port, "/recommend", {"users": ["u3"], "k": 4})
+        assert status == 200 and body["model_version"] == 2
+
+        proc.send_signal(signal.SIGTERM)
+        # uvicorn finishes in-flight requests, then re-raises the signal it caught
+        assert proc.wait(timeout=20) in (0, -signal.SIGTERM)
+        log = proc.stderr.read().decode()
+        assert "refused" in log and "Finished server process" in log
+        assert "Traceback" not in log
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def test_serve_refuses_bad_setups_in_one_line(runs, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["serve", str(tmp_path / "empty")]) == 2
+    assert "not a finished run directory" in capsys.readouterr().err
+    assert main(["serve", str(runs["mf"]), "--token-file", str(tmp_path / "none")]) == 2
+    assert "token file not found" in capsys.readouterr().err
+    (tmp_path / "blank").write_text("\n")
+    assert main(["serve", str(runs["mf"]), "--token-file", str(tmp_path / "blank")]) == 2
+    assert "empty" in capsys.readouterr().err
+    assert main(["serve", str(runs["cml"]), "--faiss"]) == 2
+    assert "items.faiss" in capsys.readouterr().err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        assert main(["serve", str(runs["mf"]), "--port", str(busy.getsockname()[1])]) == 2
+        err = capsys.readouterr().err
+        assert "cannot listen" in err and len(err.strip().splitlines()) == 1
