@@ -49,7 +49,7 @@ class BufferedScorer:
             n, n_items = u.shape[0], self.items_t.shape[1]
             dtype = torch.result_type(u, self.items_t)
             if self.buffer is None or self.buffer.shape[0] < n or self.buffer.dtype != dtype:
-                self.buffer = torch.empty((n, n_items), dtype=dtype)
+                self.buffer = torch.empty((n, n_items), dtype=dtype, device=u.device)
             out = self.buffer[:n]
             torch.mm(u, self.items_t, out=out)
             if self.measure == "l2":
@@ -61,4 +61,8 @@ def model_scorer(model: EmbeddingModel) -> BufferedScorer:
     """A buffered full-ranking scorer of a model, with the item vectors computed once."""
     with torch.no_grad():
         items = model.item_vectors(None)
-    return BufferedScorer(model.user_vectors, items, model.measure)
+    if items.device.type == "cpu":
+        return BufferedScorer(model.user_vectors, items, model.measure)
+    # a model on an accelerator: the users' indices go there, the scores stay there
+    return BufferedScorer(lambda users: model.user_vectors(users.to(items.device)), items,
+                          model.measure)

@@ -101,21 +101,22 @@ def _chunk_topk(scores: torch.Tensor, rows: np.ndarray, k: int, exclude: Interac
             raise ValueError(f"candidates must lie in [0, {n_items})")
         # rank only the candidate columns (a fresh tensor) and translate excluded items into
         # candidate positions; items outside the candidates drop out
-        scores = scores[:, torch.from_numpy(cand)]
+        scores = scores[:, torch.from_numpy(cand).to(scores.device)]
         slot = np.full(n_items, -1, np.int64)
         slot[cand] = np.arange(len(cand))
         cols = slot[cols]
         row_pos, cols = row_pos[cols >= 0], cols[cols >= 0]
     elif not scores.is_contiguous():
         scores = scores.contiguous()  # also rules out expanded tensors, which cannot be written
-    r, c = torch.from_numpy(row_pos), torch.from_numpy(cols)
+    # the seen cells go to the scores' device (a GPU keeps the chunk and its top-k there)
+    r, c = torch.from_numpy(row_pos).to(scores.device), torch.from_numpy(cols).to(scores.device)
     saved = scores[r, c]  # advanced indexing copies: the values to put back
     scores[r, c] = float("-inf")
     try:
         top_scores, top_idx = torch.topk(scores, min(k, scores.shape[1]), dim=1)
     finally:
         scores[r, c] = saved
-    top_scores, top_idx = top_scores.numpy(), top_idx.numpy().astype(np.int64)
+    top_scores, top_idx = top_scores.cpu().numpy(), top_idx.cpu().numpy().astype(np.int64)
     if np.isnan(top_scores).any():  # topk ranks NaN first, so any admissible NaN shows up here
         bad = int(np.isnan(top_scores).any(axis=1).sum())
         raise NegspaceError(f"the model produced NaN scores for {bad} users; it has diverged")

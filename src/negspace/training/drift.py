@@ -39,24 +39,32 @@ class DriftMeter:
     def record(self, model: EmbeddingModel) -> None:
         """Takes the snapshot after a step (call it once per step)."""
         with torch.no_grad():
-            now = model.item_vectors(self.items).detach().clone()
+            device = next(model.parameters()).device
+            if self.items.device != device:
+                self.items = self.items.to(device)
+            now = model.item_vectors(self.items).detach().float().clone()
+        if self.snapshots and self.snapshots[0].device != now.device:  # resumed elsewhere
+            self.snapshots = deque((v.to(now.device) for v in self.snapshots),
+                                   maxlen=self.snapshots.maxlen)
         self.snapshots.append(now)
         for k in LAGS:
             if len(self.snapshots) > k:
-                self.sums[k] += float((now - self.snapshots[-1 - k]).norm(dim=1).sum())
+                change = (now - self.snapshots[-1 - k]).norm(dim=1).sum()
+                # on an accelerator the sums stay there (read once an epoch, not every step)
+                self.sums[k] += float(change) if device.type == "cpu" else change.double()
                 self.counts[k] += 1
 
     def epoch_summary(self) -> dict[str, float]:
         """{"drift_1": ..., "drift_5": ..., "drift_10": ...}: the epoch's mean summed change (NaN
         for a lag with no pair of snapshots yet); resets the sums, keeps the snapshots."""
-        out = {f"drift_{k}": (self.sums[k] / self.counts[k] if self.counts[k] else float("nan"))
+        out = {f"drift_{k}": (float(self.sums[k]) / self.counts[k] if self.counts[k] else float("nan"))
                for k in LAGS}
         self.sums = {k: 0.0 for k in LAGS}
         self.counts = {k: 0 for k in LAGS}
         return out
 
     def state_dict(self) -> dict:
-        return {"snapshots": list(self.snapshots), "sums": dict(self.sums),
+        return {"snapshots": list(self.snapshots), "sums": {k: float(v) for k, v in self.sums.items()},
                 "counts": dict(self.counts)}
 
     def load_state_dict(self, state: dict) -> None:

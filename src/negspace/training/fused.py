@@ -41,7 +41,8 @@ class CMLTripletStep:
     def __init__(self, model: CML, objective: Objective, optimizer: RowAdam,
                  compiled: bool | None = None) -> None:
         self.model, self.objective, self.optimizer = model, objective, optimizer
-        self.compiled = kernels.AVAILABLE if compiled is None else compiled
+        on_cpu = model.users.weight.device.type == "cpu"  # the kernels read host memory
+        self.compiled = kernels.AVAILABLE and on_cpu if compiled is None else compiled
         if self.compiled and not kernels.AVAILABLE:
             raise NegspaceError("the compiled CML step needs numba: pip install 'negspace[fast]'")
 
@@ -124,7 +125,7 @@ class CMLTripletStep:
             impostors = (d2_neg < (d2_pos + obj.margin).unsqueeze(1)).sum(dim=1).to(u.dtype)
             weight = weight * torch.log1p(torch.floor(self.model.n_items * impostors / n_neg))
         loss = (weight * hinge).sum()
-        rows = torch.arange(b)
+        rows = torch.arange(b, device=users.device)
         diff_k = diff_n[rows, k]                         # u - n_k, the hardest negative's
         w2 = (2 * weight).unsqueeze(1)
         g_u = w2 * (diff_p - diff_k)
@@ -144,9 +145,9 @@ class CMLTripletStep:
         dots = (p.unsqueeze(1) * n).sum(-1)              # [B, N]
         q, m1, m2 = dots.numel(), dots.mean(), dots.pow(2).mean()
         over = m2 - 1.0 / p.shape[-1]
-        coef = torch.full_like(dots, float(2 * m1 / q))  # d/d dots of m1^2
-        if over > 0:                                     # and of [m2 - 1/d]_+
-            coef += dots * (2.0 / q)
+        coef = (2 * m1 / q).expand_as(dots)              # d/d dots of m1^2
+        # and of [m2 - 1/d]_+ (a where, not an if: no wait for the device)
+        coef = torch.where(over > 0, coef + dots * (2.0 / q), coef)
         coef *= self.objective.gor_weight
         g_p += (coef.unsqueeze(2) * n).sum(1)
         g_n += coef.unsqueeze(2) * p.unsqueeze(1)

@@ -29,6 +29,7 @@ from negspace.training.drift import DriftMeter
 from negspace.training.objective import Objective
 from negspace.training.fused import CMLTripletStep
 from negspace.training.shared_step import SharedCosineStep
+from negspace.training.device_step import DeviceStep
 from negspace.training.optim import SparseFriendlyAdam
 from negspace.training.schedule import PlateauSchedule, current_lr, scale_lr
 
@@ -63,6 +64,9 @@ class TrainerOptions:
             (docs/performance.md), while evaluation's large products gain from every core.
         fused: take the hand-written step of training/fused.py where it applies (CML on the
             sphere, triplet hinge, per-row negatives): the same maths without autograd.
+        precision, device_step: for a model on an accelerator (training/device_step.py): the
+            step, its draws and the loss sum stay on the device; device_step None: when the
+            model is off the CPU (True forces it on the CPU, for tests).
         lr_schedule, lr_decay, lr_floor: "plateau" multiplies the learning rate by `lr_decay`
             (not below `lr_floor`) and reloads the best validated weights after each validation
             that does not improve; "none" keeps the rate (training/schedule.py). Either way
@@ -94,6 +98,8 @@ class TrainerOptions:
     lr_schedule: str = "none"
     lr_decay: float = 0.1
     lr_floor: float = 1e-6
+    precision: str = "fp32"
+    device_step: bool | None = None
 
 
 @dataclass
@@ -164,6 +170,8 @@ class Trainer:
         # (batch users, batch items, future of their draw, sampler state before that draw)
         self._pending: tuple[torch.Tensor, torch.Tensor, Future, dict] | None = None
         self.following: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.dist: Any = None  # a DistContext under --nproc (training/distributed.py attaches it)
+        self.device_step = DeviceStep.build(self, options.precision, options.device_step)
 
     def _draw(self, users: torch.Tensor, items: torch.Tensor) -> Any:
         if getattr(self.sampler, "shared", False):
@@ -204,6 +212,8 @@ class Trainer:
         to the next batch, the draw of its negatives starts in the background (see
         TrainerOptions.prefetch)."""
         following, self.following = self.following, None
+        if self.device_step is not None:  # on an accelerator: no host round trip per step
+            return self.device_step(users, items)
         enqueue, update = False, None
         if getattr(self.sampler, "embedding_level", False):
             # In-batch, uniform sampled-softmax or memory-bank negatives, scored as vectors.
@@ -228,6 +238,8 @@ class Trainer:
             else:
                 loss = self.objective(self.model, users, items, neg)
         value = float(loss.detach())
+        if self.dist is not None:  # the global batch's loss (training/distributed.py)
+            value = self.dist.global_loss(value, len(users), self.global_step)
         if not math.isfinite(value):  # before the update: the parameters stay as they were
             raise self._diverged(f"loss became {value} at epoch {self.epoch}, step "
                                  f"{self.step_in_epoch + 1} of {self.n_steps} (step "
@@ -240,6 +252,8 @@ class Trainer:
         else:
             self.optimizer.zero_grad()
             loss.backward()
+            if self.dist is not None:
+                self.dist.reduce_gradients(self.model)
             self.optimizer.step()
         if self.drift is not None:
             self.drift.record(self.model)
@@ -257,6 +271,8 @@ class Trainer:
         else:  # resumed mid-epoch: draw the same shuffle again, the generator ends where it did
             self.gen.set_state(self.epoch_gen_state)
         perm = torch.randperm(len(self.users), generator=self.gen)
+        if self.dist is not None:  # this rank's share of every global batch
+            perm = self.dist.shard(perm, self.opt.batch_size)
         every = self.opt.checkpoint_every if self.opt.checkpoint is not None else 0
         threads = torch.get_num_threads()
         if self.opt.step_threads:
@@ -297,11 +313,15 @@ class Trainer:
                 t0, c0 = time.perf_counter(), time.process_time()
                 if stop:
                     raise self._interrupted(signals.received)
+        if self.device_step is not None:
+            self.epoch_loss += self.device_step.flush()  # waits for the device: timings are whole
         self.epoch_seconds += time.perf_counter() - t0
         self.epoch_cpu += time.process_time() - c0
 
     def validate(self) -> dict[str, float]:
         self.model.eval()
+        if self.dist is not None:  # users split over the ranks, rank 0's metrics broadcast
+            return self.dist.evaluate(score_fn(self.model), self.train, self.validation)
         return evaluate(score_fn(self.model), self.train, self.validation, ks=(20, 50))
 
     def fit(self, resume: dict[str, Any] | None = None) -> TrainResult:
@@ -315,7 +335,10 @@ class Trainer:
         """
         if resume is not None:
             self.load_state(resume)
-        guard = StopSignals() if self.opt.checkpoint is not None else contextlib.nullcontext()
+        # Under --nproc the launcher ends every rank on a signal; a rank that checkpointed alone
+        # would wait forever for the others in the gather, so only a single process traps them.
+        guard = (StopSignals() if self.opt.checkpoint is not None and self.dist is None
+                 else contextlib.nullcontext())
         with guard as signals:
             while not self.finished:
                 self._epoch(signals)
@@ -387,6 +410,8 @@ class Trainer:
             # a background draw of the next batch's negatives is not part of the state yet
             "sampler": (self._pending[3] if self._pending is not None
                         else self.sampler.state_dict()),
+            **({"device_sampler": self.device_step.state_dict()}
+               if self.device_step is not None else {}),
             "generator": self.gen.get_state(),
             "epoch_generator": self.epoch_gen_state, "rng": rng_states(),
             "result": {"history": r.history, "best_epoch": r.best_epoch,
@@ -399,11 +424,15 @@ class Trainer:
         """Continues from `state()` of a trainer built with the same configuration and data."""
         if state.get("fingerprint") != self.opt.fingerprint:
             raise NegspaceError("the checkpoint was written by a run with other options or data")
+        if self.dist is not None:  # this rank's own sampler and RNG states
+            state = self.dist.local_state(state)
         self._drop_prefetch()
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.sampler.load_state_dict(state["sampler"])
+            if self.device_step is not None and "device_sampler" in state:
+                self.device_step.load_state_dict(state["device_sampler"])
             self.gen.set_state(state["generator"])
             pos = state["position"]
             self.epoch, self.step_in_epoch = pos["epoch"], pos["step"]
@@ -422,8 +451,12 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         """Writes `state()` atomically; never a checkpoint holding non-finite parameters."""
+        if self.device_step is not None:
+            self.epoch_loss += self.device_step.flush()
         self._check_parameters()
-        save_checkpoint(self.opt.checkpoint, self.state())
+        state = self.state() if self.dist is None else self.dist.gather_state(self.state())
+        if state is not None:  # None: a rank other than 0, which does not write
+            save_checkpoint(self.opt.checkpoint, state)
         self.last_checkpoint = (self.epoch, self.step_in_epoch)
 
     def _check_parameters(self) -> None:
