@@ -34,6 +34,7 @@ from negspace.retrieval.foldin import fold_in
 from negspace.retrieval.topk import topk_items
 from negspace.samplers.base import NegativeSampler
 from negspace.training.config import TrainConfig, config_fields, make_config
+from negspace.training.device import configure, resolve_device
 
 ModelFactory = Callable[[int, int], EmbeddingModel]
 """(n_users, n_items) -> an initialised model."""
@@ -86,6 +87,7 @@ class Recommender:
         self.history: list[dict] = []
         self.metrics: dict[str, float] = {}
         self.index: Any = None
+        self._items_on_device: torch.Tensor | None = None  # item vectors on a GPU, for ranking
         self._features: TowerFeatures | None = None  # a fitted two-tower model's encoders
         self._user_encoder: list | None = None  # a loaded two-tower run's user encoder (JSON)
         self._source: dict[str, Any] = {"dataset": None, "data": "data held in memory"}
@@ -115,6 +117,8 @@ class Recommender:
         cfg = self.config
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        device = self._device()
+        configure(device, cfg.precision, cfg.deterministic)
         train = self._read(data, columns).binarized()
         if cfg.validation > 0:
             fit_on, validation = holdout_split(train, cfg.validation, cfg.seed)
@@ -136,7 +140,8 @@ class Recommender:
                                  select_metric=cfg.select_metric or "ndcg@50",
                                  progress=cfg.progress, step_threads=cfg.step_threads,
                                  lr_schedule=cfg.lr_schedule, lr_decay=cfg.lr_decay,
-                                 lr_floor=cfg.lr_floor)
+                                 lr_floor=cfg.lr_floor, precision=cfg.precision)
+        model = model.to(device)
         if self._model_factory is not None:
             # the default loss and the saved config.json follow the model actually built
             names = {"CML": "cml", "MF": "mf", "SimpleX": "simplex"}
@@ -147,6 +152,7 @@ class Recommender:
         model.eval()
         if isinstance(model, (SimpleX, TwoTower)):  # served vectors read the whole history
             model.set_history(train)
+            model.to(device)
         self.model, self.history, self.train = model, result.history, train
         self._features = features if isinstance(model, TwoTower) else None
         with torch.no_grad():
@@ -169,6 +175,10 @@ class Recommender:
             self._source = {"dataset": str(data), "data": f"dataset {data}"}
             return load_for(self.config).interactions  # a given split's training part
         self._source = {"dataset": None, "data": f"{type(data).__name__} held in memory"}
+        if isinstance(data, pd.DataFrame):  # the file options name a DataFrame's columns too
+            for key in ("user", "item", "weight"):
+                if getattr(self.config, f"{key}_col") is not None:
+                    columns.setdefault(key, getattr(self.config, f"{key}_col"))
         return interactions_from(data, **columns)
 
     def _side_features(self, train: Interactions, users: pd.DataFrame | None,
@@ -189,8 +199,10 @@ class Recommender:
         return TowerFeatures(u, i, ue, ie)
 
     def _set_vectors(self, users: torch.Tensor, items: torch.Tensor, measure: str) -> None:
-        self.user_vectors = users.detach().float().contiguous()
-        self.item_vectors = items.detach().float().contiguous()
+        # kept on the host (index, save, fold-in); rankings score on self._device()
+        self.user_vectors = users.detach().float().cpu().contiguous()
+        self.item_vectors = items.detach().float().cpu().contiguous()
+        self._items_on_device = None
         self.measure = measure
         self.index = None  # an index over older vectors would answer for another model
 
@@ -370,13 +382,26 @@ class Recommender:
             # score_fn receives positions into `rows`; the mask reads the matching seen rows
             positions = np.arange(len(keys))
             mask = None if seen_rows is None else _reindex(seen, rows)
-            top, scores = topk_items(
-                lambda p: score_matrix(vectors[p], self.item_vectors, self.measure), positions, k,
-                exclude=mask, candidates=cand)
+            top, scores = topk_items(self._scorer(vectors), positions, k, exclude=mask,
+                                     candidates=cand)
         else:
             top, scores = ann.search(self.index, self.measure, vectors.numpy(), k,
                                      exclude=seen if seen_rows is not None else None, rows=rows)
         return top, scores
+
+    def _device(self) -> torch.device:
+        """Where this recommender trains and scores (the `device` option: auto, cpu, cuda[:N])."""
+        return resolve_device(self.config.device)
+
+    def _scorer(self, vectors: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """positions -> scores of those rows of `vectors` against every item, on the device."""
+        device = self._device()
+        if device.type == "cpu":
+            return lambda p: score_matrix(vectors[p], self.item_vectors, self.measure)
+        if self._items_on_device is None or self._items_on_device.device != device:
+            self._items_on_device = self.item_vectors.to(device)
+        items = self._items_on_device
+        return lambda p: score_matrix(vectors[p].to(device), items, self.measure)
 
     # -- faiss ----------------------------------------------------------------------------------
 
@@ -406,8 +431,7 @@ class Recommender:
         _check_columns(columns, ("ks",), {"k": "ks", "cutoffs": "ks"})
         held = interactions_from(test, user_ids=train.user_ids, item_ids=train.item_ids,
                                  **columns).binarized()
-        u, v = self.user_vectors, self.item_vectors
-        self.metrics = evaluate(lambda r: score_matrix(u[r], v, self.measure), train, held, ks=ks)
+        self.metrics = evaluate(self._scorer(self.user_vectors), train, held, ks=ks)
         return self.metrics
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
@@ -439,7 +463,8 @@ class Recommender:
         return out
 
     @classmethod
-    def load(cls, path: str | Path, index: bool = False) -> "Recommender":
+    def load(cls, path: str | Path, index: bool = False,
+             device: str | None = None) -> "Recommender":
         """Reads a run directory written by `save` or `negspace train`.
 
         Args:
@@ -448,6 +473,8 @@ class Recommender:
                 so that `recommend` ranks with it, as `negspace recommend --faiss` does. Off by
                 default: an exact answer never silently becomes an approximate one. With True,
                 a missing items.faiss, or faiss not installed, is an error.
+            device: where rankings are scored (auto, cpu, cuda, cuda:N; default auto, whatever
+                device the run was trained on: a GPU run loads on a CPU-only machine).
 
         Returns:
             A fitted Recommender (vectors, id maps, training interactions; no trainable model,
@@ -457,6 +484,7 @@ class Recommender:
         known = {f.name for f in config_fields()}
         rec = cls(**{k: v for k, v in run.config.items() if k in known and k != "model"},
                   model=run.config.get("model", "cml"))
+        rec.config.device = device or "auto"
         rec.train = run.train
         if run.config.get("protocol", "python") != "python":  # a CLI run: saved again, it
             rec._source = {"protocol": run.config["protocol"]}  # keeps its split's protocol

@@ -47,6 +47,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                        metavar=f.name.upper())
 
 
+_DEVICE_HELP = "auto (a GPU when there is one), cpu, cuda or cuda:N"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="negspace", description="Embedding recommenders trained with better negatives.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -62,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="recompute a run's test metrics")
     ev.add_argument("run_dir")
     ev.add_argument("--data-dir", help="folder holding named datasets")
+    ev.add_argument("--device", default="auto", help=_DEVICE_HELP)
 
     rec = sub.add_parser("recommend", help="top items for a user of a run")
     rec.add_argument("run_dir")
@@ -70,12 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="two-tower runs: a new user as JSON {\"features\": {column: value}, "
                           "\"items\": [item ids]}, scored without retraining")
     rec.add_argument("-k", type=int, default=10, help="number of items")
+    rec.add_argument("--device", default="auto", help=_DEVICE_HELP)
     rec.add_argument("--json", action="store_true", help="print JSON")
     rec.add_argument("--faiss", action="store_true",
                      help="rank with RUN_DIR/items.faiss (see export); seen items still filtered")
 
     exp = sub.add_parser("export", help="write a retrieval index of a run's item vectors")
     exp.add_argument("run_dir")
+    exp.add_argument("--device", default="auto",
+                     help="checked like train's --device; the faiss index itself is built on the CPU")
     exp.add_argument("--faiss", action="store_true", required=True,
                      help="write RUN_DIR/items.faiss (needs the faiss extra)")
     exp.add_argument("--index", choices=("flat", "ivf", "hnsw"), default="flat",
@@ -85,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("config")
     grid.add_argument("--out", help="output folder (overrides the file's)")
     grid.add_argument("--dry-run", action="store_true", help="list the cells and exit")
+    grid.add_argument("--device", default=None,
+                      help="every cell's device (overrides the file's): " + _DEVICE_HELP)
 
     tune = sub.add_parser("tune", help="search a space of options on validation (Optuna), then "
                           "write the recipe and refit it")
@@ -177,7 +186,7 @@ def _print_metrics(metrics: dict[str, float]) -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     from negspace.experiments.evaluate import evaluate_run
 
-    metrics = evaluate_run(args.run_dir, data_dir=args.data_dir)
+    metrics = evaluate_run(args.run_dir, data_dir=args.data_dir, device=args.device)
     _print_metrics(metrics)
     return 0
 
@@ -200,7 +209,7 @@ def _recommend(args: argparse.Namespace) -> int:
         recs = Recommender.load(args.run_dir, index=True).recommend(args.user, args.k, use_index=True)
         items, scores = recs.item.tolist(), recs.score.tolist()
     else:
-        items, scores = recommend_for(args.run_dir, args.user, args.k)
+        items, scores = recommend_for(args.run_dir, args.user, args.k, device=args.device)
     if args.json:
         print(json.dumps({"user": args.user, "items": items, "scores": scores}))
     else:
@@ -217,6 +226,8 @@ def _export(args: argparse.Namespace) -> int:
     from negspace.api import Recommender
     from negspace.retrieval.ann import INDEX_FILE, write_index
 
+    from negspace.training.device import resolve_device
+    resolve_device(args.device)  # --device cuda without a GPU: the same one-line error
     rec = Recommender.load(args.run_dir, index=False).build_index(args.index)
     write_index(rec.index, f"{args.run_dir}/{INDEX_FILE}")
     print(f"{args.index} index of {rec.index.ntotal} items ({rec.measure}) written to "
@@ -227,7 +238,7 @@ def _export(args: argparse.Namespace) -> int:
 def _grid(args: argparse.Namespace) -> int:
     from negspace.experiments.grid import run_grid
 
-    run_grid(args.config, out=args.out, dry_run=args.dry_run)
+    run_grid(args.config, out=args.out, dry_run=args.dry_run, device=args.device)
     return 0
 
 

@@ -15,19 +15,29 @@ from negspace.evaluation.scoring import BufferedScorer
 from negspace.retrieval.topk import topk_items
 from negspace.errors import NegspaceError
 from negspace.training.config import config_fields, make_config
+from negspace.training.device import resolve_device
 
 
-def _scorer(user_vectors: torch.Tensor, item_vectors: torch.Tensor, measure: str) -> BufferedScorer:
-    return BufferedScorer(lambda users: user_vectors[users], item_vectors, measure)
+def _scorer(user_vectors: torch.Tensor, item_vectors: torch.Tensor, measure: str,
+            device: str | torch.device | None = "cpu") -> BufferedScorer:
+    """Scores on `device` (resolved as --device: auto, cpu, cuda, cuda:N); the chunks' scores
+    and their top-k stay there, the users' indices and the top-k lists cross over."""
+    dev = resolve_device(device)
+    if dev.type == "cpu":
+        return BufferedScorer(lambda users: user_vectors[users], item_vectors, measure)
+    u, v = user_vectors.to(dev), item_vectors.to(dev)
+    return BufferedScorer(lambda users: u[users.to(dev)], v, measure)
 
 
-def evaluate_run(run_dir: str | Path, data_dir: str | None = None) -> dict[str, float]:
+def evaluate_run(run_dir: str | Path, data_dir: str | None = None,
+                 device: str | None = "auto") -> dict[str, float]:
     """Recomputes the test metrics of a run from its saved vectors and rewrites metrics.json.
 
     The run's dataset is read again by name: a run trained by `negspace train`, or one saved from
     Python after `fit` on a given-split dataset (its test part). A run fitted from Python on data
     held in memory, or on every interaction of a k-fold dataset (no test fold held out), is
-    refused in one line: evaluate it with `Recommender.evaluate(test)`.
+    refused in one line: evaluate it with `Recommender.evaluate(test)`. `device`: where the
+    scores are computed (--device; a GPU's metrics may differ from the CPU's by float rounding).
     """
     from negspace.experiments.run import load_for, split_for
 
@@ -52,8 +62,8 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None) -> dict[str, 
             and _same_ids(test.item_ids, run.train.item_ids)):
         raise NegspaceError(f"{cfg.dataset} no longer holds the users and items {run_dir} was "
                             "trained on (changed since, or other loading options)")
-    metrics = evaluate(_scorer(run.user_vectors, run.item_vectors, run.measure), run.train, test,
-                       ks=(20, 50))
+    metrics = evaluate(_scorer(run.user_vectors, run.item_vectors, run.measure, device), run.train,
+                       test, ks=(20, 50))
     old = Path(run_dir) / "metrics.json"
     previous = json.loads(old.read_text()) if old.exists() else {}
     write_json(old, {**previous, **{k: float(v) for k, v in metrics.items()}})
@@ -64,11 +74,12 @@ def _same_ids(a: np.ndarray, b: np.ndarray) -> bool:
     return len(a) == len(b) and bool((a.astype(str) == b.astype(str)).all())
 
 
-def recommend_for(run_dir: str | Path, user: str, k: int) -> tuple[list, list[float]]:
+def recommend_for(run_dir: str | Path, user: str, k: int,
+                  device: str | None = "auto") -> tuple[list, list[float]]:
     """Top-k external item ids and scores for an external user id, never the user's training items."""
     run = load_run(run_dir)
     row = run.train.user_index(user)
-    items, scores = topk_items(_scorer(run.user_vectors, run.item_vectors, run.measure),
+    items, scores = topk_items(_scorer(run.user_vectors, run.item_vectors, run.measure, device),
                                np.array([row]), k, exclude=run.train)
     keep = items[0] >= 0
     return run.train.item_ids[items[0][keep]].tolist(), scores[0][keep].astype(float).tolist()

@@ -80,15 +80,18 @@ def cell_name(cell: dict[str, Any]) -> str:
     return "_".join(f"{k}={v}" for k, v in cell.items()).replace("/", "-")
 
 
-def run_grid(path: str | Path, out: str | Path | None = None, dry_run: bool = False) -> pd.DataFrame:
+def run_grid(path: str | Path, out: str | Path | None = None, dry_run: bool = False,
+             device: str | None = None) -> pd.DataFrame:
     """Runs every unfinished cell (a cell is finished when its metrics.json exists), then writes
-    results.csv, results.md and the plots into the output folder."""
+    results.csv, results.md and the plots into the output folder. `device` (--device) overrides
+    the file's for every cell."""
     from negspace.experiments.run import run_training
 
     spec = load_grid(path)
     out_dir = Path(out or spec.get("out") or Path(path).with_suffix(""))
     todo = cells(spec)
-    configs = [make_config({**spec["base"], **cell, "progress": False}) for cell in todo]
+    forced = {} if device is None else {"device": device}
+    configs = [make_config({**spec["base"], **cell, "progress": False, **forced}) for cell in todo]
     if dry_run:
         for cell in todo:
             print(cell_name(cell))
@@ -125,8 +128,10 @@ def _resumable(cell_dir: Path, cfg: Any) -> bool:
         stored = json.loads((cell_dir / "config.json").read_text())
     except (OSError, ValueError):
         return False
-    free = ("threads", "progress", "checkpoint_every", "data_dir")
-    same = all(stored.get(k) == v for k, v in cfg.to_dict().items() if k not in free)
+    free = ("threads", "progress", "checkpoint_every", "data_dir", "device")
+    added = ("precision", "deterministic")  # absent from cells started before they existed
+    same = all(stored.get(k) == v for k, v in cfg.to_dict().items()
+               if k not in free and not (k in added and k not in stored))
     return same and (cell_dir / CHECKPOINT_FILE).exists()
 
 

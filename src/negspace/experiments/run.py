@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -14,8 +15,9 @@ import torch
 
 from negspace.data.dataset import Dataset
 from negspace.data.interactions import Interactions
-from negspace.data.loaders import load_dataset
+from negspace.data.loaders import Columns, load_dataset
 from negspace.evaluation.evaluator import evaluate
+from negspace.training import distributed
 from negspace.experiments.splitting import split_parts, split_with_validation
 from negspace.experiments.towers import TowerFeatures, plot_drift, save_towers, tower_features
 from negspace.experiments.rundir import (METRICS_FILE, check_run_dir, remove_temporaries,
@@ -31,6 +33,7 @@ from negspace.samplers.memory_bank import MemoryBankSampler
 from negspace.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from negspace.training.config import TrainConfig, config_fields, make_config
 from negspace.training.objective import Objective
+from negspace.training.device import configure, resolve_device
 from negspace.training.trainer import Trainer, TrainerOptions, score_fn
 
 
@@ -104,7 +107,8 @@ def build_objective(cfg: TrainConfig) -> Objective:
 def load_for(cfg: TrainConfig) -> Dataset:
     return load_dataset(cfg.dataset, cfg.data_dir, rating_threshold=cfg.rating_threshold,
                         min_user_interactions=cfg.min_user_interactions,
-                        min_item_interactions=cfg.min_item_interactions)
+                        min_item_interactions=cfg.min_item_interactions,
+                        columns=Columns(cfg.user_col, cfg.item_col, cfg.weight_col, cfg.time_col))
 
 
 def split_for(cfg: TrainConfig, dataset: Dataset) -> tuple[Interactions, Interactions]:
@@ -146,15 +150,31 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
     """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)  # before the data: a missing GPU is a one-line error
+    configure(device, cfg.precision, cfg.deterministic)
     run_dir = Path(out) if out is not None else None
-    if run_dir is not None and not resume:
+    dist = None  # --nproc: this rank's DistContext (training/distributed.py); rank 0 writes
+    if cfg.nproc > 1 or distributed.in_worker():
+        distributed.check_supported(cfg.sampler, max(cfg.nproc, 2))
+        if not distributed.in_worker():
+            if run_dir is not None and not resume:
+                check_run_dir(run_dir, overwrite)
+            if on_epoch is not None or not evaluate_test:
+                raise NegspaceError("--nproc > 1 runs from the command line or run_training only")
+            return distributed.launch(dataclasses.asdict(cfg), cfg.nproc,
+                                      None if out is None else str(out), overwrite, resume)
+        dist = distributed.init_worker()
+        cfg = dataclasses.replace(cfg, nproc=dist.world)
+    writer = dist is None or dist.is_main
+    if run_dir is not None and not resume and writer:
         check_run_dir(run_dir, overwrite)  # refuse before the (slow) loading
     t0 = time.perf_counter()
     dataset = load_for(cfg)
     train, test, fit_on, validation = split_with_validation(cfg, dataset)
     select = cfg.select_metric or ("ndcg@50" if dataset.protocol == "kfold" else "recall@20")
     features = tower_features(dataset) if cfg.model == "two-tower" and cfg.side_features else None
-    model = build_model(cfg, train.n_users, train.n_items, history=fit_on, features=features)
+    model = build_model(cfg, train.n_users, train.n_items, history=fit_on,
+                        features=features).to(device)
     options = TrainerOptions(batch_size=cfg.batch_size, negatives=cfg.negatives, epochs=cfg.epochs,
                              lr=cfg.lr, seed=cfg.seed, eval_every=cfg.eval_every,
                              patience=cfg.patience, min_epochs=cfg.min_epochs,
@@ -164,28 +184,37 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
                              fingerprint=fingerprint(cfg, train), drift=cfg.model == "two-tower",
                              step_threads=cfg.step_threads, on_epoch=on_epoch,
                              lr_schedule=cfg.lr_schedule, lr_decay=cfg.lr_decay,
-                             lr_floor=cfg.lr_floor)
-    trainer = Trainer(model, build_sampler(cfg), build_objective(cfg), fit_on, options, validation)
+                             lr_floor=cfg.lr_floor, precision=cfg.precision)
+    sampler_cfg = cfg if dist is None else dataclasses.replace(
+        cfg, seed=distributed.sampler_seed(cfg.seed, dist.rank))  # seeded by (seed, rank)
+    trainer = Trainer(model, build_sampler(sampler_cfg), build_objective(cfg), fit_on, options,
+                      validation)
+    if dist is not None:
+        distributed.attach(trainer, dist)
     state = None
     if run_dir is not None:
         if resume:
-            remove_temporaries(run_dir)
+            if writer:
+                remove_temporaries(run_dir)
             if (run_dir / CHECKPOINT_FILE).exists():  # else killed before its first checkpoint
                 state = load_checkpoint(run_dir / CHECKPOINT_FILE)
-        else:
+            if dist is not None:
+                dist.barrier()  # every rank has read it before rank 0 writes the next one
+        elif writer:
             start_run_dir(run_dir, overwrite)
             write_json(run_dir / "config.json", {**cfg.to_dict(), "protocol": dataset.protocol})
     result = trainer.fit(state)
     model.eval()
     if isinstance(model, (SimpleX, TwoTower)):  # test-time user vectors read the whole history
         model.set_history(train)
+        model.to(device)  # the new history buffers too
     if not evaluate_test:  # the test interactions stay unread
         return RunOutput({"best_epoch": result.best_epoch}, result.history, model, train, test,
                          time.perf_counter() - t0)
-    metrics = evaluate(score_fn(model), train, test, ks=(20, 50))
+    metrics = (evaluate if dist is None else dist.evaluate)(score_fn(model), train, test, ks=(20, 50))
     metrics.update({"best_epoch": result.best_epoch, **unseen_test_items(train, test)})
     seconds = time.perf_counter() - t0
-    if run_dir is not None:
+    if run_dir is not None and writer:
         if isinstance(model, TwoTower):  # before write_run, whose metrics.json marks the end
             save_towers(run_dir, model, features)
             plot_drift(run_dir, result.history)
@@ -197,7 +226,7 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
 
 
 # Options that change neither the numbers nor the bytes a run produces: a resumed run may change them.
-_FREE_ON_RESUME = ("threads", "progress", "checkpoint_every", "data_dir")
+_FREE_ON_RESUME = ("threads", "progress", "checkpoint_every", "data_dir", "device")
 
 
 # Options added with the two-tower model: left out of the fingerprint at their defaults, so that
@@ -205,7 +234,9 @@ _FREE_ON_RESUME = ("threads", "progress", "checkpoint_every", "data_dir")
 _ADDED_LATER = {"bank_size": 2048, "warmup": 0, "temperature": 1.0, "logq_strength": 1.0,
                 "mask_positives": False, "measure": "dot", "side_features": True,
                 "split_bank_gradient": False, "split": "auto", "time_cut": "0.8", "last_n": 1,
-                "val_users": 0}
+                "val_users": 0, "nproc": 1, "user_col": None, "item_col": None,
+                "weight_col": None, "time_col": None, "precision": "fp32",
+                "deterministic": False}
 
 
 def fingerprint(cfg: TrainConfig, train: Interactions) -> str:
@@ -225,7 +256,7 @@ def resume_training(run_dir: str | Path, overrides: dict[str, Any] | None = None
     Args:
         run_dir: the run directory.
         overrides: options given again (e.g. on the command line); only threads, progress,
-            checkpoint_every and data_dir may differ from the run's.
+            checkpoint_every, data_dir and device (default auto) may differ from the run's.
 
     Returns:
         As `run_training`; the files written are those an uninterrupted run writes.
@@ -241,6 +272,8 @@ def resume_training(run_dir: str | Path, overrides: dict[str, Any] | None = None
         raise NegspaceError(f"{run_dir}/config.json: unreadable ({e})") from None
     known = {f.name for f in config_fields()}
     values = {k: v for k, v in stored.items() if k in known}
+    # the device the run started on need not be here (a GPU run resumes on a CPU-only machine)
+    values["device"] = "auto"
     base = make_config(values).to_dict()
     for key, value in (overrides or {}).items():
         if key in _FREE_ON_RESUME:
@@ -270,7 +303,8 @@ def write_run(run_dir: Path, cfg: TrainConfig, dataset: Dataset, model: Embeddin
     seed, interrupted or not, write identical bytes; timings go to timing.json.
     """
     with torch.no_grad():
-        save_vectors(run_dir, model.user_vectors(None), model.item_vectors(None), model.measure)
+        save_vectors(run_dir, model.user_vectors(None).float().cpu(),
+                     model.item_vectors(None).float().cpu(), model.measure)
     save_interactions(run_dir, train)
     write_history(run_dir, history)
     write_json(run_dir / "config.json", {**cfg.to_dict(), "protocol": dataset.protocol})

@@ -80,8 +80,9 @@ def prepare_run_dir(path: str | Path, overwrite: bool) -> Path:
 
 
 def save_vectors(path: Path, users: torch.Tensor, items: torch.Tensor, measure: str) -> None:
-    tensors = {"user_embeddings": users.detach().contiguous().float(),
-               "item_embeddings": items.detach().contiguous().float()}
+    # on the host whatever the training device: the file loads on any machine
+    tensors = {"user_embeddings": users.detach().float().cpu().contiguous(),
+               "item_embeddings": items.detach().float().cpu().contiguous()}
     atomic_write(path / MODEL_FILE, lambda tmp: save_file(tensors, tmp, metadata={"measure": measure}))
 
 

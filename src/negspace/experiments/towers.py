@@ -45,7 +45,7 @@ def tower_features(dataset: Dataset) -> TowerFeatures:
 def save_towers(run_dir: Path, model: TwoTower, features: TowerFeatures | None) -> None:
     """Writes the towers' weights (safetensors) and the feature encoders (JSON)."""
     f = features or TowerFeatures()
-    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_write(run_dir / TOWERS_FILE, lambda tmp: save_file(tensors, tmp))
     write_json(run_dir / FEATURES_FILE, {
         "user": f.user_encoder.to_json() if f.user_encoder else None,

@@ -35,6 +35,10 @@ class TrainConfig:
     rating_threshold: float | None = field(default=None, metadata=_opt("keep ratings >= this (dataset default if unset)"))
     min_user_interactions: int | None = field(default=None, metadata=_opt("drop users with fewer interactions", low=0))
     min_item_interactions: int | None = field(default=None, metadata=_opt("drop items with fewer interactions", low=0))
+    user_col: str | None = field(default=None, metadata=_opt("a file's user id column (default: found by name: user, user_id, userId, ...)"))
+    item_col: str | None = field(default=None, metadata=_opt("a file's item id column (default: found by name: item, item_id, movieId, ...)"))
+    weight_col: str | None = field(default=None, metadata=_opt("a file's weight column: rating, play count... (default: found by name); see --confidence"))
+    time_col: str | None = field(default=None, metadata=_opt("a file's timestamp column, for --split time|last (default: found by name: timestamp, time, date, ...)"))
     model: str = field(default="cml", metadata=_opt("model", MODELS))
     loss: str | None = field(default=None, metadata=_opt("loss (default: triplet for cml, bpr for mf, ccl for simplex)", LOSSES))
     # Uniform: the best accuracy of every sampler in every Table-2 cell we ran, and safe on any
@@ -105,6 +109,9 @@ class TrainConfig:
     threads: int | None = field(default=None, metadata=_opt("torch threads (default: 1 for training steps, with negatives drawn on a second core, and all cores for evaluation)", low=1))
     progress: bool = field(default=True, metadata=_opt("show a progress bar"))
     checkpoint_every: int = field(default=0, metadata=_opt("also checkpoint every K steps (0: at epoch ends only)", low=0))
+    device: str = field(default="auto", metadata=_opt("where to train and rank: auto (a GPU when there is one), cpu, cuda or cuda:N"))
+    precision: str = field(default="fp32", metadata=_opt("on a GPU: fp32; tf32 (TensorFloat-32 matmuls); bf16 (two-tower MLPs and scores in bfloat16); tables and optimiser state stay float32", ("fp32", "bf16", "tf32")))
+    deterministic: bool = field(default=False, metadata=_opt("on a GPU: deterministic CUDA algorithms where torch has them (the CPU always is)"))
 
     @property
     def step_threads(self) -> int:

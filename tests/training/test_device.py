@@ -1,0 +1,124 @@
+"""--device, --precision and the device step (training/device.py, device_step.py), on the CPU."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from negspace import Recommender
+from negspace.cli import main
+from negspace.errors import NegspaceError
+from negspace.models import CML, MF, TwoTower
+from negspace.samplers import (PopularitySampler, SharedNegativeSampler, TwoStageSampler,
+                               UniformSampler)
+from negspace.samplers.memory_bank import MemoryBankSampler
+from negspace.training.device import autocast, cuda_available, resolve_device
+from negspace.training.objective import Objective
+from negspace.training.trainer import Trainer, TrainerOptions
+
+from ..conftest import random_interactions
+
+no_cuda = pytest.mark.skipif(cuda_available(), reason="checks the refusal without a GPU")
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if cuda_available() else "cpu")
+    assert resolve_device(None) == resolve_device("auto")
+    for bad in ("gpu", "cuda:x", "cuda:-1", ""):
+        with pytest.raises(NegspaceError):
+            resolve_device(bad)
+
+
+@no_cuda
+def test_cuda_without_a_gpu_is_a_one_line_error():
+    with pytest.raises(NegspaceError, match="no CUDA device"):
+        resolve_device("cuda")
+    with pytest.raises(NegspaceError, match="no CUDA device"):
+        resolve_device("cuda:1")
+
+
+@no_cuda
+@pytest.mark.parametrize("argv", [
+    ["train", "--dataset", "movielens-100k", "--out", "{tmp}/run", "--device", "cuda"],
+    ["evaluate", "{tmp}/run", "--device", "cuda"],
+    ["recommend", "{tmp}/run", "--user", "1", "--device", "cuda:0"],
+    ["export", "{tmp}/run", "--faiss", "--device", "cuda"],
+])
+def test_cli_device_cuda_exits_2_in_one_line(argv, tmp_path, capsys):
+    args = [a.format(tmp=tmp_path) for a in argv]
+    if args[0] != "train":  # a finished run to point at
+        df = pd.DataFrame({"user": [1, 1, 2, 2, 3], "item": list("abbca")})
+        Recommender("mf", dim=4, epochs=1, validation=0, progress=False, threads=1,
+                    device="cpu").fit(df).save(tmp_path / "run")
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cuda" in err.lower()
+
+
+def test_autocast_is_a_no_op_on_the_cpu():
+    with autocast(torch.device("cpu"), "bf16"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+
+
+CASES = {
+    "cml-uniform": lambda inter: (CML(inter.n_users, inter.n_items, 8), UniformSampler(1), Objective()),
+    "cml-popularity": lambda inter: (CML(inter.n_users, inter.n_items, 8), PopularitySampler(1.0, 1),
+                                     Objective()),
+    "cml-2stage": lambda inter: (CML(inter.n_users, inter.n_items, 8),
+                                 TwoStageSampler(20, temperature=64.0, cap=0.875, seed=1), Objective()),
+    "mf-shared": lambda inter: (MF(inter.n_users, inter.n_items, 8, measure="cosine"),
+                                SharedNegativeSampler("uniform", seed=1), Objective(loss="mml")),
+    "two-tower-bank": lambda inter: (TwoTower(inter.n_users, inter.n_items, 8, inter),
+                                     MemoryBankSampler(32, seed=1), Objective(loss="softmax")),
+}
+
+
+def _trainer(case: str, inter, epochs: int = 2, device_step: bool = True) -> Trainer:
+    torch.manual_seed(0)
+    model, sampler, objective = CASES[case](inter)
+    return Trainer(model, sampler, objective, inter,
+                   TrainerOptions(batch_size=16, negatives=5, epochs=epochs, lr=0.01,
+                                  progress=False, device_step=device_step), validation=inter)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_device_step_trains_and_resumes_bit_for_bit(case):
+    inter = random_interactions(n_users=30, n_items=50, seed=3)
+    full = _trainer(case, inter)
+    assert full.device_step is not None
+    full.fit()
+    # the same run, stopped after epoch 1 and continued in a fresh trainer from its state
+    first = _trainer(case, inter)
+    first.opt.epochs = 2
+    first._epoch(None)
+    state = first.state()
+    second = _trainer(case, inter)
+    second.load_state(state)
+    second.fit()
+    for a, b in zip(full.model.state_dict().values(), second.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert [h["loss"] for h in full.result.history] == [h["loss"] for h in second.result.history]
+    assert all(np.isfinite(h["loss"]) and h["loss"] > 0 for h in full.result.history)
+
+
+def test_device_step_stops_on_a_non_finite_loss():
+    inter = random_interactions(n_users=30, n_items=50, seed=3)
+    trainer = _trainer("cml-uniform", inter, epochs=1)
+    trainer.device_step.sync_every = 1
+    with torch.no_grad():
+        trainer.model.users.weight.fill_(float("nan"))
+    with pytest.raises(NegspaceError, match="non-finite"):
+        trainer.fit()
+
+
+def test_recommender_device_option(tmp_path):
+    df = pd.DataFrame({"user": [1, 1, 2, 2, 3, 3, 3], "item": list("abbcacd")})
+    rec = Recommender("mf", dim=4, epochs=2, validation=0, progress=False, threads=1,
+                      device="cpu").fit(df)
+    assert rec.user_vectors.device.type == "cpu"
+    top = rec.recommend([1], k=2)
+    rec.save(tmp_path / "run")
+    loaded = Recommender.load(tmp_path / "run", device="cpu")
+    pd.testing.assert_frame_equal(loaded.recommend([1], k=2), top)
+    assert Recommender.load(tmp_path / "run").config.device == "auto"
