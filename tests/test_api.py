@@ -299,3 +299,22 @@ def test_python_errors_speak_python_with_suggestions(data, tmp_path, capsys):
     toml.write_text("epoch = 3\n")
     assert main(["train", "--config", str(toml), "--out", str(tmp_path / "x")]) == 2
     assert "unknown option 'epoch'; did you mean 'epochs'" in capsys.readouterr().err
+
+
+def test_dataframes_with_the_column_names_files_use(data):
+    renamed = {"userId": ("userId", "movieId"), "user_id": ("user_id", "item_id")}
+    for user, item in renamed.values():
+        frame = data.rename(columns={"user": user, "item": item})
+        inter = interactions_from(frame)
+        assert inter.nnz == len(data) and inter.n_users == 240
+        rec = Recommender("mf", **{**OPTIONS, "epochs": 1}).fit(frame)
+        assert rec.train.nnz == len(data)
+    odd = data.rename(columns={"user": "who", "item": "what"})
+    with pytest.raises(NegspaceError, match="no user column .*name it with user="):
+        interactions_from(odd)
+    assert interactions_from(odd, user="who", item="what").nnz == len(data)
+    rec = Recommender("mf", **{**OPTIONS, "epochs": 1, "user_col": "who", "item_col": "what"})
+    assert rec.fit(odd).train.nnz == len(data)  # the file options name a DataFrame's columns too
+    train, test = time_split(odd.assign(t=np.arange(len(odd))), 0.25, user="who", item="what",
+                             timestamp="t")
+    assert train.nnz + test.nnz == len(data)

@@ -131,3 +131,16 @@ def test_a_closed_pipe_ends_quietly(csv_dataset, tmp_path):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141
     assert err == ""
+
+
+def test_train_names_a_files_columns(csv_dataset, tmp_path, capsys):
+    csv = tmp_path / "renamed.csv"
+    csv.write_text(csv_dataset.read_text().replace("user,item", "who,what", 1))
+    assert _train(csv, tmp_path / "bad") == 2
+    assert "name it with --user-col" in capsys.readouterr().err
+    out = tmp_path / "run"
+    assert _train(csv, out, "--user-col", "who", "--item-col", "what") == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["user_col"] == "who" and config["item_col"] == "what"
+    assert len(json.loads((out / "ids.json").read_text())["users"]) == 40
+    assert main(["evaluate", str(out)]) == 0  # reads the file again with the same columns

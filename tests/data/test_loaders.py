@@ -255,3 +255,24 @@ def test_junk_named_gz_is_not_a_gzip_file(tmp_path):
     path.write_bytes(b"user,item\r\nu1,\x00\x9c junk \r i1\n" * 3)  # not gzip: no magic bytes
     with pytest.raises(NegspaceError, match=r"plays\.csv\.gz: not a gzip file"):
         load_dataset(str(path))
+
+
+def test_columns_named_by_the_user(tmp_path):
+    from negspace.data.loaders import Columns
+
+    path = tmp_path / "log.csv"
+    path.write_text("who,what,stars,when,plays\n"
+                    "a,x,3,100,1\na,y,5,50,2\nb,x,4,70,3\nb,x,2,80,4\n")
+    ds = load_dataset(str(path), columns=Columns("who", "what", "stars", "when"))
+    inter = ds.interactions
+    assert inter.user_ids.tolist() == ["a", "b"] and inter.item_ids.tolist() == ["x", "y"]
+    assert inter.matrix.toarray().tolist() == [[3, 5], [4, 0]]  # a rating: duplicates keep the max
+    assert ds.times is not None
+    counts = load_dataset(str(path), columns=Columns("who", "what", weight="plays")).interactions
+    assert counts.matrix.toarray().tolist() == [[1, 2], [7, 0]]  # a count: duplicates summed
+    with pytest.raises(NegspaceError, match=r"no column 'whom' \(user_col\) among"):
+        load_dataset(str(path), columns=Columns(user="whom", item="what"))
+    with pytest.raises(NegspaceError, match="no user column .* name it with user_col"):
+        load_dataset(str(path))  # without names: neither who nor what is a known column name
+    with pytest.raises(NegspaceError, match="names a column of a CSV/TSV/Parquet file"):
+        load_dataset("movielens-100k", columns=Columns(user="who"))

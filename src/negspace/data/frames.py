@@ -14,7 +14,7 @@ from negspace.data.interactions import Interactions
 from negspace.errors import NegspaceError
 
 
-def interactions_from(data: Any, *, user: str = "user", item: str = "item",
+def interactions_from(data: Any, *, user: str | None = None, item: str | None = None,
                       weight: str | None = None, min_weight: float | None = None,
                       user_ids: np.ndarray | None = None, item_ids: np.ndarray | None = None,
                       data_dir: str | None = None) -> Interactions:
@@ -25,7 +25,8 @@ def interactions_from(data: Any, *, user: str = "user", item: str = "item",
             users x items matrix (nonzeros are interactions); a file or dataset name (as
             `negspace train --dataset` reads it; for a given split, its training part); or
             Interactions (returned as they are unless other id maps are given).
-        user, item: column names of a DataFrame.
+        user, item: column names of a DataFrame; default: found by name as in a file
+            (user, user_id, userId, uid, ...; item, item_id, itemId, movieId, artist, ...).
         weight: optional weight column (e.g. play counts or ratings); summed over duplicate rows.
         min_weight: drop rows whose weight is below this (needs `weight`).
         user_ids, item_ids: fixed id maps (e.g. a trained model's); rows with other ids are
@@ -49,6 +50,7 @@ def interactions_from(data: Any, *, user: str = "user", item: str = "item",
                               "w": data.matrix.data})
         return _from_frame(frame, "user", "item", "w", None, user_ids, item_ids)
     if isinstance(data, pd.DataFrame):
+        user, item = frame_columns(data, user, item)
         return _from_frame(data, user, item, weight, min_weight, user_ids, item_ids)
     if sp.issparse(data):
         m = sp.csr_matrix(data)
@@ -71,6 +73,21 @@ def interactions_from(data: Any, *, user: str = "user", item: str = "item",
         return _from_frame(frame, "user", "item", None, None, user_ids, item_ids)
     raise NegspaceError(f"cannot build interactions from {type(data).__name__}: pass a "
                         "DataFrame, a scipy sparse matrix, a file path or a dataset name")
+
+
+def frame_columns(df: pd.DataFrame, user: str | None, item: str | None) -> tuple[str, str]:
+    """The user and item columns of a DataFrame: the given names, else the first column named
+    like one (the names a file's header may use, `data/loaders.py`)."""
+    from negspace.data.loaders import _ITEM_COLUMNS, _USER_COLUMNS, _pick
+
+    columns = list(df.columns)
+    found = (user if user is not None else _pick(columns, _USER_COLUMNS),
+             item if item is not None else _pick(columns, _ITEM_COLUMNS))
+    for name, what in zip(found, ("user", "item")):
+        if name is None:
+            raise NegspaceError(f"no {what} column among {[str(c) for c in columns]}: name it "
+                                f"with {what}= (found by name: {what}, {what}_id, {what}Id, ...)")
+    return found
 
 
 def _from_frame(df: pd.DataFrame, user: str, item: str, weight: str | None,
@@ -118,8 +135,8 @@ def _positions(ids: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.where(found, order[pos], -1).astype(np.int64)
 
 
-def time_split(df: pd.DataFrame, test_fraction: float = 0.2, *, user: str = "user",
-               item: str = "item", timestamp: str = "timestamp"
+def time_split(df: pd.DataFrame, test_fraction: float = 0.2, *, user: str | None = None,
+               item: str | None = None, timestamp: str = "timestamp"
                ) -> tuple[Interactions, Interactions]:
     """Moves each user's latest interactions (by `timestamp`) to a test set.
 
@@ -127,11 +144,13 @@ def time_split(df: pd.DataFrame, test_fraction: float = 0.2, *, user: str = "use
         df: interaction rows.
         test_fraction: share of each user's rows held out (rounded; at least one row stays in
             training).
-        user, item, timestamp: column names; the timestamp column may hold numbers or datetimes.
+        user, item, timestamp: column names (user and item found by name when not given); the
+            timestamp column may hold numbers or datetimes.
 
     Returns:
         (train, test) in one id space (every user and item of `df`); ties in time keep row order.
     """
+    user, item = frame_columns(df, user, item)
     if timestamp not in df.columns:
         raise NegspaceError(f"no column {timestamp!r} among {[str(c) for c in df.columns]}")
     if not 0.0 <= test_fraction < 1.0:

@@ -248,6 +248,21 @@ _TIME_COLUMNS = ("timestamp", "time", "ts", "datetime", "date", "unixreviewtime"
                  "createdat", "created")
 
 
+@dataclass(frozen=True)
+class Columns:
+    """Column names a user gives for a file (`--user-col`, `--item-col`, `--weight-col`,
+    `--time-col`); None: found by name as usual (see `read_table`)."""
+
+    user: str | None = None
+    item: str | None = None
+    weight: str | None = None
+    time: str | None = None
+
+    def given(self) -> dict[str, str]:
+        """{option name: column} of the names given."""
+        return {f"{k}_col": v for k, v in vars(self).items() if v is not None}
+
+
 @dataclass
 class Table:
     """Interaction rows read from a file. `kind` says how duplicate rows merge: "rating" keeps
@@ -297,7 +312,7 @@ def _ids(column: pd.Series) -> np.ndarray:
         return column.astype(str).to_numpy()
 
 
-def read_table(path: Path) -> Table:
+def read_table(path: Path, names: Columns = Columns()) -> Table:
     """Reads a CSV/TSV (optionally .gz; separator and header sniffed) or Parquet file.
 
     Columns are found by name (user/user_id/userId..., item/item_id/movieId/artistID...,
@@ -307,6 +322,7 @@ def read_table(path: Path) -> Table:
 
     Args:
         path: the file.
+        names: columns named by the user, replacing the guess for each one given.
 
     Returns:
         The rows, validated: a missing id or a non-numeric value raises NegspaceError naming the
@@ -324,7 +340,7 @@ def read_table(path: Path) -> Table:
     # Rows keep their position in the file as index (blank lines included), hence the line numbers.
     where = (lambda r: f"row {r + 1}") if parquet else (lambda r: f"line {r + 1}")
     user_col, item_col, value_col, kind, time_col = _choose_columns(
-        path, list(df.columns), bool(parquet or header_lines), parquet)
+        path, list(df.columns), bool(parquet or header_lines), parquet, names)
     if df.empty:
         raise NegspaceError(f"{path} holds no interaction rows")
     for col, what in ((user_col, "user id"), (item_col, "item id")):
@@ -345,14 +361,18 @@ def read_table(path: Path) -> Table:
     return Table(_ids(df[user_col]), _ids(df[item_col]), values, kind, times)
 
 
-def _choose_columns(path: Path, columns: list, named: bool, parquet: bool = False
+def _choose_columns(path: Path, columns: list, named: bool, parquet: bool = False,
+                    names: Columns = Columns()
                     ) -> tuple[object, object, object | None, str | None, object | None]:
     """(user, item, value, value kind, time) columns of a file; the value kind is "rating",
     "count" or None. `named`: the columns have names (a header or Parquet); else they are
-    taken by position as user, item[, rating[, timestamp]]."""
+    taken by position as user, item[, rating[, timestamp]]. `names`: the user's choice of
+    columns, each given one replacing the guess."""
     if len({_norm(c) for c in columns}) < len(columns):
         raise NegspaceError(f"{path} {'schema' if parquet else 'header'}: duplicate column "
                             f"names in {[str(c) for c in columns]}")
+    if names.given():
+        return _named_columns(path, columns, named, names)
     if named:
         user_col, item_col = _pick(columns, _USER_COLUMNS), _pick(columns, _ITEM_COLUMNS)
         value_col = _pick(columns, _RATING_COLUMNS)
@@ -363,12 +383,52 @@ def _choose_columns(path: Path, columns: list, named: bool, parquet: bool = Fals
         if user_col is None or item_col is None:
             raise NegspaceError(f"{path}: no {'user' if user_col is None else 'item'} column among "
                                 f"{[str(c) for c in columns]} (expected e.g. user/user_id/userId "
-                                f"and item/item_id/itemId/movieId)")
+                                f"and item/item_id/itemId/movieId); name it with "
+                                f"--{'user' if user_col is None else 'item'}-col")
         return user_col, item_col, value_col, kind, _pick(columns, _TIME_COLUMNS)
     if len(columns) < 2:
         raise NegspaceError(f"{path} line 1: expected at least 2 columns (user, item), got 1")
     value_col, kind = (columns[2], "rating") if len(columns) > 2 else (None, None)
     return columns[0], columns[1], value_col, kind, columns[3] if len(columns) > 3 else None
+
+
+def _named_columns(path: Path, columns: list, named: bool, names: Columns
+                   ) -> tuple[object, object, object | None, str | None, object | None]:
+    """`_choose_columns` with the user's names: each given name must be a column (exactly, or
+    up to case, spaces, dashes and underscores); the others are guessed by name as usual. A
+    weight column merges duplicate rows by its maximum when named like a rating, else by sum."""
+    flags = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in names.given().items())
+    if not named:
+        raise NegspaceError(f"{path}: {flags} need a header line naming the columns; the first "
+                            "line looks like data")
+    def find(name: str | None, option: str, guess: tuple[str, ...]) -> object | None:
+        if name is None:
+            return _pick(columns, guess) if guess else None
+        exact = [c for c in columns if str(c) == name] or \
+            [c for c in columns if _norm(c) == _norm(name)]
+        if not exact:
+            raise NegspaceError(f"{path}: no column {name!r} (--{option}) among "
+                                f"{[str(c) for c in columns]}")
+        return exact[0]
+    user_col = find(names.user, "user-col", _USER_COLUMNS)
+    item_col = find(names.item, "item-col", _ITEM_COLUMNS)
+    if user_col is None or item_col is None:
+        what = "user" if user_col is None else "item"
+        raise NegspaceError(f"{path}: no {what} column among {[str(c) for c in columns]}; "
+                            f"name it with --{what}-col")
+    if names.weight is not None:
+        value_col = find(names.weight, "weight-col", ())
+        kind = "rating" if _norm(value_col) in _RATING_COLUMNS else "count"
+    else:
+        value_col, kind = _pick(columns, _RATING_COLUMNS), "rating"
+        if value_col is None:
+            value_col, kind = _pick(columns, _COUNT_COLUMNS), "count"
+        kind = kind if value_col is not None else None
+    time_col = find(names.time, "time-col", _TIME_COLUMNS)
+    chosen = [c for c in (user_col, item_col, value_col, time_col) if c is not None]
+    if len(set(map(str, chosen))) < len(chosen):
+        raise NegspaceError(f"{path}: one column chosen for two roles ({flags})")
+    return user_col, item_col, value_col, kind, time_col
 
 
 def _parse_times(column: pd.Series) -> np.ndarray | None:
@@ -443,7 +503,8 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split())[:300]
 
 
-def load_table(path: Path, name: str | None = None, filters: Filters = Filters()) -> Dataset:
+def load_table(path: Path, name: str | None = None, filters: Filters = Filters(),
+               names: Columns = Columns()) -> Dataset:
     """Loads a CSV/TSV/Parquet interaction file as a k-fold dataset (see `read_table`).
 
     Clean files stream through pyarrow (data/arrow.py: int32 codes, no Python strings); anything
@@ -459,12 +520,12 @@ def load_table(path: Path, name: str | None = None, filters: Filters = Filters()
 
     def pick(columns: list[str], named: bool):
         try:
-            return _choose_columns(path, columns, named, parquet)
+            return _choose_columns(path, columns, named, parquet, names)
         except NegspaceError:
             return None  # the pandas path reports it
     coded = read_coded(path, sep, header, pick)
     if coded is None:
-        table = read_table(path)
+        table = read_table(path, names)
         coded = code_ids(table.users, table.items, table.values, table.kind, table.times)
         del table
     inter, times, notes = filter_coded(
@@ -623,7 +684,8 @@ def _resolve(defaults: Filters, rating_threshold: float | None, min_user: int | 
 
 def load_dataset(name_or_path: str, data_dir: str | None = None, *,
                  rating_threshold: float | None = None, min_user_interactions: int | None = None,
-                 min_item_interactions: int | None = None) -> Dataset:
+                 min_item_interactions: int | None = None, columns: Columns = Columns()
+                 ) -> Dataset:
     """Loads a named dataset, a train/test folder or an interaction file.
 
     Args:
@@ -633,12 +695,20 @@ def load_dataset(name_or_path: str, data_dir: str | None = None, *,
         rating_threshold: keep rows whose rating (or play count) is >= this; 0 keeps all.
         min_user_interactions: drop users with fewer rows; 0 keeps all.
         min_item_interactions: drop items with fewer rows (after the user filter); 0 keeps all.
+        columns: a file's user, item, weight and time columns by name (see `Columns`); only
+            for a CSV/TSV/Parquet file.
 
     Returns:
         The Dataset; `notes` holds the counts dropped or worth reporting.
     """
     def filters_for(defaults: Filters) -> Filters:
         return _resolve(defaults, rating_threshold, min_user_interactions, min_item_interactions)
+
+    path = Path(name_or_path).expanduser()
+    if columns.given() and not path.is_file():
+        flag = next(iter(columns.given())).replace("_", "-")
+        raise NegspaceError(f"--{flag} names a column of a CSV/TSV/Parquet file; {name_or_path} "
+                            "is a named dataset or a folder, read with its own layout")
 
     spec = REGISTRY.get(name_or_path)
     if spec is not None:
@@ -654,7 +724,7 @@ def load_dataset(name_or_path: str, data_dir: str | None = None, *,
             return spec.build(path, spec.name, filters_for(spec.defaults))
         raise NegspaceError(f"{path} holds neither train.txt and test.txt nor a known dataset")
     if path.is_file():
-        return load_table(path, str(path), filters_for(Filters()))
+        return load_table(path, str(path), filters_for(Filters()), columns)
     for root in _roots(data_dir):  # an unregistered train/test folder beside the named ones
         if _complete(root / name_or_path, ("train.txt", "test.txt")):
             return load_given_split(root / name_or_path, name_or_path, filters_for(Filters()))
