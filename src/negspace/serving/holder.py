@@ -111,7 +111,11 @@ def load_model(path: str | Path, use_faiss: bool = False, version: int = 1) -> L
         "user_features": [c["name"] for c in (rec._user_encoder or [])],
     }
     model = LoadedModel(rec, path, version, info, use_faiss)
-    _smoke(model)
+    try:
+        _smoke(model)
+    except Exception as e:
+        raise NegspaceError(f"{path}: the loaded model cannot rank ({type(e).__name__}: "
+                            f"{' '.join(str(e).split())[:200]})") from None
     return model
 
 
