@@ -184,7 +184,8 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
                              fingerprint=fingerprint(cfg, train), drift=cfg.model == "two-tower",
                              step_threads=cfg.step_threads, on_epoch=on_epoch,
                              lr_schedule=cfg.lr_schedule, lr_decay=cfg.lr_decay,
-                             lr_floor=cfg.lr_floor, precision=cfg.precision)
+                             lr_floor=cfg.lr_floor, precision=cfg.precision,
+                             weighted=cfg.confidence > 0)
     sampler_cfg = cfg if dist is None else dataclasses.replace(
         cfg, seed=distributed.sampler_seed(cfg.seed, dist.rank))  # seeded by (seed, rank)
     trainer = Trainer(model, build_sampler(sampler_cfg), build_objective(cfg), fit_on, options,
@@ -236,7 +237,7 @@ _ADDED_LATER = {"bank_size": 2048, "warmup": 0, "temperature": 1.0, "logq_streng
                 "split_bank_gradient": False, "split": "auto", "time_cut": "0.8", "last_n": 1,
                 "val_users": 0, "nproc": 1, "user_col": None, "item_col": None,
                 "weight_col": None, "time_col": None, "precision": "fp32",
-                "deterministic": False}
+                "deterministic": False, "confidence": 0.0}
 
 
 def fingerprint(cfg: TrainConfig, train: Interactions) -> str:
@@ -247,6 +248,8 @@ def fingerprint(cfg: TrainConfig, train: Interactions) -> str:
     h = hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode())
     for array in (train.indptr, train.indices):
         h.update(np.ascontiguousarray(array, np.int64).tobytes())
+    if cfg.confidence > 0:  # the weights shape the draws too
+        h.update(np.ascontiguousarray(train.matrix.data, np.float32).tobytes())
     return h.hexdigest()
 
 

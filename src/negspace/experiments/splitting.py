@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from negspace.data.confidence import confidence
 from negspace.data.dataset import Dataset
 from negspace.data.interactions import Interactions
 from negspace.data.splits import (holdout_split, kfold_split, last_split, sample_users,
@@ -35,14 +36,18 @@ def split_parts(cfg: TrainConfig, dataset: Dataset
                 ) -> tuple[Interactions, Interactions, np.ndarray | None]:
     """(training interactions, test interactions, times of the training ones or None)."""
     mode = _mode(cfg, dataset)
+    # training values: 1, or each pair's confidence 1 + c x weight (data/confidence.py)
+    inter = confidence(dataset.interactions, getattr(cfg, "confidence", 0.0))
     if mode == "given":
-        return dataset.interactions.binarized(), dataset.test.binarized(), None
-    inter = dataset.interactions.binarized()
+        return inter, dataset.test.binarized(), None
     if mode == "kfold":
-        return (*kfold_split(inter, cfg.n_folds, cfg.fold, cfg.seed), None)
+        train, test = kfold_split(inter, cfg.n_folds, cfg.fold, cfg.seed)
+        return train, test.binarized(), None
     if mode == "time":
-        return time_split(inter, dataset.times, cfg.time_cut)
-    return last_split(inter, dataset.times, cfg.last_n)
+        train, test, times = time_split(inter, dataset.times, cfg.time_cut)
+    else:
+        train, test, times = last_split(inter, dataset.times, cfg.last_n)
+    return train, test.binarized(), times
 
 
 def split_with_validation(cfg: TrainConfig, dataset: Dataset

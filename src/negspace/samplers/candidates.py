@@ -23,6 +23,7 @@ class CandidateSet:
         mask: [B, N] bool, False where a candidate is an accidental hit of the row.
         bank_vectors: [K, d] stored, detached item vectors (the memory bank), or None.
         bank_ids, bank_log_q, bank_mask: [K], [K] and [B, K], as above for the stored vectors.
+        full: whether `ids` is every item in index order (the full softmax).
         log_q_pos: [B] log probability of each row's positive under the same estimate.
     """
 
@@ -34,13 +35,17 @@ class CandidateSet:
     bank_ids: torch.Tensor | None = None
     bank_log_q: torch.Tensor | None = None
     bank_mask: torch.Tensor | None = None
+    full: bool = False  # ids are the whole catalogue in order: the objective reads the table whole
 
 
 def popularity_log_q(train: Interactions) -> np.ndarray:
     """log q_i = log(count_i / nnz): the probability that a slot of a shuffled batch holds item i,
     estimated from the training counts (items never seen get log 0 -> -inf; they never occur in a
-    batch, so the value is never used)."""
-    counts = train.item_counts().astype(np.float64)
+    batch, so the value is never used). The counts sum the pairs' values: 1 each for binary
+    training data, the confidences when the trainer draws pairs in proportion to them
+    (data/confidence.py), so q stays the probability of the draw."""
+    counts = np.bincount(train.indices, weights=train.matrix.data.astype(np.float64),
+                         minlength=train.n_items)
     with np.errstate(divide="ignore"):
         return np.log(counts / counts.sum())
 

@@ -35,6 +35,8 @@ class TrainConfig:
     rating_threshold: float | None = field(default=None, metadata=_opt("keep ratings >= this (dataset default if unset)"))
     min_user_interactions: int | None = field(default=None, metadata=_opt("drop users with fewer interactions", low=0))
     min_item_interactions: int | None = field(default=None, metadata=_opt("drop items with fewer interactions", low=0))
+    confidence: float = field(default=0.0, metadata=_opt(
+        "weight of interaction strength (implicit's alpha): each epoch draws its positive pairs, with replacement, in proportion to 1 + confidence x weight (play count, rating, --weight-col); 0: every pair once per epoch, weights ignored", low=0))
     user_col: str | None = field(default=None, metadata=_opt("a file's user id column (default: found by name: user, user_id, userId, ...)"))
     item_col: str | None = field(default=None, metadata=_opt("a file's item id column (default: found by name: item, item_id, movieId, ...)"))
     weight_col: str | None = field(default=None, metadata=_opt("a file's weight column: rating, play count... (default: found by name); see --confidence"))

@@ -17,6 +17,7 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
+from negspace.data.confidence import draw_pairs, pair_cdf
 from negspace.data.interactions import Interactions
 from negspace.errors import NegspaceError
 from negspace.evaluation.evaluator import evaluate
@@ -67,6 +68,9 @@ class TrainerOptions:
         precision, device_step: for a model on an accelerator (training/device_step.py): the
             step, its draws and the loss sum stay on the device; device_step None: when the
             model is off the CPU (True forces it on the CPU, for tests).
+        weighted: each epoch draws len(pairs) positive pairs with replacement, in proportion to
+            the training matrix's values (the confidences of data/confidence.py), instead of
+            every pair once in a shuffled order.
         lr_schedule, lr_decay, lr_floor: "plateau" multiplies the learning rate by `lr_decay`
             (not below `lr_floor`) and reloads the best validated weights after each validation
             that does not improve; "none" keeps the rate (training/schedule.py). Either way
@@ -100,6 +104,7 @@ class TrainerOptions:
     lr_floor: float = 1e-6
     precision: str = "fp32"
     device_step: bool | None = None
+    weighted: bool = False
 
 
 @dataclass
@@ -149,6 +154,8 @@ class Trainer:
         self.gen = torch.Generator().manual_seed(options.seed)
         users, items = train.pairs()
         self.users, self.items = to_tensor(users), to_tensor(items)
+        # weighted: each epoch draws its pairs in proportion to the values (data/confidence.py)
+        self.pair_cdf = pair_cdf(train) if options.weighted else None
         self.n_steps = -(-len(self.users) // options.batch_size)
         self.result = TrainResult()
         self.best_state: dict | None = None
@@ -270,7 +277,8 @@ class Trainer:
             self.epoch_gen_state = self.gen.get_state()
         else:  # resumed mid-epoch: draw the same shuffle again, the generator ends where it did
             self.gen.set_state(self.epoch_gen_state)
-        perm = torch.randperm(len(self.users), generator=self.gen)
+        perm = (torch.randperm(len(self.users), generator=self.gen) if self.pair_cdf is None
+                else draw_pairs(self.pair_cdf, self.gen))
         if self.dist is not None:  # this rank's share of every global batch
             perm = self.dist.shard(perm, self.opt.batch_size)
         every = self.opt.checkpoint_every if self.opt.checkpoint is not None else 0
