@@ -39,13 +39,29 @@ def evaluate(score_fn: ScoreFn, train: Interactions, test: Interactions,
         raise ValueError(f"train {train.matrix.shape} and test {test.matrix.shape} differ in shape")
     if len(ks) == 0 or min(ks) < 1:
         raise ValueError(f"ks must be positive cut-offs, got {tuple(ks)}")
-    n_test = test.user_degrees()
-    users = np.flatnonzero(n_test > 0)
-    names = [*RANKING_METRICS, "mmr", *BEYOND_METRICS]
-    result = {f"{name}@{k}": float("nan") for k in ks for name in names}
+    users = np.flatnonzero(test.user_degrees() > 0)
+    top = np.empty((0, max(ks)), np.int64)
     if len(users):
         top, _ = topk_items(score_fn, users, max(ks), exclude=train,
                             chunk_size=chunk_size or auto_chunk_size(train.n_items))
+    return metrics_from_top(top, users, train, test, ks)
+
+
+def metrics_from_top(top: np.ndarray, users: np.ndarray, train: Interactions, test: Interactions,
+                     ks: Sequence[int]) -> dict[str, float]:
+    """The metrics of `evaluate` from the ranked lists (several processes can rank parts of the
+    users and gather the lists; training/distributed.py).
+
+    Args:
+        top: [len(users), max(ks)] ranked items, -1 padding.
+        users: the users with at least one test item, in increasing order.
+        train, test: as in `evaluate`.
+        ks: cut-offs.
+    """
+    n_test = test.user_degrees()
+    names = [*RANKING_METRICS, "mmr", *BEYOND_METRICS]
+    result = {f"{name}@{k}": float("nan") for k in ks for name in names}
+    if len(users):
         # padding (-1) is never a hit; clamp it to a valid index only for the lookup
         hits = test.contains(users[:, None], np.maximum(top, 0)) & (top >= 0)
         n_rel = n_test[users]

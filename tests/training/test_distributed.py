@@ -1,0 +1,179 @@
+"""Data-parallel training (training/distributed.py) in 2 processes with gloo on 127.0.0.1:
+parameters equal on both ranks after every step, 2 ranks x B equal to 1 process x 2B from the
+same initial weights, refusals, a killed rank and --resume."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from negspace.errors import NegspaceError
+from negspace.models import CML, MF
+from negspace.samplers.base import NegativeSampler
+from negspace.samplers.shared import SharedNegativeSampler, positives_of
+from negspace.training import distributed
+from negspace.training.objective import Objective
+from negspace.training.trainer import Trainer, TrainerOptions
+
+from ..conftest import random_interactions
+
+pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed unavailable")
+
+
+class FixedSampler(NegativeSampler):
+    """Negatives that depend only on the row (user, item): the same for a row whichever rank or
+    batch holds it, so 2 x B and 1 x 2B see the same negatives."""
+
+    name = "fixed"
+
+    def _sample(self, users, items, n, model):
+        return (users[:, None] * 7 + items[:, None] * 13 + np.arange(n) * 5) % self.train.n_items
+
+
+class FixedShared(SharedNegativeSampler):
+    """The k-th batch's shared negatives depend only on k (one call per step on every rank)."""
+
+    def __init__(self) -> None:
+        super().__init__("uniform", seed=0)
+        self.calls = 0
+
+    def sample_shared(self, users, items, n):
+        neg = (np.arange(n) * 3 + 5 * self.calls) % self.train.n_items
+        self.calls += 1
+        return neg, ~positives_of(self.train, np.asarray(users, np.int64), neg)
+
+
+def _setup(case: str):
+    train = random_interactions(n_users=40, n_items=60, density=0.2, seed=5, dense_user=False)
+    torch.manual_seed(0)
+    if case == "cml":
+        model = CML(train.n_users, train.n_items, 16)
+        return train, model, FixedSampler(), Objective(loss="triplet", gor_weight=0.0)
+    model = MF(train.n_users, train.n_items, 16, measure="cosine", init_std=0.1)
+    return train, model, FixedShared(), Objective(loss="ccl", margin=0.5, negative_weight=2.0)
+
+
+def _trainer(case: str, batch: int) -> Trainer:
+    train, model, sampler, objective = _setup(case)
+    opts = TrainerOptions(batch_size=batch, negatives=4, epochs=2, lr=0.01, seed=1,
+                          progress=False, prefetch=False, step_threads=1)
+    return Trainer(model, sampler, objective, train, opts, None)
+
+
+def _digest(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for p in model.parameters():
+        h.update(p.detach().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _rank_main(rank: int, port: int, case: str, batch: int, out: str) -> None:
+    os.environ.update(OMP_NUM_THREADS="1")
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=2, timeout=timedelta(seconds=60))
+    trainer = _trainer(case, batch)
+    ctx = distributed.DistContext(rank, 2)
+    distributed.attach(trainer, ctx)
+    digests, losses = [], []
+    step = trainer.step
+
+    def checked(users, items):
+        value = step(users, items)
+        mine = _digest(trainer.model)
+        both = [None, None]
+        dist.all_gather_object(both, mine)
+        digests.append(both)
+        losses.append(value)
+        return value
+    trainer.step = checked
+    trainer.fit()
+    torch.save({"digests": digests, "losses": losses, "model": trainer.model.state_dict()},
+               Path(out) / f"rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("case", ["cml", "mf-shared"])
+def test_two_ranks_of_b_match_one_process_of_2b(tmp_path, case):
+    b = 16
+    mp.spawn(_rank_main, args=(_port(), case, b, str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    assert r0["digests"] and all(a == c for a, c in r0["digests"])  # equal after every step
+    assert r0["digests"] == r1["digests"] and r0["losses"] == r1["losses"]
+
+    single = _trainer(case, 2 * b)
+    losses = []
+    step = single.step
+    single.step = lambda u, i: losses.append(step(u, i)) or losses[-1]
+    single.fit()
+    # the data's size is not 1 modulo 2B, so no positive is dropped and the steps line up
+    assert single.train.nnz % (2 * b) != 1 and len(losses) == len(r0["losses"])
+    np.testing.assert_allclose(r0["losses"], losses, rtol=1e-5, atol=1e-6)
+    for name, value in single.model.state_dict().items():
+        torch.testing.assert_close(r0["model"][name], value, rtol=1e-4, atol=1e-5)
+
+
+def test_shard_is_the_ranks_share_of_each_global_batch():
+    perm = torch.randperm(103, generator=torch.Generator().manual_seed(0))
+    ranks = [distributed.DistContext(r, 3) for r in range(3)]
+    parts = [c.shard(perm, 10) for c in ranks]
+    steps = ranks[0].local_steps(103, 10)
+    assert steps == 4 and all(-(-len(p) // 10) == steps for p in parts)
+    for s in range(steps):  # rank order rebuilds global batch s
+        rebuilt = torch.cat([p[s * 10:(s + 1) * 10] for p in parts])
+        assert torch.equal(rebuilt, perm[s * 30:(s + 1) * 30])
+    assert distributed.DistContext(0, 3).local_steps(91, 10) == 3  # a tail of 1 < 3 ranks: dropped
+
+
+def test_embedding_level_samplers_are_refused_in_one_line():
+    with pytest.raises(NegspaceError, match="not supported with (--)?nproc"):
+        distributed.check_supported("memory-bank", 2)
+    distributed.check_supported("memory-bank", 1)
+
+
+def _cli(args: list[str], env: dict[str, str] | None = None) -> int:
+    from negspace.cli import main
+
+    old = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    try:
+        return main(args)
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def test_killed_rank_ends_the_run_and_resume_continues(toy_csv, tmp_path, capsys):
+    common = ["train", "--dataset", str(toy_csv), "--nproc", "2", "--epochs", "3",
+              "--validation", "0", "--batch-size", "32", "--dim", "8", "--no-progress",
+              "--min-user-interactions", "0", "--lr-schedule", "none", "--checkpoint-every", "2"]
+    env = {distributed.TIMEOUT_ENV: "60", "OMP_NUM_THREADS": "1"}
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    assert _cli([*common, "--out", str(whole)], env) == 0
+    assert json.loads((whole / "config.json").read_text())["nproc"] == 2
+    # rank 1 dies before step 6 (0-based 5); the checkpoint after step 4 is kept
+    code = _cli([*common, "--out", str(broken)], {**env, distributed.FAULT_ENV: "1:5"})
+    err = capsys.readouterr().err
+    assert code == 2 and "rank 1 of 2 was killed by SIGKILL" in err and "--resume" in err
+    assert (broken / "checkpoint.pt").exists() and not (broken / "metrics.json").exists()
+    assert _cli(["train", "--resume", str(broken), "--no-progress"], env) == 0
+    assert (broken / "metrics.json").read_bytes() == (whole / "metrics.json").read_bytes()
