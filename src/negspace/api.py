@@ -22,8 +22,8 @@ from negspace.data.splits import holdout_split
 from negspace.errors import NegspaceError, did_you_mean
 from negspace.evaluation.evaluator import evaluate
 from negspace.data.features import encode_side_features
-from negspace.experiments.rundir import (load_run, prepare_run_dir, save_interactions,
-                                         save_vectors, write_history)
+from negspace.experiments.rundir import (code_commit, load_run, prepare_run_dir,
+                                         save_interactions, save_vectors, write_history)
 from negspace.experiments.towers import (FEATURES_FILE, TOWERS_FILE, TowerFeatures, cold_vectors,
                                          load_towers, save_towers)
 from negspace.io import write_json
@@ -462,7 +462,7 @@ class Recommender:
         # "dataset" says where the data came from (None: held in memory; `negspace evaluate`
         # then refuses in one line instead of evaluating on an unrelated dataset)
         write_json(out / "config.json", {**self.config.to_dict(), "protocol": "python",
-                                         **self._source})
+                                         **self._source, "commit": code_commit()})
         if isinstance(self.model, TwoTower):  # the cold start needs the towers and encoders
             save_towers(out, self.model, self._features)
         else:

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from negspace import Recommender
 from negspace.cli import main
+from negspace.experiments.rundir import code_commit
 from negspace.serving.app import ServeSettings, create_app
 from negspace.serving.holder import ModelHolder, load_model
 from negspace.serving.schemas import Limits
@@ -54,7 +55,10 @@ def test_health_and_model(mf, runs):
     assert info["model"] == "mf" and info["measure"] == rec.measure == "dot"
     assert info["counts"] == {"users": rec.train.n_users, "items": rec.train.n_items,
                               "interactions": rec.train.nnz, "dim": 16}
-    assert info["version"] == 1 and info["created"].endswith("+00:00") and "commit" in info
+    assert info["version"] == 1 and info["created"].endswith("+00:00")
+    # the commit of the code that trained the run, recorded in its config.json
+    assert info["commit"] == json.loads((runs["mf"] / "config.json").read_text())["commit"]
+    assert info["commit"] == code_commit()
     assert info["index"] is None and info["two_tower"] is False
 
 

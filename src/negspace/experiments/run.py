@@ -20,9 +20,9 @@ from negspace.evaluation.evaluator import evaluate
 from negspace.training import distributed
 from negspace.experiments.splitting import split_parts, split_with_validation
 from negspace.experiments.towers import TowerFeatures, plot_drift, save_towers, tower_features
-from negspace.experiments.rundir import (METRICS_FILE, check_run_dir, remove_temporaries,
-                                         save_interactions, save_vectors, start_run_dir,
-                                         write_history)
+from negspace.experiments.rundir import (METRICS_FILE, check_run_dir, code_commit,
+                                         remove_temporaries, save_interactions, save_vectors,
+                                         start_run_dir, write_history)
 from negspace.io import write_json
 from negspace.errors import NegspaceError
 from negspace.models import CML, MF, EmbeddingModel, SimpleX, TwoTower
@@ -203,7 +203,8 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
                 dist.barrier()  # every rank has read it before rank 0 writes the next one
         elif writer:
             start_run_dir(run_dir, overwrite)
-            write_json(run_dir / "config.json", {**cfg.to_dict(), "protocol": dataset.protocol})
+            write_json(run_dir / "config.json", {**cfg.to_dict(), "protocol": dataset.protocol,
+                                                 "commit": code_commit()})
     result = trainer.fit(state)
     model.eval()
     if isinstance(model, (SimpleX, TwoTower)):  # test-time user vectors read the whole history
@@ -310,7 +311,8 @@ def write_run(run_dir: Path, cfg: TrainConfig, dataset: Dataset, model: Embeddin
                      model.item_vectors(None).float().cpu(), model.measure)
     save_interactions(run_dir, train)
     write_history(run_dir, history)
-    write_json(run_dir / "config.json", {**cfg.to_dict(), "protocol": dataset.protocol})
+    write_json(run_dir / "config.json", {**cfg.to_dict(), "protocol": dataset.protocol,
+                                             "commit": code_commit()})
     if timing is not None:
         write_json(run_dir / "timing.json", timing)
     write_json(run_dir / METRICS_FILE, {k: float(v) for k, v in metrics.items()})

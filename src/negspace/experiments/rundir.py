@@ -4,8 +4,10 @@ training interactions (interactions.safetensors), so a run can be evaluated and 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,19 @@ METRICS_FILE = "metrics.json"
 RUN_FILES = (METRICS_FILE, "checkpoint.pt", "timing.json", "history.csv", MODEL_FILE,
              INTERACTIONS_FILE, "ids.json", "config.json", "towers.safetensors", "features.json",
              "drift.png")
+
+
+@functools.lru_cache(maxsize=1)
+def code_commit() -> str | None:
+    """The git commit of the negspace source doing the work, when it runs from a git checkout
+    (recorded in config.json; `negspace serve` reports it); None otherwise."""
+    try:
+        out = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "rev-parse",
+                              "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and len(commit) == 40 else None
 
 
 def check_run_dir(path: str | Path, overwrite: bool) -> Path:
