@@ -9,14 +9,16 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from negspace.cli import main
+from negspace.data.features import FeatureEncoder
 from negspace.errors import NegspaceError
 from negspace.experiments.run import build_model, build_objective, build_sampler, run_training
-from negspace.experiments.towers import recommend_cold
+from negspace.experiments.towers import cold_vectors, load_towers, recommend_cold
 from negspace.training.config import make_config
 from negspace.training.trainer import Trainer, TrainerOptions
 
@@ -48,7 +50,7 @@ def _values(folder, **kw):
     return {**values, **kw}
 
 
-def test_two_tower_run_writes_towers_drift_and_full_history_vectors(ml_folder, tmp_path):
+def test_two_tower_run_writes_towers_drift_and_full_history_vectors(ml_folder, tmp_path, capsys):
     out = run_training(make_config(_values(ml_folder)), tmp_path / "run")
     run = tmp_path / "run"
     meta = json.loads((run / "features.json").read_text())
@@ -61,14 +63,52 @@ def test_two_tower_run_writes_towers_drift_and_full_history_vectors(ml_folder, t
     assert int(model.hist_len.sum()) == out.train.nnz  # the whole training history, not fit_on
     with torch.no_grad():
         assert torch.allclose(vectors["user_embeddings"], model.user_vectors(None))
-    # cold start: a training user's features and whole history score like its stored vector
-    # up to the id part, and the CLI answers without retraining
+    # cold start: a training user's raw features and whole history give its stored vector, up
+    # to the id part (the cold start stands the mean id embedding in for the user's own)
+    towers, meta_json, stored = load_towers(run)  # rebuilt from the run directory alone
+    encoder = FeatureEncoder.from_json(meta_json["user"])
+    occupations = ["student", "writer", "engineer"]  # as ml_folder writes u.user
+    for user in (3, 8, 17):
+        row = stored.train.user_index(user)
+        history = stored.train.indices[stored.train.indptr[row]:stored.train.indptr[row + 1]]
+        raw = {"age": 18 + user, "gender": "MF"[user % 2], "occupation": occupations[user % 3]}
+        cold = cold_vectors(towers, meta_json["user"], [raw], [history.tolist()])
+        with torch.no_grad():
+            # the raw features, encoded by the stored encoder, give the exported vector
+            towers.user_x[row] = torch.from_numpy(encoder.transform(pd.DataFrame([raw])))[0]
+            exported = vectors["user_embeddings"][row:row + 1]
+            assert torch.allclose(towers.user_vectors(torch.tensor([row])), exported, atol=1e-5)
+            own = towers.users.weight[row].clone()
+            towers.users.weight[row] = towers.users.weight.mean(0)
+            as_if_cold = towers.user_vectors(torch.tensor([row]))
+            towers.users.weight[row] = own
+            stored_vector = towers.user_vectors(torch.tensor([row]))
+        assert torch.allclose(cold, as_if_cold, atol=1e-5), user
+        assert not torch.allclose(cold, stored_vector, atol=1e-5)  # the id part does count
+    # the CLI answers without retraining, exactly as recommend_cold
     feature_file = tmp_path / "new.json"
     feature_file.write_text(json.dumps({"features": {"age": 30, "gender": "F", "occupation": "writer"},
                                         "items": ["1", "2"]}))
+    capsys.readouterr()
     assert main(["recommend", str(run), "--features", str(feature_file), "-k", "5", "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)
     items, scores = recommend_cold(run, {"age": 30, "gender": "F", "occupation": "writer"}, [1, 2], 5)
     assert len(items) == 5 and "1" not in map(str, items) and scores == sorted(scores, reverse=True)
+    assert cli["items"] == items and np.allclose(cli["scores"], scores)
+    # unknown features and values are refused in one line naming the valid ones
+    for features, message in [
+            ({"zip": "00001"}, "unknown user feature 'zip'; this run's user features are age, "
+                               "gender, occupation"),
+            ({"gender": "X"}, "user feature 'gender' has no value 'X'; the training data hold F, M"),
+            ({"occupation": "pilot"}, "the training data hold engineer, student, writer"),
+            ({"age": "old"}, "user feature 'age' is a number; got 'old'")]:
+        with pytest.raises(NegspaceError, match=message):
+            recommend_cold(run, features, [1], 5)
+        feature_file.write_text(json.dumps({"features": features, "items": ["1"]}))
+        assert main(["recommend", str(run), "--features", str(feature_file)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err
+    assert recommend_cold(run, {"gender": None}, [1], 5)[0]  # a missing value counts as unknown
     with pytest.raises(NegspaceError, match="not in the run's catalogue"):
         recommend_cold(run, {}, ["nope"], 5)
     import negspace  # the same call is public at the top level (docs/guide.md runs it)
@@ -80,6 +120,9 @@ def test_no_side_features_falls_back_to_ids_and_history(ml_folder, tmp_path):
                  tmp_path / "run")
     meta = json.loads((tmp_path / "run" / "features.json").read_text())
     assert meta["user"] is None and meta["n_user_features"] == 0
+    with pytest.raises(NegspaceError, match="reads no user side features"):
+        recommend_cold(tmp_path / "run", {"age": 30}, [1], 5)  # would be dropped silently
+    assert len(recommend_cold(tmp_path / "run", {}, [1], 5)[0]) == 5
 
 
 @pytest.mark.parametrize("model, loss", [("two-tower", "softmax"), ("cml", "triplet"),
@@ -185,7 +228,7 @@ def test_split_bank_gradient_gives_the_item_side_the_in_batch_gradient_and_the_u
 @pytest.mark.parametrize("values, message", [
     # Python terms (loss, bank_size): the same messages read --loss, --bank-size on the CLI
     (dict(sampler="in-batch", loss="bpr"), "needs loss softmax, (bsl, )?triplet, ccl or mml"),
-    (dict(model="two-tower", loss="softmax", negative_mode="shared", sampler="uniform"), "softmax"),
+    (dict(model="two-tower", loss="softmax", negative_mode="shared", sampler="popularity"), "softmax"),
     (dict(model="two-tower", bank_size=0), "^bank_size must be >= 1"),
     (dict(model="two-tower", temperature=0), "^temperature must be > 0"),
 ])

@@ -6,14 +6,15 @@ standard deviations), so a cold-start user is encoded exactly as the training us
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
-from negspace.errors import NegspaceError
+from negspace.errors import NegspaceError, did_you_mean
 
 MAX_VOCABULARY = 100  # most frequent values kept per categorical column; the rest encode as zeros
+MAX_CHECKED_VALUES = 1000  # a column with at most this many values records them to check inputs
 MAX_UNIQUE_SHARE = 0.5  # a column with more distinct values than this share of rows is an identifier
 
 
@@ -48,8 +49,11 @@ class FeatureEncoder:
             if len(counts) < 2 or len(counts) > MAX_UNIQUE_SHARE * max(len(col), 1):
                 continue
             vocabulary = counts[counts >= 2].index[:MAX_VOCABULARY].tolist()
-            if vocabulary:
-                columns.append({"name": str(name), "kind": "category", "vocabulary": vocabulary})
+            if vocabulary:  # "values": every value seen, the valid inputs of a new user
+                column = {"name": str(name), "kind": "category", "vocabulary": vocabulary}
+                if len(counts) <= MAX_CHECKED_VALUES:
+                    column["values"] = sorted(counts.index.tolist())
+                columns.append(column)
         return cls(columns)
 
     @property
@@ -79,6 +83,39 @@ class FeatureEncoder:
         if not blocks:
             return np.zeros((len(frame), 0), np.float32)
         return np.concatenate(blocks, axis=1).astype(np.float32)
+
+    def check(self, features: Mapping[str, Any], what: str = "user") -> None:
+        """Refuses, in one line naming the valid ones, a feature this encoder does not read or a
+        value it never saw (a category outside the training values, a number that is not one);
+        a missing feature or None is allowed (it encodes as unknown).
+
+        Args:
+            features: {column: value} of one new user (or item).
+            what: "user" or "item", for the message.
+        """
+        names = [c["name"] for c in self.columns]
+        for key in features:
+            if key not in names:
+                raise NegspaceError(
+                    f"unknown {what} feature {key!r}; this run's {what} features are "
+                    f"{', '.join(names) or 'none'}{did_you_mean(str(key), names, {})}")
+        for c in self.columns:
+            value = features.get(c["name"])
+            if value is None:
+                continue
+            if c["kind"] == "numeric":
+                if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                        or not np.isfinite(value):
+                    raise NegspaceError(f"{what} feature {c['name']!r} is a number; got {value!r}")
+                continue
+            if "values" not in c:  # too many to record (or an older run): not checked
+                continue
+            valid = [str(v) for v in c["values"]]
+            if str(value) not in valid:
+                shown = ", ".join(valid[:20]) + (f", ... ({len(valid)} in all)"
+                                                  if len(valid) > 20 else "")
+                raise NegspaceError(f"{what} feature {c['name']!r} has no value {value!r}; the "
+                                    f"training data hold {shown}")
 
     def to_json(self) -> list[dict[str, Any]]:
         return self.columns

@@ -122,7 +122,9 @@ def recommend_cold(run_dir: str | Path, features: dict[str, Any] | None, items: 
     Args:
         run_dir: a finished two-tower run directory.
         features: the user's side features by column name (as in the dataset's user file);
-            missing columns encode as unknown. Ignored when the run used none.
+            missing columns (or None) encode as unknown; a column the run does not read, a
+            category value absent from the training data, a non-number for a numeric column,
+            or any feature for a run without user features is an error naming the valid ones.
         items: external ids of items the user interacted with (excluded from the ranking).
         k: number of items.
 
@@ -161,8 +163,14 @@ def cold_vectors(model: TwoTower, user_encoder: list | None, features: list,
         [len(histories), dim] user vectors.
     """
     x = None
+    given = [f for f in features if f]
+    if given and not user_encoder:
+        raise NegspaceError(f"this run reads no user side features; got "
+                            f"{', '.join(map(repr, given[0]))}: give the user's items only")
     if user_encoder:
         encoder = FeatureEncoder.from_json(user_encoder)
+        for f in given:  # an unknown column or value is refused, never encoded as unknown
+            encoder.check(f)
         names = [c["name"] for c in encoder.columns]
         rows = [{name: (f or {}).get(name) for name in names} for f in features]
         x = torch.from_numpy(encoder.transform(pd.DataFrame(rows, columns=names)))
