@@ -122,3 +122,45 @@ def test_recommender_device_option(tmp_path):
     loaded = Recommender.load(tmp_path / "run", device="cpu")
     pd.testing.assert_frame_equal(loaded.recommend([1], k=2), top)
     assert Recommender.load(tmp_path / "run").config.device == "auto"
+
+
+def test_padded_row_sums_update_as_the_distinct_rows_do():
+    """The accelerator's RowAdam path (no unique, so no wait for the device) on the CPU."""
+    from negspace.training.optim import RowAdam, padded_sum_rows, sum_rows
+    rng = np.random.default_rng(0)
+    ref, mine = (torch.nn.Parameter(torch.from_numpy(rng.standard_normal((40, 3)).astype(np.float32)))
+                 for _ in range(2))
+    with torch.no_grad():
+        mine.copy_(ref)
+    opt_ref, opt = RowAdam([ref], lr=0.05), RowAdam([mine], lr=0.05)
+    for _ in range(4):
+        ids = torch.from_numpy(rng.integers(0, 25, 60))
+        grads = torch.from_numpy(rng.standard_normal((60, 3)).astype(np.float32))
+        opt_ref.update_rows(ref, *sum_rows(ids, grads))
+        rows, summed, valid = padded_sum_rows(ids, grads)
+        assert int(valid.sum()) == len(torch.unique(ids)) and len(rows) == 60
+        opt.update_rows(mine, rows, summed, valid)
+    torch.testing.assert_close(mine, ref, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(opt.state[mine]["exp_avg_sq"], opt_ref.state[ref]["exp_avg_sq"])
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_device_step_never_reads_a_tensor_back_between_syncs(case, monkeypatch):
+    """A stand-in for CUDA's sync check on the CPU: every way Python reads a tensor's value
+    (item, float, int, bool, index, numpy, tolist, cpu) raises during the steps; the loss is read
+    only at flush()."""
+    inter = random_interactions(n_users=30, n_items=50, seed=3)
+    trainer = _trainer(case, inter, epochs=1)
+    trainer.device_step.sync_every = 10 ** 9
+    monkeypatch.setattr("negspace.models.history.TRIM_ON_CPU", False)  # the accelerator's path
+    users, items = trainer.users[:16], trainer.items[:16]
+    trainer.step(users, items)  # first step: lazy state (Adam moments, the bank) is created
+
+    def read(*args, **kwargs):
+        raise AssertionError("a tensor was read back on the host during a step")
+    for name in ("item", "__float__", "__int__", "__bool__", "__index__", "numpy", "tolist", "cpu"):
+        monkeypatch.setattr(torch.Tensor, name, read)
+    for _ in range(3):
+        trainer.step(users, items)
+    monkeypatch.undo()
+    assert np.isfinite(trainer.device_step.flush())

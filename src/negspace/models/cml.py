@@ -36,7 +36,7 @@ class CML(EmbeddingModel):
 
     def _vectors(self, table: nn.Embedding, idx: torch.Tensor | None) -> torch.Tensor:
         if idx is None:
-            idx = torch.arange(table.num_embeddings)
+            idx = torch.arange(table.num_embeddings, device=table.weight.device)
         v = table(idx)
         return F.normalize(v, dim=-1) if self.norm == "sphere" else v
 

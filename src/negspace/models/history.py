@@ -38,6 +38,11 @@ def capped_history(history: Interactions, n_users: int, n_items: int, max_len: i
     return hist, np.minimum(deg, width)
 
 
+# On the CPU the rows are cut to the batch's longest history (read back: free there); on an
+# accelerator they keep the table's width. Tests turn this off to run the accelerator's path.
+TRIM_ON_CPU = True
+
+
 def history_rows(hist: torch.Tensor, hist_len: torch.Tensor, users: torch.Tensor,
                  exclude: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Args:
@@ -49,9 +54,12 @@ def history_rows(hist: torch.Tensor, hist_len: torch.Tensor, users: torch.Tensor
         History items [B, L'] (L' = the longest history among `users`) and validity mask [B, L'].
     """
     lengths = hist_len[users]
-    width = max(1, int(lengths.max())) if len(users) else 1
+    if hist.device.type == "cpu" and TRIM_ON_CPU:
+        width = max(1, int(lengths.max())) if len(users) else 1
+    else:  # the whole width: the batch's longest history would have to be read back each step
+        width = hist.shape[1]
     items = hist[users, :width]
-    mask = torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)
+    mask = torch.arange(width, device=hist.device).unsqueeze(0) < lengths.unsqueeze(1)
     if exclude is not None:
         mask = mask & (items != exclude.unsqueeze(1))
     return items, mask

@@ -109,7 +109,7 @@ class SimpleX(EmbeddingModel):
     def user_vectors(self, users: torch.Tensor | None) -> torch.Tensor:
         if users is None:
             # In chunks: the history tensor is [chunk, L, d].
-            users = torch.arange(self.n_users)
+            users = torch.arange(self.n_users, device=self.hist.device)
             return torch.cat([F.normalize(self._mix(c, None), dim=-1) for c in users.split(1024)])
         return F.normalize(self._mix(users, None), dim=-1)
 

@@ -97,7 +97,8 @@ class TwoTower(EmbeddingModel):
 
     def user_vectors(self, users: torch.Tensor | None) -> torch.Tensor:
         if users is None:
-            return torch.cat([self._users(c, None) for c in torch.arange(self.n_users).split(1024)])
+            users = torch.arange(self.n_users, device=self.hist.device)
+            return torch.cat([self._users(c, None) for c in users.split(1024)])
         return self._users(users, None)
 
     def user_vectors_for_pairs(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
@@ -105,7 +106,7 @@ class TwoTower(EmbeddingModel):
 
     def item_vectors(self, items: torch.Tensor | None) -> torch.Tensor:
         if items is None:
-            items = torch.arange(self.n_items)
+            items = torch.arange(self.n_items, device=self.items.weight.device)
         parts = [self.items(items)] + ([self.item_proj(self.item_x[items])] if self.item_proj else [])
         out = self.item_mlp(torch.cat(parts, dim=-1))
         return F.normalize(out, dim=-1) if self.measure == "cosine" else out

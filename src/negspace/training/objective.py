@@ -8,7 +8,7 @@ import torch
 
 from negspace.errors import NegspaceError
 from negspace.losses import bpr, cosine_contrastive, multi_margin, triplet_hinge
-from negspace.losses.sampled_softmax import sampled_softmax
+from negspace.losses.sampled_softmax import bilateral_softmax, sampled_softmax
 from negspace.models.base import EmbeddingModel, score_matrix
 from negspace.regularizers import covariance, embedding_l2, gor
 from negspace.samplers.candidates import CandidateSet
@@ -52,16 +52,31 @@ class Objective:
     temperature: float = 1.0
     logq_strength: float = 1.0
     split_bank_gradient: bool = False
+    negative_temperature: float | None = None
+
+    def _softmax_terms(self, pos: torch.Tensor, neg: torch.Tensor,
+                       log_q_pos: torch.Tensor | None = None, log_q_neg: torch.Tensor | None = None,
+                       mask: torch.Tensor | None = None) -> torch.Tensor:
+        """[B] terms of the softmax loss, or of BSL (bilateral: a temperature for each side)."""
+        if self.loss == "bsl":
+            return bilateral_softmax(pos, neg, self.temperature,
+                                     self.negative_temperature or self.temperature, mask,
+                                     log_q_neg if self.logq_strength else None)
+        return sampled_softmax(pos, neg, self.temperature, log_q_pos, log_q_neg,
+                               self.logq_strength, mask)
 
     def __call__(self, model: EmbeddingModel, users: torch.Tensor, items: torch.Tensor,
                  negatives: torch.Tensor, negative_mask: torch.Tensor | None = None,
-                 bank: CandidateSet | None = None) -> torch.Tensor:
+                 bank: CandidateSet | None = None,
+                 log_q: torch.Tensor | None = None) -> torch.Tensor:
         """Args:
             users, items: [B] indices of the positive pairs.
             negatives: [B, N] negative item indices per row, or [N] shared by every row (the
                 cosine losses score them with one [B, d] x [d, N] product).
             negative_mask: optional [B, N] bool, False where a negative is ignored (a shared
-                negative that is a positive of the row's user); cosine losses only.
+                negative that is a positive of the row's user); cosine and softmax losses only.
+            log_q: optional [N] log probability of each shared negative under the sampler's law
+                (the softmax losses' logQ correction; None or constant: no correction needed).
 
         Returns:
             Scalar loss.
@@ -70,6 +85,8 @@ class Objective:
         p = model.item_vectors(items)
         if self.loss in ("ccl", "mml"):
             return self._cosine(model, u, p, negatives, negative_mask)
+        if self.loss in ("softmax", "bsl") and negatives.dim() == 1:
+            return self._shared_softmax(model, u, p, negatives, negative_mask, log_q)
         if negatives.dim() != 2 or negative_mask is not None:
             raise NegspaceError(f"the {self.loss} loss needs per-row negatives")
         n = model.item_vectors(negatives.reshape(-1)).reshape(*negatives.shape, -1)
@@ -85,8 +102,8 @@ class Objective:
         if self.loss == "triplet":
             # For l2 models -score is D^2; for dot/cosine models it is the negated similarity.
             total = triplet_hinge(-pos, -neg, self.margin, self.rank_weight, model.n_items).sum()
-        elif self.loss == "softmax":  # per-row negatives: no logQ correction (exact for uniform)
-            total = sampled_softmax(pos, neg, self.temperature).mean()
+        elif self.loss in ("softmax", "bsl"):  # per-row: no logQ correction (exact for uniform)
+            total = self._softmax_terms(pos, neg).mean()
         else:
             total = bpr(pos, neg).mean()
         if self.gor_weight:
@@ -115,7 +132,7 @@ class Objective:
             if negatives is None:
                 raise NegspaceError("the triplet loss needs per-row negatives")
             return self(model, users, items, negatives, bank=candidates)
-        if self.loss not in ("softmax", "ccl", "mml"):
+        if self.loss not in ("softmax", "bsl", "ccl", "mml"):
             raise NegspaceError(f"in-batch and memory-bank negatives need --loss softmax, ccl, mml "
                                 f"or triplet; got {self.loss}")
         u = model.user_vectors_for_pairs(users, items)
@@ -123,7 +140,10 @@ class Objective:
         bank = candidates.bank_vectors
         # In-batch candidates are the batch's positives: reuse their vectors rather than recompute.
         same = candidates.ids.data_ptr() == items.data_ptr() or torch.equal(candidates.ids, items)
-        n = p if same else model.item_vectors(candidates.ids)
+        full = len(candidates.ids) == model.n_items and bool(getattr(candidates, "full", False))
+        gather = getattr(candidates, "gather", None)  # --nproc: the global batch, with gradient
+        n = (gather(p) if gather is not None else p if same
+             else model.item_vectors(None if full else candidates.ids))
         cosine = self.loss in ("ccl", "mml")
         if cosine:  # dot products of unit vectors, as in _cosine (CML's score is -distance^2)
             _require_unit_vectors(model, self.loss)
@@ -145,8 +165,23 @@ class Objective:
                                         candidates.mask)
             total = user_term.mean() + item_term.mean()
         else:
-            total = sampled_softmax(model.score(u, p), neg, self.temperature, candidates.log_q_pos,
-                                    log_q, self.logq_strength, mask).mean()
+            total = self._softmax_terms(model.score(u, p), neg, candidates.log_q_pos, log_q,
+                                        mask).mean()
+        if self.l2_weight:
+            total = total + self.l2_weight * embedding_l2(u, p, n)
+        return total
+
+    def _shared_softmax(self, model: EmbeddingModel, u: torch.Tensor, p: torch.Tensor,
+                        negatives: torch.Tensor, mask: torch.Tensor | None,
+                        log_q: torch.Tensor | None) -> torch.Tensor:
+        """Softmax or BSL over N negatives shared by the batch: one [B, d] x [d, N] product; each
+        row's own training positives are masked out of its negatives."""
+        n = model.item_vectors(negatives)
+        neg = score_matrix(u, n, model.measure)
+        log_q_pos = None
+        if log_q is not None and self.logq_strength:  # the positive is not sampled from q
+            log_q_pos = torch.zeros(len(u), dtype=neg.dtype, device=neg.device)
+        total = self._softmax_terms(model.score(u, p), neg, log_q_pos, log_q, mask).mean()
         if self.l2_weight:
             total = total + self.l2_weight * embedding_l2(u, p, n)
         return total
@@ -191,4 +226,5 @@ def _require_unit_vectors(model: EmbeddingModel, loss: str) -> None:
 
 def _unit_vectors(model: EmbeddingModel) -> bool:
     """Whether the model's vectors are unit-norm, so that their dot product is the cosine."""
-    return model.measure == "cosine" or getattr(model, "norm", None) == "sphere"
+    return (bool(getattr(model, "unit_vectors", False)) or model.measure == "cosine"
+            or getattr(model, "norm", None) == "sphere")

@@ -44,11 +44,12 @@ class RowAdam(torch.optim.Optimizer):
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
-                    self.update_rows(p, *_touched_rows(p.grad))
+                    self.update_rows(p, *_touched_rows(p.grad))  # (rows, grad[, valid])
         return loss
 
     @torch.no_grad()
-    def update_rows(self, p: torch.Tensor, rows: torch.Tensor, grad: torch.Tensor) -> None:
+    def update_rows(self, p: torch.Tensor, rows: torch.Tensor, grad: torch.Tensor,
+                    valid: torch.Tensor | None = None) -> None:
         """One lazy Adam step of the rows `rows` of `p` with their gradient, without a `p.grad`
         (the hand-written steps of training/fused.py call this directly).
 
@@ -56,6 +57,9 @@ class RowAdam(torch.optim.Optimizer):
             p: a parameter of this optimiser.
             rows: [R] sorted distinct row indices.
             grad: [R, ...] their summed gradient rows.
+            valid: [R] bool from `sum_rows` on an accelerator: False for the padding slots,
+                which repeat slot 0 (its row and gradient, so their moments are written with
+                the same bits) and add no update.
         """
         if grad.numel() == 0:
             return
@@ -67,7 +71,10 @@ class RowAdam(torch.optim.Optimizer):
         exp_avg.index_copy_(0, rows, m)
         exp_avg_sq.index_copy_(0, rows, v)
         # (index_add_'s alpha takes a path three times slower than a separate mul_)
-        p.index_add_(0, rows, m.div_(v.sqrt_().add_(eps)).mul_(-step_size))
+        update = m.div_(v.sqrt_().add_(eps)).mul_(-step_size)
+        if valid is not None:
+            update.mul_(valid.view(-1, *([1] * (update.dim() - 1))))
+        p.index_add_(0, rows, update)
 
     def advance(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float,
                                                 tuple[float, float, float]]:
@@ -96,15 +103,38 @@ class RowAdam(torch.optim.Optimizer):
         raise ValueError("not a parameter of this optimiser")
 
 
-def sum_rows(indices: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def sum_rows(indices: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """(sorted distinct indices, the sum of each one's value rows): a sparse gradient coalesced,
-    deterministically on CPU (`index_add_` in the given order)."""
+    deterministically on CPU (`index_add_` in the given order). Off the CPU, where `unique` would
+    wait for the device to learn its output size, `padded_sum_rows`' triple."""
+    if indices.device.type != "cpu":
+        return padded_sum_rows(indices, values)
     rows, inverse = torch.unique(indices, sorted=True, return_inverse=True)
     summed = values.new_zeros((len(rows), *values.shape[1:])).index_add_(0, inverse, values)
     return rows, summed
 
 
-def _touched_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def padded_sum_rows(indices: torch.Tensor, values: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`sum_rows` with a size known in advance (no host synchronisation): R = len(indices)
+    slots, the first #distinct holding the sorted distinct rows and their summed values, the rest
+    repeating slot 0 with `valid` False (see RowAdam.update_rows)."""
+    n = len(indices)
+    if n == 0:
+        return indices, values, torch.zeros(0, dtype=torch.bool, device=indices.device)
+    ordered, order = torch.sort(indices, stable=True)
+    first = torch.ones(n, dtype=torch.bool, device=indices.device)
+    first[1:] = ordered[1:] != ordered[:-1]
+    group = torch.cumsum(first, 0) - 1                       # slot of each entry
+    summed = values.new_zeros(values.shape).index_add_(0, group, values.index_select(0, order))
+    rows = torch.zeros_like(indices).scatter_(0, group, ordered)
+    valid = torch.arange(n, device=indices.device) <= group[-1]
+    rows = torch.where(valid, rows, rows[0])
+    summed = torch.where(valid.view(-1, *([1] * (values.dim() - 1))), summed, summed[0])
+    return rows, summed, valid
+
+
+def _touched_rows(grad: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """(sorted distinct row indices, their summed gradient rows) of a gradient."""
     if not grad.is_sparse:
         return torch.arange(grad.shape[0], device=grad.device), grad
