@@ -19,7 +19,7 @@ def _inter(mask: np.ndarray) -> Interactions:
 
 
 def _brute_force(scores: np.ndarray, train: np.ndarray, test: np.ndarray, k: int) -> dict:
-    """Per-user metrics written plainly from SPEC.md, averaged over users with test items."""
+    """Per-user metrics written plainly from their definitions, averaged over users with test items."""
     counts = train.sum(axis=0)
     per_user: dict[str, list[float]] = {name: [] for name in NAMES}
     head, seen = set(), 0  # most popular items until they hold 20% of the interactions

@@ -1,4 +1,5 @@
-"""Each metric against a plain per-user reference written from SPEC.md, and by hand."""
+"""Each metric against a plain per-user reference written from the metrics'
+definitions (docs/guide.md, "Metrics"), and by hand."""
 
 import math
 import statistics
@@ -11,7 +12,7 @@ from negspace.evaluation.metrics import (average_precision, hit_rate, median_ran
 
 
 def _reference(ranked_hits: list[bool], n_rel: int, k: int) -> dict[str, float]:
-    """SPEC.md's definitions, one user, looping over the ranked items."""
+    """The definitions, one user, looping over the ranked items."""
     found, ap, dcg = 0, 0.0, 0.0
     for rank, hit in enumerate(ranked_hits[:k], start=1):
         if hit:

@@ -48,7 +48,7 @@ def test_best_epoch_is_kept(toy_csv):
 def test_learns_on_movielens_100k(sampler):
     """A few epochs of CML on real data: every sampler far above random ranking; uniform and the
     released 2-stage also above ranking by popularity alone. Popularity negatives push the popular
-    items away, and the exact 2-stage weights collapse onto a few items (SPEC.md section 1), so
+    items away, and the exact 2-stage weights collapse onto a few items (docs/results.md, section 1), so
     both stay below popularity on MovieLens: see docs/results.md."""
     cfg = make_config(dict(dataset="movielens-100k", sampler=sampler, negatives=5, batch_size=512,
                            dim=32, epochs=4, lr=0.01, seed=0, validation=0.0, progress=False))

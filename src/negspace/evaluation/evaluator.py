@@ -15,7 +15,8 @@ from negspace.retrieval.topk import ScoreFn, topk_items
 
 def evaluate(score_fn: ScoreFn, train: Interactions, test: Interactions,
              ks: Sequence[int] = (20, 50), chunk_size: int | None = None) -> dict[str, float]:
-    """Metrics of a scorer on held-out interactions, ranking all items (SPEC.md protocols).
+    """Metrics of a scorer on held-out interactions, ranking all items (the
+    full-ranking protocol of docs/guide.md, "Metrics").
 
     Each user with at least one test item gets the top max(ks) items among those not in their
     training rows; hits are looked up in the test CSR with one vectorised search.

@@ -1,4 +1,4 @@
-"""Ranking metrics over a hit matrix (SPEC.md, "Protocol" and "Protocols and data").
+"""Ranking metrics over a hit matrix: the definitions docs/guide.md ("Metrics") lists.
 
 Every function returns one value per user; the caller averages. `hits` is [n_users, K] in rank
 order (true / 1 where the item at that rank is one of the user's test items), `n_relevant` the
