@@ -1,11 +1,15 @@
-"""Matrix factorisation: score = dot product (or cosine) of user and item embeddings."""
+"""Matrix factorisation: score = dot product (or cosine) of user and item embeddings, optionally
+plus a learned item bias."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from negspace.errors import NegspaceError
 from negspace.models.base import EmbeddingModel, Measure
+
+INITS = ("normal", "xavier")
 
 
 class MF(EmbeddingModel):
@@ -14,23 +18,55 @@ class MF(EmbeddingModel):
         measure: "dot" (default) or "cosine" (the vectors are then L2-normalised after the lookup,
             so that their dot product is the cosine and exported vectors rank by dot product too).
         init_std: standard deviation of the normal initialisation.
+        init: "normal" (N(0, init_std)) or "xavier" (xavier-normal over each table, as the BSL
+            and SSM recipes).
+        item_bias: a learned bias b_i added to the score (SimpleX's published recipe adds one to
+            the cosine). It is carried by the vectors themselves: users get a last coordinate 1,
+            items their bias, and the model's measure becomes "dot" on those vectors, so that
+            every scorer, index and export ranks by cos(u, i) + b_i (or u.i + b_i) unchanged.
+            `unit_vectors` stays True for a cosine model: the cosine losses read u.i + b_i as
+            SimpleX does.
+        user_dropout: dropout on the user vector in training rows only (after normalisation).
     """
 
     def __init__(self, n_users: int, n_items: int, dim: int, measure: Measure = "dot",
-                 init_std: float = 0.1) -> None:
+                 init_std: float = 0.1, init: str = "normal", item_bias: bool = False,
+                 user_dropout: float = 0.0) -> None:
         super().__init__(n_users, n_items, dim)
-        self.measure = measure
+        if init not in INITS:
+            raise NegspaceError(f"MF init must be one of {', '.join(INITS)}; got {init!r}")
+        self.cosine = measure == "cosine"
+        self.unit_vectors = self.cosine
+        self.measure = "dot" if item_bias else measure
         self.users = nn.Embedding(n_users, dim, sparse=True)
         self.items = nn.Embedding(n_items, dim, sparse=True)
-        nn.init.normal_(self.users.weight, 0.0, init_std)
-        nn.init.normal_(self.items.weight, 0.0, init_std)
+        for table in (self.users, self.items):
+            if init == "xavier":
+                nn.init.xavier_normal_(table.weight)
+            else:
+                nn.init.normal_(table.weight, 0.0, init_std)
+        self.bias = nn.Embedding(n_items, 1, sparse=True) if item_bias else None
+        if self.bias is not None:
+            nn.init.zeros_(self.bias.weight)
+        self.dropout = nn.Dropout(user_dropout) if user_dropout > 0 else None
 
     def _vectors(self, table: nn.Embedding, idx: torch.Tensor | None) -> torch.Tensor:
         v = table.weight if idx is None else table(idx)
-        return nn.functional.normalize(v, dim=-1) if self.measure == "cosine" else v
+        return nn.functional.normalize(v, dim=-1) if self.cosine else v
 
     def user_vectors(self, users: torch.Tensor | None) -> torch.Tensor:
-        return self._vectors(self.users, users)
+        v = self._vectors(self.users, users)
+        return v if self.bias is None else torch.cat([v, v.new_ones(len(v), 1)], dim=1)
+
+    def user_vectors_for_pairs(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        v = self._vectors(self.users, users)
+        if self.dropout is not None:
+            v = self.dropout(v)
+        return v if self.bias is None else torch.cat([v, v.new_ones(len(v), 1)], dim=1)
 
     def item_vectors(self, items: torch.Tensor | None) -> torch.Tensor:
-        return self._vectors(self.items, items)
+        v = self._vectors(self.items, items)
+        if self.bias is None:
+            return v
+        b = self.bias.weight if items is None else self.bias(items)
+        return torch.cat([v, b], dim=1)

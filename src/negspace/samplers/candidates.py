@@ -4,6 +4,7 @@ probabilities, optional stored vectors (the memory bank) and the masks of accide
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -36,6 +37,9 @@ class CandidateSet:
     bank_log_q: torch.Tensor | None = None
     bank_mask: torch.Tensor | None = None
     full: bool = False  # ids are the whole catalogue in order: the objective reads the table whole
+    # Under --nproc, for in-batch ids gathered from every rank: maps this rank's [B, d] positive
+    # vectors to the global batch's (all ranks', in rank order), with gradient (distributed.py).
+    gather: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 def popularity_log_q(train: Interactions) -> np.ndarray:

@@ -85,3 +85,41 @@ class UniformSoftmaxSampler(EmbeddingSampler):
     def _log_q_pos(self, items: np.ndarray) -> np.ndarray:
         # As in TensorFlow's sampled softmax, the true class is corrected by the sampler's q too.
         return np.full(len(items), -np.log(self.train.n_items))
+
+
+class FullCatalogueSampler(EmbeddingSampler):
+    """Every item is a candidate of every row: the full softmax (or CCL/MML over the whole
+    catalogue), with the row's training positives masked. Exact where sampled losses estimate,
+    at B x n_items scores a step: right for catalogues up to some tens of thousands of items
+    (docs/guide.md, "Which loss")."""
+
+    name = "full"
+
+    def candidates(self, users: np.ndarray, items: np.ndarray, n: int) -> CandidateSet:
+        cands = super().candidates(users, items, n)
+        cands.full = True
+        return cands
+
+    def _candidates(self, users: np.ndarray, items: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        n_items = self.train.n_items
+        if self._all is None or len(self._all) != n_items:
+            self._all = np.arange(n_items)
+        return self._all, np.zeros(n_items)
+
+    def _log_q_pos(self, items: np.ndarray) -> np.ndarray:
+        return np.zeros(len(items))  # every item is a candidate with probability 1
+
+    def _mask(self, users: np.ndarray, items: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        # [B, n_items] written directly from the users' CSR rows (ids is the whole catalogue)
+        keep = np.ones((len(users), self.train.n_items), bool)
+        keep[np.arange(len(users)), items] = False
+        if self.mask_positives:
+            indptr = self.train.indptr
+            starts, ends = indptr[users], indptr[users + 1]
+            lengths = ends - starts
+            rows = np.repeat(np.arange(len(users)), lengths)
+            offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+            keep[rows, self.train.indices[np.arange(lengths.sum()) + offsets]] = False
+        return keep
+
+    _all: np.ndarray | None = None

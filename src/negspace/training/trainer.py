@@ -258,7 +258,8 @@ class Trainer:
             update()
         else:
             self.optimizer.zero_grad()
-            loss.backward()
+            # under --nproc the loss carries this rank's share of the global batch's loss
+            (loss if self.dist is None else loss * self.dist.weight).backward()
             if self.dist is not None:
                 self.dist.reduce_gradients(self.model)
             self.optimizer.step()

@@ -1,0 +1,84 @@
+"""BSL, the full softmax and shared-negative softmax against values computed by hand."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from negspace.losses.sampled_softmax import bilateral_softmax, sampled_softmax
+from negspace.models import MF
+from negspace.samplers.in_batch import FullCatalogueSampler
+from negspace.training.objective import Objective
+from tests.conftest import random_interactions
+
+
+def test_bsl_matches_the_formula_by_hand():
+    pos = torch.tensor([0.5, -0.2])
+    neg = torch.tensor([[0.1, 0.3, -0.4], [0.9, 0.0, 0.2]])
+    t1, t2 = 0.2, 0.1
+    expected = [-p / t1 + (t2 / t1) * math.log(sum(math.exp(x / t2) for x in row))
+                for p, row in zip(pos.tolist(), neg.tolist())]
+    got = bilateral_softmax(pos, neg, t1, t2)
+    assert got.tolist() == pytest.approx(expected, rel=1e-5)
+    # a masked negative is left out of the sum
+    mask = torch.tensor([[True, False, True], [True, True, True]])
+    first = -0.5 / t1 + (t2 / t1) * math.log(math.exp(0.1 / t2) + math.exp(-0.4 / t2))
+    assert bilateral_softmax(pos, neg, t1, t2, mask)[0].item() == pytest.approx(first, rel=1e-5)
+
+
+def test_bsl_with_equal_temperatures_is_softmax_without_the_positive_in_the_denominator():
+    pos, neg = torch.randn(4), torch.randn(4, 6)
+    t = 0.3
+    expected = -pos / t + torch.logsumexp(neg / t, dim=1)
+    assert torch.allclose(bilateral_softmax(pos, neg, t, t), expected, atol=1e-5)
+
+
+def test_full_softmax_is_cross_entropy_over_the_catalogue_with_other_positives_masked():
+    inter = random_interactions(n_users=12, n_items=9, density=0.3, dense_user=False)
+    sampler = FullCatalogueSampler(mask_positives=True, seed=0)
+    sampler.fit(inter)
+    model = MF(inter.n_users, inter.n_items, 4, measure="cosine", init_std=0.5)
+    users, items = (torch.from_numpy(a[:7]).long() for a in inter.pairs())
+    cands = sampler.candidates(users.numpy(), items.numpy(), 0)
+    t = 0.2
+    loss = Objective(loss="softmax", temperature=t).with_candidates(model, users, items, cands)
+    with torch.no_grad():
+        u = torch.nn.functional.normalize(model.users.weight, dim=1)
+        v = torch.nn.functional.normalize(model.items.weight, dim=1)
+    terms = []
+    for user, item in zip(users.tolist(), items.tolist()):
+        logits = (u[user] @ v.T / t).tolist()
+        positives = set(inter.indices[inter.indptr[user]:inter.indptr[user + 1]].tolist())
+        kept = [logits[j] for j in range(inter.n_items) if j == item or j not in positives]
+        terms.append(math.log(sum(math.exp(x) for x in kept)) - logits[item])
+    assert loss.item() == pytest.approx(float(np.mean(terms)), rel=1e-5)
+
+
+def test_shared_softmax_masks_each_rows_positives():
+    inter = random_interactions(n_users=10, n_items=8, density=0.3, dense_user=False)
+    model = MF(inter.n_users, inter.n_items, 4, measure="cosine", init_std=0.5)
+    users, items = (torch.from_numpy(a[:5]).long() for a in inter.pairs())
+    negatives = torch.tensor([0, 3, 5, 7, 3])
+    keep = ~torch.from_numpy(inter.contains(users.numpy()[:, None], negatives.numpy()[None, :]))
+    t = 0.5
+    loss = Objective(loss="softmax", temperature=t)(model, users, items, negatives, keep)
+    with torch.no_grad():
+        u = model.user_vectors(users)
+        pos = (u * model.item_vectors(items)).sum(1)
+        neg = u @ model.item_vectors(negatives).T
+    expected = sampled_softmax(pos, neg, t, mask=keep).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    # every masked negative is a positive of the row's user, and such a negative changes nothing
+    assert (~keep).any()
+
+
+def test_item_bias_is_carried_by_the_vectors():
+    model = MF(3, 5, 4, measure="cosine", init_std=0.5, item_bias=True)
+    with torch.no_grad():
+        model.bias.weight.copy_(torch.arange(5.0).unsqueeze(1))
+    u, v = model.user_vectors(None), model.item_vectors(None)
+    cos = torch.nn.functional.normalize(model.users.weight, dim=1) @ \
+        torch.nn.functional.normalize(model.items.weight, dim=1).T
+    assert model.measure == "dot"
+    assert torch.allclose(u @ v.T, cos + torch.arange(5.0), atol=1e-6)

@@ -1,0 +1,67 @@
+"""Plateau learning-rate decay: the best weights come back, the rate drops, and training stops
+after `patience` validations without improvement."""
+
+import pytest
+import torch
+
+from negspace.experiments.run import build_model, build_objective, build_sampler
+from negspace.training.config import make_config
+from negspace.training.schedule import PlateauSchedule
+from negspace.training.trainer import Trainer, TrainerOptions
+from negspace.data.splits import holdout_split
+from tests.conftest import random_interactions
+
+
+def _trainer(scores: list[float], schedule: str, patience: int = 3, epochs: int = 10):
+    inter = random_interactions(seed=1)
+    fit, val = holdout_split(inter, 0.2, 0)
+    cfg = make_config(dict(model="mf", dim=8, negatives=2, progress=False))
+    model = build_model(cfg, inter.n_users, inter.n_items)
+    options = TrainerOptions(batch_size=32, negatives=2, epochs=epochs, lr=0.05, patience=patience,
+                             min_epochs=0, select_metric="recall@20", progress=False,
+                             lr_schedule=schedule, lr_decay=0.1, lr_floor=1e-6)
+    trainer = Trainer(model, build_sampler(cfg), build_objective(cfg), fit, options, val)
+    feed = iter(scores)
+    snapshots = []
+
+    def validate():
+        snapshots.append({k: v.clone() for k, v in trainer.model.state_dict().items()})
+        return {"recall@20": next(feed)}
+    trainer.validate = validate
+    return trainer, snapshots
+
+
+def test_plateau_reloads_the_best_weights_and_decays_the_rate():
+    trainer, snapshots = _trainer([0.1, 0.3, 0.2, 0.25, 0.4, 0.1, 0.1, 0.1], "plateau")
+    seen = []
+    original = trainer.run_epoch
+
+    def run_epoch(bar, signals=None):  # the weights each epoch starts from
+        seen.append({k: v.clone() for k, v in trainer.model.state_dict().items()})
+        return original(bar, signals)
+    trainer.run_epoch = run_epoch
+    result = trainer.fit()
+    lrs = [row["lr"] for row in result.history]
+    # epoch 3 and 4 do not improve on epoch 2: each decays the rate and restarts from epoch 2's
+    # weights; epoch 5 improves; 6, 7, 8 do not: the third of those stops training.
+    assert len(result.history) == 8 and result.best_epoch == 5
+    assert lrs == pytest.approx([0.05, 0.05, 0.05, 0.005, 0.0005, 0.0005, 5e-05, 5e-06])
+    for epoch_start, best in ((3, 1), (4, 1)):  # seen[i] is the start of epoch i + 1
+        assert all(torch.equal(seen[epoch_start][k], snapshots[best][k]) for k in snapshots[best])
+    assert not all(torch.equal(seen[2][k], snapshots[2][k]) for k in snapshots[2])
+    final = trainer.model.state_dict()
+    assert all(torch.equal(final[k], snapshots[4][k]) for k in final)
+
+
+def test_no_schedule_keeps_the_rate_and_stops_on_patience():
+    trainer, _ = _trainer([0.3, 0.2, 0.1, 0.1, 0.5], "none", patience=3)
+    result = trainer.fit()
+    assert [row["lr"] for row in result.history] == [0.05] * 4
+    assert result.best_epoch == 1
+
+
+def test_the_floor_ends_training():
+    schedule = PlateauSchedule("plateau", 0.1, 1e-3, patience=10)
+    assert not schedule.should_stop(1, 1e-2)
+    assert schedule.should_stop(1, 1e-3)
+    assert not PlateauSchedule("none", patience=10).should_stop(1, 1e-9)
