@@ -35,8 +35,25 @@ def test_train_writes_the_run_directory(csv_dataset, tmp_path, capsys):
     for name in ("config.json", "metrics.json", "history.csv", "model.safetensors", "ids.json"):
         assert (out / name).exists(), name
     metrics = json.loads((out / "metrics.json").read_text())
-    for key in ("map@50", "ndcg@50", "mmr@50", "recall@20", "ndcg@20", "hit@20"):
-        assert key in metrics and metrics[key] >= 0
+    # the test metrics against a plain computation: the test fold is every pair of the file that
+    # the run did not train on, ranked by the saved vectors
+    from negspace.experiments.rundir import load_run
+    from tests.reference import reference_metrics, rows_of, scores_of
+    run = load_run(out)
+    pairs = [line.split(",") for line in csv_dataset.read_text().split()[1:]]
+    train_rows = rows_of(run.train.matrix)
+    test_rows: dict[int, set[int]] = {}
+    for user, item in pairs:
+        u, i = run.train.user_index(user), run.train.item_index(item)
+        if i not in train_rows[u]:
+            test_rows.setdefault(u, set()).add(i)
+    assert 0 < sum(map(len, test_rows.values())) < len(pairs)
+    scores = scores_of(run.user_vectors, run.item_vectors, run.measure)
+    for k in (20, 50):
+        want = reference_metrics(scores, train_rows, test_rows, k)
+        for key in (f"ndcg@{k}", f"recall@{k}", f"hit@{k}", f"mmr@{k}"):
+            assert metrics[key] == pytest.approx(want[key], rel=1e-9, abs=1e-12), key
+    assert metrics["n_eval_users"] == len(test_rows)
     config = json.loads((out / "config.json").read_text())
     assert config["sampler"] == "two-stage" and config["negatives"] == 2 and config["loss"] == "triplet"
     ids = json.loads((out / "ids.json").read_text())
@@ -56,8 +73,6 @@ def test_train_writes_the_run_directory(csv_dataset, tmp_path, capsys):
     capsys.readouterr()
     assert main(["recommend", str(out), "--user", "u3", "-k", "5", "--json"]) == 0
     rec = json.loads(capsys.readouterr().out)
-    from negspace.experiments.rundir import load_run
-    run = load_run(out)
     row = run.train.user_index("u3")
     train_items = set(run.train.item_ids[run.train.indices[run.train.indptr[row]:run.train.indptr[row + 1]]])
     assert len(rec["items"]) == 5 and not train_items & set(rec["items"])
