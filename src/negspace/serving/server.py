@@ -23,6 +23,7 @@ from negspace.serving.schemas import Limits
 
 ENV = "NEGSPACE_SERVE"  # a worker process's settings (JSON), set by the main process
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+WORKER_START_S = 300  # seconds a (replacement) worker may take to load its run and come up
 
 
 def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000,
@@ -71,7 +72,9 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000,
     os.environ[ENV] = json.dumps({"run_dir": str(run_dir), "faiss": use_faiss,
                                   "token_file": token_file, "threads": threads,
                                   "workers": workers, "limits": dataclasses.asdict(limits)})
-    uvicorn.run("negspace.serving.server:app_from_env", factory=True, workers=workers, **common)
+    # a replacement worker loads its model before it reports ready: allow for a large run
+    uvicorn.run("negspace.serving.server:app_from_env", factory=True, workers=workers,
+                timeout_worker_healthcheck=WORKER_START_S, **common)
 
 
 def app_from_env() -> Any:
@@ -79,7 +82,11 @@ def app_from_env() -> Any:
     spec = json.loads(os.environ[ENV])
     set_threads(spec["threads"])
     token = read_token(spec["token_file"]) if spec["token_file"] else None
-    model = load_model(spec["run_dir"], spec["faiss"])
+    try:
+        model = load_model(spec["run_dir"], spec["faiss"])
+    except NegspaceError as e:  # the supervisor keeps the worker this one would have replaced
+        print(f"negspace: worker refused the run: {' '.join(str(e).split())}", file=sys.stderr)
+        raise SystemExit(3) from None
     return create_app(ModelHolder(model, spec["run_dir"]),
                       ServeSettings(Limits(**spec["limits"]), token, workers=spec["workers"]))
 
