@@ -57,8 +57,14 @@ def test_holdout_keeps_a_training_item_per_user(fraction):
     train, val = holdout_split(inter, fraction, seed=0)
     assert (train.user_degrees() >= 1).all()
     assert _keys(train) | _keys(val) == _keys(inter) and not _keys(train) & _keys(val)
+    # each user holds out round(fraction x degree) items, one always staying in training
+    deg = inter.user_degrees()
+    want = np.minimum(np.round(fraction * deg), np.maximum(deg - 1, 0))
+    assert (val.user_degrees() == want).all()
     if fraction == 0.0:
         assert val.nnz == 0
+    else:  # so the share held out is the fraction, up to rounding and the kept item
+        assert abs(val.nnz / inter.nnz - fraction) < 0.05
     again = holdout_split(inter, fraction, seed=0)[1]
     assert _keys(again) == _keys(val)
 
@@ -66,3 +72,35 @@ def test_holdout_keeps_a_training_item_per_user(fraction):
 def test_holdout_rejects_bad_fraction():
     with pytest.raises(NegspaceError):
         holdout_split(_random(0), 1.0, seed=0)
+
+
+@pytest.mark.parametrize("split", ["kfold", "given"])
+def test_validation_is_carved_from_training_only(tmp_path, split):
+    """Model selection never sees the test set: validation pairs are training pairs of the run
+    (never test pairs), and training on fit_on + validation gives back the training part."""
+    from negspace.data import load_dataset
+    from negspace.experiments.splitting import split_with_validation
+    from negspace.training.config import make_config
+
+    inter = _random(5, n_users=60, n_items=40)
+    users, items = inter.pairs()
+    if split == "kfold":
+        path = tmp_path / "log.csv"
+        path.write_text("user,item\n" + "".join(f"{u},{i}\n" for u, i in zip(users, items)))
+    else:  # a published split: test.txt holds each user's last listed item
+        path = tmp_path / "given"
+        path.mkdir()
+        rows = [inter.indices[inter.indptr[u]:inter.indptr[u + 1]] for u in range(inter.n_users)]
+        (path / "train.txt").write_text("".join(f"{u} {' '.join(map(str, r[:-1]))}\n"
+                                                for u, r in enumerate(rows) if len(r) > 1))
+        (path / "test.txt").write_text("".join(f"{u} {r[-1]}\n" for u, r in enumerate(rows)))
+    dataset = load_dataset(str(path))
+    for seed in (0, 1):
+        cfg = make_config(dict(dataset=str(path), validation=0.3, seed=seed, fold=seed))
+        train, test, fit_on, validation = split_with_validation(cfg, dataset)
+        assert validation.nnz > 0 and test.nnz > 0
+        assert not _keys(validation) & _keys(test)
+        assert not _keys(fit_on) & _keys(test) and not _keys(fit_on) & _keys(validation)
+        assert _keys(fit_on) | _keys(validation) == _keys(train)
+        assert not _keys(train) & _keys(test)
+        assert train.n_items == test.n_items == validation.n_items  # one id space

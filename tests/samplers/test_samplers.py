@@ -177,8 +177,11 @@ def test_released_fallback_is_uniform_over_non_positive_candidates():
 def test_sampler_is_seeded(interactions):
     model = CML(interactions.n_users, interactions.n_items, 8)
     users, items = _batch(interactions)
-    for make in (lambda: UniformSampler(seed=9), lambda: PopularitySampler(seed=9),
-                 lambda: TwoStageSampler(n_candidates=20, seed=9)):
-        a = make().fit(interactions).sample(users, items, 3, model)
-        b = make().fit(interactions).sample(users, items, 3, model)
-        np.testing.assert_array_equal(a, b)
+    for make in (lambda seed: UniformSampler(seed=seed), lambda seed: PopularitySampler(seed=seed),
+                 lambda seed: TwoStageSampler(n_candidates=20, seed=seed),
+                 lambda seed: TwoStageSampler(n_candidates=20, released=True, seed=seed)):
+        a = make(9).fit(interactions).sample(users, items, 3, model)
+        b = make(9).fit(interactions).sample(users, items, 3, model)
+        np.testing.assert_array_equal(a, b)  # the same seed repeats the draw
+        others = [make(seed).fit(interactions).sample(users, items, 3, model) for seed in (10, 11)]
+        assert all((a != c).any() for c in others)  # a sampler ignoring its seed fails here

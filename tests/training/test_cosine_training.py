@@ -128,6 +128,23 @@ def test_train_evaluate_recommend_agree(toy_csv, tmp_path, capsys, argv):
     again = json.loads((out / "metrics.json").read_text())
     for key in ("recall@20", "ndcg@20", "ndcg@50"):
         assert again[key] == pytest.approx(metrics[key], abs=1e-6)
+    # recommend ranks by the exported vectors under the run's measure, training items left out
+    from negspace import Recommender
+    from negspace.experiments.rundir import load_run
+    run = load_run(out)
+    u, v = vectors["user_embeddings"].double(), vectors["item_embeddings"].double()
+    for user in run.train.user_ids[:3]:
+        row = run.train.user_index(user)
+        capsys.readouterr()
+        assert main(["recommend", str(out), "--user", str(user), "-k", "5", "--json"]) == 0
+        got = json.loads(capsys.readouterr().out)
+        score = -(u[row] - v).pow(2).sum(1) if run.measure == "l2" else v @ u[row]
+        seen = run.train.indices[run.train.indptr[row]:run.train.indptr[row + 1]]
+        score[torch.from_numpy(seen.astype(np.int64))] = -float("inf")
+        top = torch.topk(score, 5)
+        assert got["items"] == run.train.item_ids[top.indices.numpy()].tolist()
+        assert np.allclose(got["scores"], top.values.numpy(), atol=1e-5)
+        assert Recommender.load(out).recommend(user, k=5).item.tolist() == got["items"]
 
 
 def test_simplex_export_reads_the_whole_training_history(toy_csv):

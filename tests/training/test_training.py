@@ -42,6 +42,44 @@ def test_best_epoch_is_kept(toy_csv):
     assert out.metrics["best_epoch"] == int(np.argmax(scores)) + 1
 
 
+def test_the_kept_weights_are_the_best_epochs():
+    """Validation peaks at epoch 3 of 8 here (lr 0.1 overfits after): the model the trainer
+    returns must hold the weights of that epoch, not the last ones."""
+    import copy
+
+    from negspace.data.splits import holdout_split
+    from negspace.models import MF
+    from negspace.samplers import UniformSampler
+    from negspace.training.objective import Objective
+    from negspace.training.trainer import Trainer, TrainerOptions
+    from ..conftest import random_interactions
+
+    class Recording(Trainer):
+        def validate(self):
+            metrics = super().validate()
+            self.seen.append((metrics[self.opt.select_metric],
+                              copy.deepcopy(self.model.state_dict())))
+            return metrics
+
+    inter = random_interactions(n_users=60, n_items=40, density=0.2, seed=1, dense_user=False)
+    fit_on, validation = holdout_split(inter, 0.2, 0)
+    torch.manual_seed(0)
+    trainer = Recording(MF(60, 40, 8), UniformSampler(seed=0), Objective(loss="bpr"), fit_on,
+                        TrainerOptions(batch_size=32, negatives=2, epochs=8, lr=0.1, patience=8,
+                                       min_epochs=0, progress=False, prefetch=False),
+                        validation)
+    trainer.seen = []
+    result = trainer.fit()
+    scores = [score for score, _ in trainer.seen]
+    best = int(np.argmax(scores))
+    assert len(scores) == 8 and best < 7  # the check can fail: the last epoch is not the best
+    assert result.best_epoch == best + 1 and result.best_score == scores[best]
+    kept = trainer.model.state_dict()
+    assert all(torch.equal(kept[name], trainer.seen[best][1][name]) for name in kept)
+    assert not all(torch.equal(kept[name], trainer.seen[-1][1][name]) for name in kept)
+    assert trainer.validate()[trainer.opt.select_metric] == pytest.approx(scores[best])
+
+
 @pytest.mark.skipif(find_data_dir(None) is None or not (find_data_dir(None) / "movielens-100k").exists(),
                     reason="shared data not available")
 @pytest.mark.parametrize("sampler", ["uniform", "popularity", "two-stage", "two-stage-released"])
