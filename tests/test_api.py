@@ -322,3 +322,15 @@ def test_dataframes_with_the_column_names_files_use(data):
     train, test = time_split(odd.assign(t=np.arange(len(odd))), 0.25, user="who", item="what",
                              timestamp="t")
     assert train.nnz + test.nnz == len(data)
+
+
+def test_evaluate_drops_unknown_users_and_items(fitted, data):
+    known = data[data.user.isin([f"u{u}" for u in range(0, 240, 7)])].groupby("user").head(3)
+    strangers = pd.DataFrame({"user": ["nobody", "nobody", "u0", "u7"],
+                              "item": ["i1", "zzz", "zzz", "i999"]})
+    base = fitted.evaluate(known, ks=(10,))
+    mixed = fitted.evaluate(pd.concat([known, strangers]), ks=(10,))
+    assert mixed == base  # unknown users and items leave the numbers as they were
+    assert base["n_eval_users"] == known.user.nunique()
+    with pytest.raises(NegspaceError, match="no test interaction .* known"):
+        fitted.evaluate(strangers, ks=(10,))

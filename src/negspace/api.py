@@ -444,6 +444,9 @@ class Recommender:
         _check_columns(columns, ("ks",), {"k": "ks", "cutoffs": "ks"})
         held = interactions_from(test, user_ids=train.user_ids, item_ids=train.item_ids,
                                  **columns).binarized()
+        if held.nnz == 0:  # else every metric would be NaN, with no word why
+            raise NegspaceError("no test interaction of a known user and item: the users and "
+                                "items the model was not trained on are dropped")
         self.metrics = evaluate(self._scorer(self.user_vectors), train, held, ks=ks)
         return self.metrics
 
