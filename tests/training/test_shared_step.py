@@ -85,3 +85,15 @@ def test_compiled_positive_mask_equals_numpy():
     small = np.zeros((len(users), len(distinct)), bool)
     shared_kernels.positives_mask(inter.indptr, inter.indices, users, position, small)
     np.testing.assert_array_equal(small[:, inverse], positives_of(inter, users, items))
+
+
+def test_compiled_keep_mask_equals_numpy():
+    inter = random_interactions(n_users=40, n_items=60, seed=5)
+    rng = np.random.default_rng(2)
+    users, items = rng.integers(0, 40, 100), rng.integers(0, 60, 300)  # many repeats
+    head = np.full(inter.n_items, -1, np.int64)
+    keep = np.ones((len(users), len(items)), bool)
+    shared_kernels.keep_mask(inter.indptr, inter.indices, users, items, head,
+                             np.empty(len(items), np.int64), keep)
+    np.testing.assert_array_equal(keep, ~positives_of(inter, users, items))
+    assert (head == -1).all()

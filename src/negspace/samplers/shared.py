@@ -68,6 +68,13 @@ class SharedNegativeSampler(PerRowFallback, NegativeSampler):
         else:
             cdf = self.per_row.cdf
             neg = np.minimum(np.searchsorted(cdf, self.rng.random(n), side="right"), len(cdf) - 1)
+        if shared_kernels.AVAILABLE:  # the mask in one loop, written as kept/not kept directly
+            if getattr(self, "_head", None) is None or len(self._head) != self.train.n_items:
+                self._head = np.full(self.train.n_items, -1, np.int64)
+            keep = np.ones((len(users), n), bool)
+            shared_kernels.keep_mask(self.train.indptr, self.train.indices, users, neg,
+                                     self._head, np.empty(n, np.int64), keep)
+            return neg, keep
         return neg, ~positives_of(self.train, users, neg)
 
 

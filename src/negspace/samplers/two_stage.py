@@ -316,12 +316,22 @@ class TwoStageSampler(NegativeSampler):
         n_rows, n_cand = len(users), len(cand)
         v = vecs.contiguous().numpy()
         pos_vecs, cand_vecs = v[:n_rows], v[n_rows:]
-        u = self.rng.random((n_rows, fast.proposals_per_row(n, log_env)))
         picks = np.full((n_rows, n), -1, np.int64)
         n_have = np.zeros(n_rows, np.int64)
-        fast.stage2(pos_vecs, cand_vecs, cand, users, self._indptr64, self.train.indices, k, hi,
-                    log_env, u, picks, n_have)
-        rest = np.flatnonzero(n_have < n)
+        rest = np.arange(n_rows)
+        for rnd in range(fast.ROUNDS):  # each round continues the rows still short
+            u = self.rng.random((len(rest), fast.proposals_per_row(n, log_env)))
+            if rnd == 0:
+                fast.stage2(pos_vecs, cand_vecs, cand, users, self._indptr64, self.train.indices,
+                            k, hi, log_env, u, picks, n_have)
+            else:
+                sub, sub_have = picks[rest], n_have[rest]
+                fast.stage2(pos_vecs[rest], cand_vecs, cand, users[rest], self._indptr64,
+                            self.train.indices, k, hi, log_env, u, sub, sub_have)
+                picks[rest], n_have[rest] = sub, sub_have
+            rest = rest[n_have[rest] < n]
+            if not len(rest):
+                break
         if len(rest):
             width = -(-n_cand // _BLOCK) * _BLOCK
             s = torch.full((len(rest), width), _EXCLUDED)

@@ -36,9 +36,12 @@ def log_envelope(k: float, hi: float) -> float:
     return -k * math.log1p(-hi * hi)
 
 
+ROUNDS = 3  # rounds of proposals for the rows still short, before the exact path
+
+
 def proposals_per_row(n: int, log_env: float) -> int:
-    """Budget of proposals per row: about 4 to 8 times the expected number at half the
-    candidates admissible, beyond which a row finishes on the exact path."""
+    """Proposals per row and round: about 4 to 8 times the expected number at half the
+    candidates admissible (users holding many of the candidates need more rounds)."""
     return int((4 * n + 16) * math.ceil(math.exp(log_env)))
 
 
@@ -73,12 +76,13 @@ def _is_positive(indices, start, end, item):  # pragma: no cover -- compiled
 def _stage2(pos_vecs, cand_vecs, cand, users, indptr, indices, k, hi, log_env, u,
             picks, n_have):  # pragma: no cover -- compiled; tested through its law
     """Rejection draws for every row, one uniform per proposal (its integer part picks the slot,
-    its fraction decides acceptance). Fills picks [B, N] (slots) and n_have [B]."""
+    its fraction decides acceptance), continuing from the n_have[i] negatives a row already has.
+    Fills picks [B, N] (slots) and n_have [B]."""
     n_rows, n = picks.shape
     n_cand, dim = cand_vecs.shape
     budget = u.shape[1]
     for i in range(n_rows):
-        have = 0
+        have = n_have[i]
         start, end = indptr[users[i]], indptr[users[i] + 1]
         for t in range(budget):
             if have == n:
