@@ -133,7 +133,10 @@ async def open_loop(port: int, payloads: list[bytes], rate: float, count: int, d
             phase.latencies.append(time.perf_counter() - scheduled)
             phase.statuses.append(status)
 
-    workers = [asyncio.create_task(client(Connection(port))) for _ in range(connections)]
+    conns = [Connection(port) for _ in range(connections)]
+    # connections opened before the clock starts: the phase measures keep-alive traffic
+    await asyncio.gather(*(c.send(request("GET", "/health")) for c in conns))
+    workers = [asyncio.create_task(client(c)) for c in conns]
     start = time.perf_counter()
     for i in range(n):
         scheduled = start + i / rate

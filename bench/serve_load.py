@@ -49,10 +49,12 @@ def free_port() -> int:
 class Server:
     """`negspace serve` in a child process, stopped with SIGTERM."""
 
-    def __init__(self, run: Path, faiss: bool, token_file: Path, threads: int) -> None:
+    def __init__(self, run: Path, faiss: bool, token_file: Path, threads: int,
+                 workers: int = 1) -> None:
         self.port = free_port()
         cmd = [sys.executable, "-m", "negspace.cli", "serve", str(run), "--port", str(self.port),
-               "--token-file", str(token_file), "--threads", str(threads)]
+               "--token-file", str(token_file), "--threads", str(threads),
+               "--workers", str(workers)]
         self.cmd = " ".join(["negspace", *cmd[3:]])
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(cmd + (["--faiss"] if faiss else []), cwd=ROOT,
@@ -73,6 +75,20 @@ class Server:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def cpu_seconds(self) -> float:
+        """CPU time the server (its process and, with workers, theirs) has used: per request,
+        the server's cost whatever else the machine runs."""
+        tasks = Path(f"/proc/{self.proc.pid}/task").glob("*/children")
+        pids = [self.proc.pid] + [int(c) for t in tasks for c in t.read_text().split()]
+        total = 0.0
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # a worker replaced meanwhile
+                continue
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -88,12 +104,18 @@ def payloads(users: list, token: str, n_users: int, count: int, seed: int) -> li
         {"users": rng.sample(users, n_users), "k": 10}).encode(), token) for _ in range(count)]
 
 
-async def reloading(port: int, token: str, runs: list[Path], every: float, until: float) -> list:
-    """POST /reload every `every` seconds (cycling through `runs`) until `until`."""
+async def reloading(port: int, token: str, runs: list[Path], every: float, until: float,
+                    hup: int | None = None) -> list:
+    """POST /reload every `every` seconds (cycling through `runs`) until `until`; with `hup`
+    (several workers) SIGHUP to that process instead, which reloads the served directory."""
     from serve_client import Connection
     conn, answers, i = Connection(port), [], 0
     while time.perf_counter() + every < until:
         await asyncio.sleep(every)
+        if hup is not None:
+            os.kill(hup, signal.SIGHUP)
+            answers.append({"signal": "SIGHUP"})
+            continue
         body = json.dumps({"run_dir": str(runs[i % len(runs)])}).encode()
         t = time.perf_counter()
         status, text = await conn.send(request("POST", "/reload", body, token), timeout=120)
@@ -119,25 +141,32 @@ async def hostile(port: int, users: list, items: list, token: str, n: int) -> di
 
 def bench_mode(run: Path, faiss: bool, args: argparse.Namespace, token_file: Path, token: str,
                users: list) -> dict:
-    server = Server(run, faiss, token_file, args.threads)
+    server = Server(run, faiss, token_file, args.threads, args.workers)
     rate = args.rate if faiss else args.exact_rate
     single = payloads(users, token, 1, 4000, 1)
     batch = payloads(users, token, min(100, len(users)), 200, 2)
     out: dict = {"command": server.cmd + (" --faiss" if faiss else "")}
+
+    def measured(run_phase) -> dict:
+        cpu = server.cpu_seconds()
+        summary = asyncio.run(run_phase).summary()
+        used = server.cpu_seconds() - cpu
+        return {**summary, "server_cpu_ms_per_request":
+                round(1000 * used / max(summary["requests"], 1), 3)}
     try:
         asyncio.run(closed_loop(server.port, single, 2, 200, 5))  # warm-up, not reported
-        out["single_closed"] = asyncio.run(closed_loop(
-            server.port, single, args.connections, args.count, args.duration)).summary()
-        out["single_open"] = asyncio.run(open_loop(
-            server.port, single, rate, args.count, args.duration)).summary()
-        out["single_open"]["rate"] = rate
-        out["batch100_closed"] = asyncio.run(closed_loop(
-            server.port, batch, 2, args.count, args.duration)).summary()
+        out["single_closed"] = measured(closed_loop(
+            server.port, single, args.connections, args.count, args.duration))
+        out["single_open"] = {**measured(open_loop(
+            server.port, single, rate, args.count, args.duration)), "rate": rate}
+        out["batch100_closed"] = measured(closed_loop(
+            server.port, batch, 2, args.count, args.duration))
 
         async def with_reloads() -> tuple[Phase, list]:
             until = time.perf_counter() + args.duration
             reloads = asyncio.ensure_future(reloading(
-                server.port, token, args.reload_runs or [run], args.reload_every, until))
+                server.port, token, args.reload_runs or [run], args.reload_every, until,
+                server.proc.pid if args.workers > 1 else None))
             phase = await open_loop(server.port, single, rate, args.count, args.duration)
             return phase, await reloads
         phase, reloads = asyncio.run(with_reloads())
@@ -151,8 +180,8 @@ def bench_mode(run: Path, faiss: bool, args: argparse.Namespace, token_file: Pat
 
 
 def table(results: dict) -> str:
-    rows = ["| run | mode | requests | users/request | req/s | p50 ms | p95 ms | p99 ms | failed |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| run | mode | requests | users/request | req/s | p50 ms | p95 ms | p99 ms | failed "
+            "| server CPU ms/request |", "|---|---|---|---|---|---|---|---|---|---|"]
     names = {"single_closed": ("closed loop", 1), "single_open": ("open loop at {rate}/s", 1),
              "batch100_closed": ("closed loop", 100),
              "single_open_reloading": ("open loop at {rate}/s, reloading", 1)}
@@ -162,7 +191,8 @@ def table(results: dict) -> str:
                 s = phases[key]
                 rows.append(f"| {Path(run).name} | {mode} | {label.format(rate=s.get('rate'))} | "
                             f"{n} | {s['per_second']} | {s['p50_ms']} | {s['p95_ms']} | "
-                            f"{s['p99_ms']} | {s['failed']} |")
+                            f"{s['p99_ms']} | {s['failed']} | "
+                            f"{s.get('server_cpu_ms_per_request', '')} |")
     return "\n".join(rows)
 
 
@@ -175,13 +205,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--connections", type=int, default=4, help="closed-loop clients")
     p.add_argument("--rate", type=float, default=500.0, help="open-loop requests/s with faiss")
     p.add_argument("--exact-rate", type=float, default=200.0, help="open-loop requests/s, exact")
-    p.add_argument("--reload-every", type=float, default=2.0)
+    p.add_argument("--reload-every", type=float, default=3.0, help="seconds between reloads")
     p.add_argument("--reload-runs", type=Path, nargs="*",
-                   help="run directories the reloads cycle through (default: the one served)")
+                   help="with one RUN_DIR: run directories the reloads cycle through (default: "
+                        "the one served, loaded afresh each time)")
     p.add_argument("--hostile", type=int, default=1000, help="hostile requests")
     p.add_argument("--threads", type=int, default=1, help="server threads (negspace serve)")
+    p.add_argument("--workers", type=int, default=1, help="server workers (SIGHUP reloads)")
     p.add_argument("--out", type=Path, help="write the results as JSON")
     args = p.parse_args(argv)
+    if args.reload_runs and len(args.runs) > 1:
+        p.error("--reload-runs goes with one RUN_DIR (its users must exist in every reload)")
     token = secrets.token_hex(16)
     results: dict = {"load_average_before": os.getloadavg(), "runs": {}}
     with tempfile.TemporaryDirectory() as tmp:
