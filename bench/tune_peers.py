@@ -193,7 +193,11 @@ def study_for(method: str, dataset: str, out: Path, budget: float, threads: int,
     states: dict[str, int] = {}
     for t in study.trials:
         states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
+    previous = folder / f"{method}.json"  # budgets of earlier sessions of this study
+    before = json.loads(previous.read_text()).get("budget_seconds_total", 0.0) \
+        if previous.exists() else 0.0
     result = {"dataset": dataset, "method": method, "protocol": protocol, "metric": metric,
+              "budget_seconds_total": before + budget,
               "val": best.value, "params": params, "best_trial": best.number,
               "trials": states, "search_seconds_this_session": searched,
               "budget_seconds": budget, "refit_seconds": seconds, "threads": threads,
@@ -220,7 +224,8 @@ def report(out: Path) -> str:
         lines += [f"**{dataset}** ({'given split' if results[0]['protocol'] == 'given' else 'fold 0 of 4'})",
                   "", "| method | settings (chosen on validation) | val " + results[0]["metric"]
                   + " | " + " | ".join(f"test {k}" for k in keys)
-                  + " | refit s | trials (complete/pruned) |", "|---|---|---|" + "---|" * len(keys) + "---|---|"]
+                  + " | budget min | refit s | trials (complete/pruned) |",
+                  "|---|---|---|" + "---|" * len(keys) + "---|---|---|"]
         for r in results:
             p = r["params"]
             count = "iterations" if r["method"] == "als" else "epochs"
@@ -228,7 +233,8 @@ def report(out: Path) -> str:
             t = r["trials"]
             lines.append(f"| {r['method']} | {shown}, {count} {p['count']} | {r['val']:.4f} | "
                          + " | ".join(f"{r['test'][k]:.4f}" for k in keys)
-                         + f" | {r['refit_seconds']:.1f} | {t.get('complete', 0)}/{t.get('pruned', 0)} |")
+                         + f" | {r.get('budget_seconds_total', r['budget_seconds']) / 60:.0f}"
+                         f" | {r['refit_seconds']:.1f} | {t.get('complete', 0)}/{t.get('pruned', 0)} |")
         lines.append("")
     text = "\n".join(lines)
     (out / "results.md").write_text(text)
