@@ -25,6 +25,8 @@ dashes or underscores):
     temperature = { log = [0.05, 1.0], when = { loss = "softmax" } }
                                        # `when`: only sampled when earlier (or fixed) options
                                        # have these values (a value or a list); else default
+    measure = { choices = ["dot", "cosine"], when = { loss = ["softmax", "bsl"] } }
+                                       # a categorical with `when` takes this table form
 
     [[seeds]]                          # known-good recipes, tried first, in this order; keys
     lr = 1e-3                          #   left out are sampled; each value must lie in range
@@ -168,20 +170,21 @@ def load_space(path: str | Path, overrides: dict[str, Any] | None = None) -> Spa
 
 def _param(name: str, spec: Any, where: str, known: set[str]) -> Param:
     if isinstance(spec, list):
-        if not spec:
-            raise NegspaceError(f"{where}: an empty list of choices")
-        if any(not isinstance(c, (bool, int, float, str)) for c in spec):
-            raise NegspaceError(f"{where}: choices must be numbers, strings or booleans")
-        if len({json.dumps(c) for c in spec}) != len(spec):
-            raise NegspaceError(f"{where}: repeated choices")
-        return Param(name, "categorical", choices=tuple(spec))
+        return Param(name, "categorical", choices=_choices(spec, where))
     if not isinstance(spec, dict):
         raise NegspaceError(f"{where}: expected a list of choices or a table such as "
                             "{ log = [low, high] }; got " + repr(spec))
+    if "choices" in spec:
+        extra = set(spec) - {"choices", "when"}
+        if extra:
+            raise NegspaceError(f"{where}: choices takes only when besides; got "
+                                f"{', '.join(sorted(extra))}")
+        return Param(name, "categorical", choices=_choices(spec["choices"], where),
+                     when=_when(spec.get("when", {}), where, known))
     kinds = [k for k in spec if k in _KINDS]
     extra = set(spec) - set(_KINDS) - {"step", "when"}
     if len(kinds) != 1 or extra:
-        raise NegspaceError(f"{where}: expected exactly one of {', '.join(_KINDS)} "
+        raise NegspaceError(f"{where}: expected exactly one of choices, {', '.join(_KINDS)} "
                             f"(plus optional step, when); got keys {', '.join(sorted(spec))}")
     kind = kinds[0]
     bounds = spec[kind]
@@ -201,6 +204,17 @@ def _param(name: str, spec: Any, where: str, known: set[str]) -> Param:
         raise NegspaceError(f"{where}: step is a positive integer, for int ranges only")
     return Param(name, kind, low=low, high=high, step=step,
                  when=_when(spec.get("when", {}), where, known))
+
+
+def _choices(spec: Any, where: str) -> tuple:
+    if not isinstance(spec, list) or not spec:
+        raise NegspaceError(f"{where}: an empty list of choices" if spec == [] else
+                            f"{where}: choices must be a list; got {spec!r}")
+    if any(not isinstance(c, (bool, int, float, str)) for c in spec):
+        raise NegspaceError(f"{where}: choices must be numbers, strings or booleans")
+    if len({json.dumps(c) for c in spec}) != len(spec):
+        raise NegspaceError(f"{where}: repeated choices")
+    return tuple(spec)
 
 
 def _when(cond: Any, where: str, known: set[str]) -> dict[str, tuple]:

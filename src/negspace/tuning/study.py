@@ -214,9 +214,11 @@ def run_worker(job: TrialJob) -> None:
                               pruner=make_pruner(job.space))
     callbacks = [_log_trial(job.metric)]
     if job.max_trials is not None:
-        if len(study.trials) >= job.max_trials:
+        S = optuna.trial.TrialState  # enqueued seeds still WAITING are not trials yet
+        counted = (S.COMPLETE, S.PRUNED, S.FAIL, S.RUNNING)
+        if len(study.get_trials(deepcopy=False, states=counted)) >= job.max_trials:
             return
-        callbacks.append(optuna.study.MaxTrialsCallback(job.max_trials, states=None))
+        callbacks.append(optuna.study.MaxTrialsCallback(job.max_trials, states=counted))
     remaining = job.deadline - time.time()
     if remaining <= 0:
         return

@@ -118,8 +118,8 @@ def run_tune(space_path: str | Path, budget: str, trials: int | None = None, wor
         ""])
     refit_metrics = _refit(options, space, out_dir) if refit else None
     report = write_report(out_dir, study, metric, names, header, refit_metrics)
-    print(f"best: trial {best.number}, val {metric} {best.value:.4f} at epoch {epochs}; "
-          f"recipe {recipe_path}; report {report}", flush=True)
+    print(f"best: trial {best.number}, val {metric} {best.value:.4f} at epoch {best_epoch} "
+          f"(refit: {epochs} epochs); recipe {recipe_path}; report {report}", flush=True)
     return TuneResult(best.value, dict(best.params), epochs, recipe_path, refit_metrics,
                       counts(study.trials), out_dir)
 
