@@ -248,3 +248,14 @@ def test_shipped_spaces_parse(name):
     assert space.fixed["model"] == name and space.params
     with open(root / "configs" / "spaces" / f"{name}.toml", "rb") as f:
         assert "dataset" not in tomllib.load(f).get("fixed", {})  # spaces are per model
+
+
+def test_the_guides_space_example_parses(tmp_path):
+    import re
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "guide.md").read_text()
+    section = guide[guide.index("### Tuning: `negspace tune`"):]
+    (block,) = re.findall(r"```toml\n(.*?)```", section[:section.index("\n### ", 5)], flags=re.S)
+    path = tmp_path / "guide.toml"
+    path.write_text(block)
+    space = load_space(path, {"dataset": "x"})
+    assert [p.name for p in space.params][:2] == ["lr", "margin"] and len(space.seeds) == 1
