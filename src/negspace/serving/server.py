@@ -62,6 +62,9 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000,
     model = load_model(run_dir, use_faiss)  # refused here in one line, before listening
     common = dict(host=host, port=port, access_log=access_log, log_level=log_level,
                   timeout_graceful_shutdown=10)
+    # what is loaded now lives as long as the server: out of the cyclic collector's full passes
+    gc.collect()
+    gc.freeze()
     if workers == 1:
         app = create_app(ModelHolder(model, run_dir),
                          ServeSettings(limits, token, workers=1, sighup=True))
