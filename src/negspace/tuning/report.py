@@ -89,6 +89,7 @@ def plots(study: Any, out_dir: Path, metric: str) -> list[str]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     written = []
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
@@ -100,6 +101,7 @@ def plots(study: Any, out_dir: Path, metric: str) -> list[str]:
         ax.scatter(xs, ys, s=14, label="finished trial")
         ax.step(xs, best, where="post", color="C3", label="best so far")
         ax.set_xlabel("trial")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(f"validation {metric}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -121,12 +123,14 @@ def plots(study: Any, out_dir: Path, metric: str) -> list[str]:
         for number, state, xs, ys in curves:
             if number == best_number:
                 continue
-            ax.plot(xs, ys, color="0.6" if state == "PRUNED" else "C0", lw=0.8, alpha=0.7)
+            ax.plot(xs, ys, color="0.6" if state == "PRUNED" else "C0", lw=0.8, alpha=0.7,
+                    marker="o", ms=2)  # a trial pruned after one epoch is one point
         for number, state, xs, ys in curves:
             if number == best_number:
                 ax.plot(xs, ys, color="C3", lw=2, label=f"best (trial {number})")
                 ax.legend(fontsize=8)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(f"validation {metric}")
         ax.set_title("every trial (grey: pruned)", fontsize=9)
         ax.grid(alpha=0.3)
