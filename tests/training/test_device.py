@@ -153,6 +153,7 @@ def test_device_step_never_reads_a_tensor_back_between_syncs(case, monkeypatch):
     trainer = _trainer(case, inter, epochs=1)
     trainer.device_step.sync_every = 10 ** 9
     monkeypatch.setattr("negspace.models.history.TRIM_ON_CPU", False)  # the accelerator's path
+    monkeypatch.setattr("negspace.training.shared_loss.applies", lambda *a: False)  # CPU-only
     users, items = trainer.users[:16], trainer.items[:16]
     trainer.step(users, items)  # first step: lazy state (Adam moments, the bank) is created
 

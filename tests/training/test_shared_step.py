@@ -97,3 +97,22 @@ def test_compiled_keep_mask_equals_numpy():
                              np.empty(len(items), np.int64), keep)
     np.testing.assert_array_equal(keep, ~positives_of(inter, users, items))
     assert (head == -1).all()
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_shared_margin_loss_equals_the_torch_terms(objective):
+    """The autograd function SimpleX and the other models use: value and gradients."""
+    from negspace.training import shared_loss
+    torch.manual_seed(3)
+    u = torch.nn.functional.normalize(torch.randn(40, 8), dim=-1).requires_grad_()
+    p = torch.nn.functional.normalize(torch.randn(40, 8), dim=-1).requires_grad_()
+    n = torch.nn.functional.normalize(torch.randn(25, 8), dim=-1).requires_grad_()
+    keep = torch.rand(40, 25) > 0.1
+    keep[0] = False
+    got = shared_loss.shared_margin_loss(u, p, n, keep, objective)
+    grads = torch.autograd.grad(got, (u, p, n))
+    ref = objective._cosine_terms((u * p).sum(-1), u @ n.T, keep)
+    ref_grads = torch.autograd.grad(ref, (u, p, n))
+    assert got.item() == pytest.approx(ref.item(), rel=1e-5)
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

@@ -12,6 +12,7 @@ from negspace.losses.sampled_softmax import bilateral_softmax, sampled_softmax
 from negspace.models.base import EmbeddingModel, score_matrix
 from negspace.regularizers import covariance, embedding_l2, gor
 from negspace.samplers.candidates import CandidateSet
+from negspace.training import shared_loss
 
 
 @dataclass
@@ -171,6 +172,28 @@ class Objective:
             total = total + self.l2_weight * embedding_l2(u, p, n)
         return total
 
+    def multinomial(self, model: EmbeddingModel, users: torch.Tensor,
+                    targets: torch.Tensor) -> torch.Tensor:
+        """The full softmax batched by users: each user's scores over the catalogue computed
+        once, -log softmax summed over its positives (the multinomial likelihood of Mult-VAE):
+        the same terms as the full softmax over the user's pairs with its other positives left
+        among the negatives, at B_users x n_items scores a step instead of B_pairs x n_items.
+
+        Args:
+            users: [B] user indices.
+            targets: [B, n_items] float, 1 at each user's training positives.
+
+        Returns:
+            Scalar: the mean over the batch's positive pairs, plus the L2 term.
+        """
+        u = model.user_vectors_for_pairs(users, users)
+        v = model.item_vectors(None)
+        logits = score_matrix(u, v, model.measure) / self.temperature
+        total = -(torch.log_softmax(logits, dim=1) * targets).sum() / targets.sum().clamp(min=1.0)
+        if self.l2_weight:
+            total = total + self.l2_weight * embedding_l2(u, v)
+        return total
+
     def _shared_softmax(self, model: EmbeddingModel, u: torch.Tensor, p: torch.Tensor,
                         negatives: torch.Tensor, mask: torch.Tensor | None,
                         log_q: torch.Tensor | None) -> torch.Tensor:
@@ -191,6 +214,8 @@ class Objective:
         # Dot products of unit vectors are the cosines; SimpleX's training user vector carries
         # dropout after normalisation, so its scores are only approximately cosines, as in SimpleX.
         _require_unit_vectors(model, self.loss)
+        if negatives.dim() == 1 and shared_loss.applies(self, u):  # one compiled loop (CPU)
+            return shared_loss.shared_margin_loss(u, p, model.item_vectors(negatives), mask, self)
         if negatives.dim() == 1:
             n = model.item_vectors(negatives)                  # [N, d]
             neg = u @ n.T                                      # [B, N]
