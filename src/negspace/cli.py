@@ -51,10 +51,14 @@ _DEVICE_HELP = "auto (a GPU when there is one), cpu, cuda or cuda:N"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from negspace.training.config import COMBINATIONS_HELP
+
     parser = _Parser(prog="negspace", description="Embedding recommenders trained with better negatives.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    train = sub.add_parser("train", help="train one model and write a run directory")
+    train = sub.add_parser("train", help="train one model and write a run directory",
+                           epilog=COMBINATIONS_HELP,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     train.add_argument("--config", help="TOML file of options (flags override it)")
     train.add_argument("--out", help="run directory to write")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
@@ -290,8 +294,12 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from negspace.serving.schemas import Limits
-    from negspace.serving.server import serve
+    try:
+        from negspace.serving.schemas import Limits
+        from negspace.serving.server import serve
+    except ImportError as e:
+        raise NegspaceError(f"negspace serve needs the serve extra (missing {e.name}): "
+                            "pip install 'negspace[serve]'") from None
 
     if min(args.max_users, args.max_k, args.max_body_bytes) < 1:
         raise NegspaceError("--max-users, --max-k and --max-body-bytes must be >= 1")

@@ -267,7 +267,8 @@ def test_reload_swaps_and_refuses_broken_runs(runs, tmp_path):
     assert got["model_version"] == 2
     assert got["results"][0]["items"] == cml.recommend("u2", k=4).item.tolist()
     # a request that took the old model before the swap finishes on it
-    assert old.rec.rank_vectors(old.rec.user_vectors[:1], np.zeros(1, np.int64), 3)[0].shape == (1, 3)
+    top, _ = old.rec.rank_vectors(old.rec.user_vectors[:1], np.zeros(1, np.int64), 3)
+    assert top.shape == (1, 3) and old.version == 1
 
     unfinished = tmp_path / "unfinished"
     shutil.copytree(runs["mf"], unfinished)
@@ -315,3 +316,18 @@ def test_requests_during_reloads_all_succeed(runs):
             failures.append(r.text)
     thread.join()
     assert not failures and app.get("/health").json()["model_version"] == 7
+
+
+def test_an_unexpected_failure_is_a_json_500_without_traceback(runs, monkeypatch):
+    app = client(runs["mf"])
+    rec = app.app.state.holder.current.rec
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom at /secret/path.py line 3")
+    monkeypatch.setattr(rec, "rank_vectors", broken)
+    r = TestClient(app.app, raise_server_exceptions=False).post("/recommend",
+                                                                json={"users": ["u1"]})
+    assert r.status_code == 500 and r.json() == {"error": "internal server error"}
+    no_traceback(r)
+    assert "secret" not in r.text
+    assert app.get("/health").status_code == 200

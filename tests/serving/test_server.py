@@ -26,7 +26,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def call(port: int, path: str, body: dict | None = None, timeout: float = 5.0) -> tuple[int, dict | str]:
+def call(port: int, path: str, body: dict | None = None,
+         timeout: float = 5.0) -> tuple[int, dict | str]:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data,
                                      headers={"Content-Type": "application/json"})
@@ -65,7 +66,8 @@ def test_real_server_reloads_on_sighup_and_stops(runs, tmp_path):
     try:
         wait_for(lambda: call(port, "/health")[0] == 200, "startup", proc)
         status, body = call(port, "/recommend", {"users": ["u3"], "k": 4})
-        assert status == 200 and body["model_version"] == 1 and len(body["results"][0]["items"]) == 4
+        assert status == 200 and body["model_version"] == 1
+        assert len(body["results"][0]["items"]) == 4
         assert call(port, "/recommend", {"users": ["nobody"]})[0] == 404
         assert call(port, "/model")[1]["model"] == "mf"
 
@@ -84,8 +86,8 @@ def test_real_server_reloads_on_sighup_and_stops(runs, tmp_path):
         tmp_link.symlink_to(broken)
         os.replace(tmp_link, link)
         proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: 'negspace_reloads_total{result="refused"} 1.0' in call(port, "/metrics")[1],
-                 "the refused reload", proc)
+        refused = 'negspace_reloads_total{result="refused"} 1.0'
+        wait_for(lambda: refused in call(port, "/metrics")[1], "the refused reload", proc)
         status, body = call(port, "/recommend", {"users": ["u3"], "k": 4})
         assert status == 200 and body["model_version"] == 2
 
@@ -118,3 +120,41 @@ def test_serve_refuses_bad_setups_in_one_line(runs, tmp_path, capsys):
         assert main(["serve", str(runs["mf"]), "--port", str(busy.getsockname()[1])]) == 2
         err = capsys.readouterr().err
         assert "cannot listen" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow  # five worker processes start (each imports torch): a minute on 2 busy cores
+def test_workers_replace_one_by_one_on_sighup_and_keep_serving_a_refused_run(runs, tmp_path):
+    """With --workers 2 uvicorn's supervisor replaces each worker on SIGHUP; a worker whose run
+    is refused never comes up and the old ones keep serving."""
+    link = tmp_path / "current"
+    link.symlink_to(runs["mf"])
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "negspace.cli", "serve", str(link), "--port",
+                             str(port), "--workers", "2"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: call(port, "/health")[0] == 200, "startup", proc, 120)
+        assert call(port, "/reload", {})[0] == 403  # no token; and per-worker reloads are refused
+        broken = tmp_path / "broken"
+        broken.mkdir()
+        nxt = tmp_path / "next"
+        nxt.symlink_to(broken)
+        os.replace(nxt, link)
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(3)
+        for _ in range(10):  # every answer still comes from the mf run
+            status, body = call(port, "/model")
+            assert status == 200 and body["model"] == "mf"
+        nxt.symlink_to(runs["cml"])
+        os.replace(nxt, link)
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: all(call(port, "/model")[1]["model"] == "cml" for _ in range(6)),
+                 "both workers replaced", proc, 120)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
+        log = proc.stderr.read().decode()
+        assert "worker refused the run" in log and "Traceback" not in log
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)

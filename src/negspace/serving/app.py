@@ -71,7 +71,8 @@ def create_app(holder: ModelHolder, settings: ServeSettings | None = None) -> Fa
     """
     settings = settings or ServeSettings()
     metrics = ServerMetrics()
-    RecommendRequest, NewUserRequest, SimilarRequest, ReloadRequest = request_models(settings.limits)
+    RecommendRequest, NewUserRequest, SimilarRequest, ReloadRequest = request_models(
+        settings.limits)
     tasks: set[asyncio.Task] = set()
 
     async def reload_on_signal() -> None:

@@ -46,10 +46,7 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000,
     Raises:
         NegspaceError: a refused run directory, token file or address, before anything listens.
     """
-    try:
-        import uvicorn
-    except ImportError:
-        raise NegspaceError("serving needs the serve extra: pip install 'negspace[serve]'") from None
+    import uvicorn
     if workers < 1 or threads < 1 or not 0 <= port <= 65535:
         raise NegspaceError("need --workers >= 1, --threads >= 1 and a port in 0..65535")
     token = read_token(token_file) if token_file else None
