@@ -24,8 +24,12 @@ What each rank does (design and limits: docs/scale.md):
   so that `--resume` continues each rank exactly; all ranks read it.
 Only rank 0 writes the run directory.
 
-Not yet distributed (refused with one line): embedding-level samplers (in-batch, uniform-softmax,
-memory-bank, full), whose candidates would need gathering across ranks; the accelerator step.
+Embedding-level samplers (`wrap_sampler`): in-batch and memory-bank candidates are the global
+batch (ids gathered, vectors gathered with gradient through torch.distributed.nn's all_gather;
+the bank enqueues the whole gathered batch in rank order, so every rank holds the same bank);
+uniform sampled softmax takes rank 0's draw; the full catalogue needs nothing.
+
+Not distributed (refused with one line): the accelerator step (--device).
 The hand-written and compiled steps (CML triplet, cosine MF over shared negatives) are replaced
 by the autograd step under --nproc (their row gradients are not reduced; docs/scale.md has the
 measured cost).
@@ -51,7 +55,7 @@ from negspace.errors import NegspaceError
 
 TIMEOUT_ENV = "NEGSPACE_DIST_TIMEOUT"  # seconds a collective may wait for a lost rank
 FAULT_ENV = "NEGSPACE_FAULT_AT"  # "RANK:STEP": that rank kills itself before that global step (tests)
-NOT_DISTRIBUTED = ("in-batch", "uniform-softmax", "memory-bank", "full")
+NOT_DISTRIBUTED: tuple[str, ...] = ()  # every sampler runs under --nproc now
 _RANK_SEED = 1_000_003  # rank r's sampler seed is seed + r * this: rank 0 draws as one process does
 
 
@@ -139,15 +143,69 @@ class DistContext:
         return float((weights * table[:, 1]).sum())
 
     def reduce_gradients(self, model: torch.nn.Module) -> None:
-        """Sums every parameter's gradient over the ranks (sparse ones as sparse tensors), each
-        rank's weighted as `global_loss` set. Parameters without a gradient are left alone: a
-        parameter the step did not reach has none on any rank."""
+        """Sums every parameter's gradient over the ranks (sparse ones as sparse tensors). The
+        trainer has already weighted this rank's loss by `weight` before backward: in-batch
+        vectors gathered with gradient carry other ranks' loss terms back here, so the weights
+        must be in the loss, not applied to the gradients afterwards. Parameters without a
+        gradient are left alone: a parameter the step did not reach has none on any rank."""
         for p in model.parameters():
-            if p.grad is None:
-                continue
-            if self.weight != 1.0:
-                p.grad = p.grad * self.weight
-            dist.all_reduce(p.grad)  # sparse COO on gloo is reduced in place as well
+            if p.grad is not None:
+                dist.all_reduce(p.grad)  # sparse COO on gloo is reduced in place as well
+
+    # ----------------------------------------------------------------------------- in-batch
+    def gather_rows(self, local: torch.Tensor, with_grad: bool = False) -> torch.Tensor:
+        """Every rank's rows of `local` ([b_r, ...], b_r may differ by rank), concatenated in
+        rank order. With `with_grad`, through torch.distributed.nn's all_gather: the gradient
+        of each rank's loss flows back to the rank whose rows they were."""
+        sizes = [torch.zeros(1, dtype=torch.int64) for _ in range(self.world)]
+        dist.all_gather(sizes, torch.tensor([len(local)], dtype=torch.int64))
+        sizes = [int(s) for s in sizes]
+        pad = max(sizes) - len(local)
+        padded = local if pad == 0 else torch.cat([local, local.new_zeros((pad, *local.shape[1:]))])
+        if with_grad:
+            from torch.distributed.nn.functional import all_gather as all_gather_grad
+            parts = list(all_gather_grad(padded))
+        else:
+            parts = [torch.empty_like(padded) for _ in range(self.world)]
+            dist.all_gather(parts, padded.detach())
+        return torch.cat([part[:size] for part, size in zip(parts, sizes)])
+
+    def wrap_sampler(self, sampler: Any) -> None:
+        """Makes an embedding-level sampler's candidates those of the global batch.
+
+        In-batch and memory-bank: the candidate ids are every rank's positives in rank order
+        (ids gathered; log q and the accidental-hit masks of this rank's rows computed from
+        them; the vectors gathered with gradient in the objective), and every rank enqueues the
+        whole gathered batch, so the banks stay equal. Uniform sampled softmax: rank 0's draw
+        (seeded as one process's) is broadcast. The full catalogue needs nothing.
+        """
+        if not getattr(sampler, "embedding_level", False):
+            return
+        own_candidates, own_enqueue = sampler.candidates, sampler.enqueue
+        name = getattr(sampler, "name", "")
+
+        def candidates(users: np.ndarray, items: np.ndarray, n: int) -> Any:
+            cands = own_candidates(users, items, n)
+            if name in ("in-batch", "memory-bank"):
+                ids = self.gather_rows(cands.ids)
+                cands.gather = lambda p: self.gather_rows(p, with_grad=True)
+            elif name == "uniform-softmax":
+                ids = cands.ids.clone()
+                dist.broadcast(ids, src=0)
+            else:
+                return cands
+            idx = ids.numpy()
+            cands.ids = ids
+            cands.log_q = torch.as_tensor(sampler.log_q[idx] if name != "uniform-softmax"
+                                          else cands.log_q.numpy(), dtype=torch.float32)
+            cands.mask = torch.from_numpy(sampler._mask(np.asarray(users, np.int64),
+                                                        np.asarray(items, np.int64), idx))
+            return cands
+
+        def enqueue(items: torch.Tensor, vectors: torch.Tensor) -> None:
+            own_enqueue(self.gather_rows(items), self.gather_rows(vectors.detach()))
+
+        sampler.candidates, sampler.enqueue = candidates, enqueue
 
     def broadcast_parameters(self, model: torch.nn.Module) -> None:
         """Rank 0's parameters and buffers on every rank."""
@@ -229,6 +287,7 @@ def attach(trainer: Any, ctx: DistContext) -> None:
     ctx.summed_loss = trainer.objective.loss == "triplet"
     trainer.n_steps = ctx.local_steps(len(trainer.users), trainer.opt.batch_size)
     ctx.broadcast_parameters(trainer.model)
+    ctx.wrap_sampler(trainer.sampler)
 
 
 def _maybe_fault(rank: int, global_step: int) -> None:

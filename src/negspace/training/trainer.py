@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -24,6 +25,7 @@ from negspace.evaluation.evaluator import evaluate
 from negspace.evaluation.scoring import model_scorer
 from negspace.models.base import EmbeddingModel, score_matrix
 from negspace.samplers.base import NegativeSampler, to_tensor
+from negspace.samplers.in_batch import positive_rows
 from negspace.training.checkpoint import (StopSignals, TrainingInterrupted, restore_rng_states,
                                           rng_states, save_checkpoint)
 from negspace.training.drift import DriftMeter
@@ -71,6 +73,9 @@ class TrainerOptions:
         weighted: each epoch draws len(pairs) positive pairs with replacement, in proportion to
             the training matrix's values (the confidences of data/confidence.py), instead of
             every pair once in a shuffled order.
+        batch_by: "pair" (a batch is `batch_size` positive pairs) or "user" (`batch_size` users,
+            each with its every training positive: the full softmax computed once per user and
+            summed over its positives, `Objective.multinomial`).
         lr_schedule, lr_decay, lr_floor: "plateau" multiplies the learning rate by `lr_decay`
             (not below `lr_floor`) and reloads the best validated weights after each validation
             that does not improve; "none" keeps the rate (training/schedule.py). Either way
@@ -100,6 +105,7 @@ class TrainerOptions:
     fused: bool = True
     on_epoch: Callable[[dict], bool | None] | None = None
     lr_schedule: str = "none"
+    batch_by: str = "pair"
     lr_decay: float = 0.1
     lr_floor: float = 1e-6
     precision: str = "fp32"
@@ -153,6 +159,8 @@ class Trainer:
                             SharedCosineStep.applies(model, objective, sampler, row_adam) else None)
         self.gen = torch.Generator().manual_seed(options.seed)
         users, items = train.pairs()
+        if options.batch_by == "user":  # a batch is B users, each with all its positives
+            users = items = np.flatnonzero(train.user_degrees() > 0)
         self.users, self.items = to_tensor(users), to_tensor(items)
         # weighted: each epoch draws its pairs in proportion to the values (data/confidence.py)
         self.pair_cdf = pair_cdf(train) if options.weighted else None
@@ -222,7 +230,9 @@ class Trainer:
         if self.device_step is not None:  # on an accelerator: no host round trip per step
             return self.device_step(users, items)
         enqueue, update = False, None
-        if getattr(self.sampler, "embedding_level", False):
+        if self.opt.batch_by == "user":  # the multinomial likelihood over the whole catalogue
+            loss = self.objective.multinomial(self.model, users, positive_rows(self.train, users))
+        elif getattr(self.sampler, "embedding_level", False):
             # In-batch, uniform sampled-softmax or memory-bank negatives, scored as vectors.
             cands = self.sampler.candidates(users.numpy(), items.numpy(), self.opt.negatives)
             neg = None
@@ -380,7 +390,7 @@ class Trainer:
             metrics = self.validate()
             row.update({f"val_{k}": v for k, v in metrics.items() if "@" in k})
             score = metrics[self.opt.select_metric]
-            if score > result.best_score:
+            if self.schedule.improves(score, result.best_score):
                 result.best_score, result.best_epoch, self.stale = score, epoch, 0
                 self.best_state = copy.deepcopy(self.model.state_dict())
             else:
