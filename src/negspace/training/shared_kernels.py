@@ -27,6 +27,19 @@ def _gather_unit(table, ids, out, norms):  # pragma: no cover -- compiled
             out[r, j] = table[row, j] / nrm
 
 
+def _prepare(wu, wi, u_ids, item_ids, u, pn, ru, rpn, pos):  # pragma: no cover -- compiled
+    """The user rows and the item rows (positives, then negatives) gathered and normalised, and
+    the positives' scores pos[i] = u[i] . pn[i], in one call."""
+    _gather_unit(wu, u_ids, u, ru)
+    _gather_unit(wi, item_ids, pn, rpn)
+    d = u.shape[1]
+    for i in range(u.shape[0]):
+        s = np.float32(0.0)
+        for j in range(d):
+            s += u[i, j] * pn[i, j]
+        pos[i] = s
+
+
 def _margin_terms(scores, keep, pos, margins, weights, pos_weight, neg_weight, g_pos):
     # pragma: no cover -- compiled; tested through the step
     """Mean over rows of a_p [1 - pos]_+ + a_n mean_{kept j} sum_k lam_k [s_ij - m_k]_+.
@@ -107,7 +120,8 @@ def _keep_mask(indptr, indices, users, items, head, nxt, keep):  # pragma: no co
 
 if AVAILABLE:
     _jit = numba.njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract", "nsz"})
-    gather_unit = _jit(_gather_unit)
+    _gather_unit = gather_unit = _jit(_gather_unit)
+    prepare = _jit(_prepare)
     margin_terms = _jit(_margin_terms)
     finish_grads = _jit(_finish_grads)
     positives_mask = _jit(_positives_mask)

@@ -92,13 +92,11 @@ class SharedCosineStep:
         # positives' and negatives' vectors (then gradients) in one buffer: item_ids' order
         pn, rpn = np.empty((b + n, d), np.float32), np.empty(b + n, np.float32)
         p, neg, rp, rn = pn[:b], pn[b:], rpn[:b], rpn[b:]
-        shared_kernels.gather_unit(wu, u_ids, u, ru)
-        shared_kernels.gather_unit(wi, p_ids, p, rp)
-        shared_kernels.gather_unit(wi, n_ids, neg, rn)
+        item_ids = np.concatenate([p_ids, n_ids])
+        pos, g_pos = np.empty(b, np.float32), np.empty(b, np.float32)
+        shared_kernels.prepare(wu, wi, u_ids, item_ids, u, pn, ru, rpn, pos)
         ut, nt = torch.from_numpy(u), torch.from_numpy(neg)
         scores = torch.mm(ut, nt.T)                                    # [B, N]
-        pos = np.einsum("ij,ij->i", u, p)
-        g_pos = np.empty(b, np.float32)
         loss = shared_kernels.margin_terms(scores.numpy(), keep.numpy(), pos, self.margins,
                                            self.weights, self.pos_weight, self.neg_weight, g_pos)
         g = scores                                                     # now dLoss/dscores
@@ -107,4 +105,4 @@ class SharedCosineStep:
         torch.mm(g.T, ut, out=torch.from_numpy(item_grads[b:]))       # [N, d]
         shared_kernels.finish_grads(g_u, item_grads[:b], item_grads[b:], u, p, neg, g_pos,
                                     ru, rp, rn)
-        return loss, (g_u, item_grads), (u_ids, np.concatenate([p_ids, n_ids]))
+        return loss, (g_u, item_grads), (u_ids, item_ids)
