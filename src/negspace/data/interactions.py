@@ -140,7 +140,10 @@ class Interactions:
         # per call on 70k users, which a server answering per request cannot pay.
         if what not in self._positions:
             ids = (self.user_ids if what == "user" else self.item_ids).astype(str).tolist()
-            self._positions[what] = {key: j for j, key in reversed(list(enumerate(ids)))}
+            position = dict(zip(ids, range(len(ids))))
+            if len(position) < len(ids):  # a repeated id: its first row wins, as it always did
+                position = {key: j for j, key in reversed(list(enumerate(ids)))}
+            self._positions[what] = position
         return self._positions[what]
 
     def _lookup(self, what: str, external_id: object) -> int:
