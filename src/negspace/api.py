@@ -145,7 +145,7 @@ class Recommender:
                                  min_epochs=cfg.min_epochs,
                                  select_metric=cfg.select_metric or "ndcg@50",
                                  progress=cfg.progress, step_threads=cfg.step_threads,
-                                 lr_schedule=cfg.lr_schedule, lr_decay=cfg.lr_decay,
+                                 lr_schedule=cfg.lr_schedule, batch_by=cfg.batch_by, lr_decay=cfg.lr_decay,
                                  lr_floor=cfg.lr_floor, precision=cfg.precision,
                                  weighted=cfg.confidence > 0)
         model = model.to(device)

@@ -82,3 +82,23 @@ def test_item_bias_is_carried_by_the_vectors():
         torch.nn.functional.normalize(model.items.weight, dim=1).T
     assert model.measure == "dot"
     assert torch.allclose(u @ v.T, cos + torch.arange(5.0), atol=1e-6)
+
+
+def test_multinomial_equals_the_full_softmax_of_each_pair_with_other_positives_kept():
+    from negspace.samplers.in_batch import positive_rows
+    inter = random_interactions(n_users=8, n_items=10, density=0.3, dense_user=False)
+    model = MF(inter.n_users, inter.n_items, 4, measure="cosine", init_std=0.5)
+    users = torch.tensor([1, 3, 4])
+    t = 0.25
+    loss = Objective(loss="softmax", temperature=t).multinomial(model, users,
+                                                                 positive_rows(inter, users))
+    with torch.no_grad():
+        u = torch.nn.functional.normalize(model.users.weight, dim=1)
+        v = torch.nn.functional.normalize(model.items.weight, dim=1)
+    terms = []
+    for user in users.tolist():
+        logits = (u[user] @ v.T / t).tolist()
+        lse = math.log(sum(math.exp(x) for x in logits))
+        for item in inter.indices[inter.indptr[user]:inter.indptr[user + 1]].tolist():
+            terms.append(lse - logits[item])
+    assert loss.item() == pytest.approx(float(np.mean(terms)), rel=1e-5)

@@ -183,7 +183,7 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
                              checkpoint_every=cfg.checkpoint_every,
                              fingerprint=fingerprint(cfg, train), drift=cfg.model == "two-tower",
                              step_threads=cfg.step_threads, on_epoch=on_epoch,
-                             lr_schedule=cfg.lr_schedule, lr_decay=cfg.lr_decay,
+                             lr_schedule=cfg.lr_schedule, batch_by=cfg.batch_by, lr_decay=cfg.lr_decay,
                              lr_floor=cfg.lr_floor, precision=cfg.precision,
                              weighted=cfg.confidence > 0)
     sampler_cfg = cfg if dist is None else dataclasses.replace(

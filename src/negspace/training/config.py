@@ -22,6 +22,29 @@ SAMPLER_NAMES = ("uniform", "popularity", "two-stage", "two-stage-released", "in
                  "uniform-softmax", "memory-bank", "full")
 EMBEDDING_SAMPLERS = ("in-batch", "uniform-softmax", "memory-bank", "full")  # negatives scored as vectors
 
+# `negspace train --help` shows this after the options; validate() enforces it.
+COMBINATIONS_HELP = """\
+models:   cml (score -distance^2; --norm sphere|ball), mf (--measure dot|cosine; cosine by default
+          with ccl, mml, softmax, bsl), simplex (cosine), two-tower (--measure dot|cosine)
+samplers: per-row: uniform, popularity, two-stage, two-stage-released;
+          scored as vectors, shared by the batch: in-batch, uniform-softmax, memory-bank, full
+          (every item: the full softmax)
+losses:   triplet (default for cml), bpr (default for mf), ccl (default for simplex),
+          softmax (default for two-tower), bsl, mml
+what works together:
+  triplet          any model, any sampler (vector samplers add their candidates to the hinge)
+  bpr              any model, per-row samplers only
+  softmax, bsl     any model (cml with --norm sphere); per-row samplers, --negative-mode shared with
+                   uniform (the default from 200 negatives on), or any vector sampler
+  ccl, mml         cosine scores (mf, simplex, cml --norm sphere, two-tower --measure cosine); per-row
+                   samplers, shared uniform|popularity (the default from 200 negatives on), or any
+                   vector sampler
+  --item-bias, --user-dropout, --init: mf; --gamma, --aggregator, --dropout: simplex
+training runs until early stopping on the validation split (--epochs is a cap); by default the
+learning rate drops 10x and the best weights come back after each validation without improvement
+(--lr-schedule plateau), and the third such validation in a row ends training (--patience).
+"""
+
 
 def _opt(help: str, choices: tuple[str, ...] | None = None, low: float | None = None,
          high: float | None = None, low_open: bool = False) -> dict:
@@ -47,7 +70,9 @@ class TrainConfig:
     # data; the exact 2-stage weights collapse at temperature 1 (docs/results.md, section 1).
     sampler: str = field(default="uniform", metadata=_opt("negative sampler", SAMPLER_NAMES))
     negatives: int = field(default=5, metadata=_opt("negatives per positive (N)", low=1))
-    batch_size: int = field(default=256, metadata=_opt("positive pairs per batch", low=1))
+    batch_size: int = field(default=256, metadata=_opt("positive pairs per batch (users per batch with --batch-by user)", low=1))
+    batch_by: str = field(default="pair", metadata=_opt(
+        "pair, or user: a batch is users with all their positives, the full softmax computed once per user (--sampler full --loss softmax; mf or cml)", ("pair", "user")))
     dim: int = field(default=128, metadata=_opt("embedding dimension d", low=4))
     epochs: int = field(default=300, metadata=_opt("cap on epochs: training runs until early stopping (the budget itself with --validation 0)", low=1))
     lr: float = field(default=1e-3, metadata=_opt("Adam learning rate", low=0, low_open=True))
@@ -210,6 +235,11 @@ class TrainConfig:
                                 f"(no logQ correction of shared popularity draws); got {self.sampler}")
         if loss in SOFTMAX_LOSSES and self.model == "cml" and self.norm != "sphere":
             raise NegspaceError(f"--loss {loss} with cml needs --norm sphere (bounded scores)")
+        if self.batch_by == "user" and (self.sampler != "full" or loss != "softmax"
+                                        or self.model not in ("mf", "cml")):
+            raise NegspaceError("--batch-by user needs --sampler full, --loss softmax and --model "
+                                f"mf or cml (a history-reading model would see its targets); got "
+                                f"--sampler {self.sampler}, --loss {loss}, --model {self.model}")
         if self.negative_temperature is not None and loss != "bsl":
             raise NegspaceError(f"--negative-temperature is a bsl option; got --loss {loss}")
         if self.item_bias and self.model != "mf":

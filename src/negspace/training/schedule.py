@@ -25,12 +25,19 @@ class PlateauSchedule:
         decay: factor applied to the learning rate, in (0, 1].
         floor: the learning rate never goes below this.
         patience: consecutive validations without improvement that end training.
+        min_gain: relative gain over the best score that counts as an improvement.
     """
 
     kind: str = "plateau"
     decay: float = 0.1
     floor: float = 1e-6
     patience: int = 3
+    min_gain: float = 1e-4
+
+    def improves(self, score: float, best: float) -> bool:
+        """Whether `score` beats `best` by more than a relative 1e-4: gains below that (a tiny
+        learning rate's drift) would otherwise hold training open without changing anything."""
+        return best == float("-inf") or score > best + self.min_gain * abs(best)
 
     def should_stop(self, stale: int, lr: float) -> bool:
         """Whether training ends after `stale` consecutive validations without improvement."""
