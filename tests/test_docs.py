@@ -67,3 +67,12 @@ def test_the_repository_cites_no_file_it_does_not_hold():
     cited = [f"{path.relative_to(ROOT)}: {word}" for path in files if path.resolve() != this
              for word in ("SPEC.md", "shared/notes") if word in path.read_text(errors="replace")]
     assert not cited, cited
+
+
+def test_the_slow_marker_marks_the_real_data_tests():
+    from tests.data import test_loaders
+    from tests.training import test_training
+
+    for test in (test_training.test_learns_on_movielens_100k, test_loaders.test_named_dataset_counts,
+                 test_loaders.test_kgat_notes_users_without_test):
+        assert "slow" in {mark.name for mark in getattr(test, "pytestmark", [])}, test.__name__

@@ -36,6 +36,7 @@ def _where(name: str) -> str:
     return next(row["where"] for row in list_datasets() if row["name"] == name)
 
 
+@pytest.mark.slow  # loads every shared dataset (amazon-book: 2.4M interactions)
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_named_dataset_counts(name):
     if find_data_dir(None) is None or _where(name) == "missing":
@@ -63,6 +64,7 @@ def test_side_features_and_overrides():
     assert (raw.interactions.n_users, raw.interactions.n_items, raw.interactions.nnz) == (943, 1682, 100000)
 
 
+@pytest.mark.slow
 def test_kgat_notes_users_without_test():
     if find_data_dir(None) is None or _where("amazon-book-kgat") == "missing":
         pytest.skip("amazon-book-kgat not available locally")

@@ -80,6 +80,7 @@ def test_the_kept_weights_are_the_best_epochs():
     assert trainer.validate()[trainer.opt.select_metric] == pytest.approx(scores[best])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(find_data_dir(None) is None or not (find_data_dir(None) / "movielens-100k").exists(),
                     reason="shared data not available")
 @pytest.mark.parametrize("sampler", ["uniform", "popularity", "two-stage", "two-stage-released"])
