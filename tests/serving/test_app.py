@@ -331,3 +331,11 @@ def test_an_unexpected_failure_is_a_json_500_without_traceback(runs, monkeypatch
     no_traceback(r)
     assert "secret" not in r.text
     assert app.get("/health").status_code == 200
+
+
+def test_a_body_is_json_whatever_its_content_type(mf):
+    body = json.dumps({"users": ["u1"], "k": 2}).encode()
+    for ctype in ("application/x-www-form-urlencoded", "text/plain", None):
+        headers = {"Content-Type": ctype} if ctype else {}
+        r = mf.post("/recommend", content=body, headers=headers)
+        assert r.status_code == 200 and len(r.json()["results"][0]["items"]) == 2, ctype

@@ -310,6 +310,11 @@ class Guard:
             if disconnected:
                 return
             receive = _replay(body)
+            # every body is JSON here: read it as such whatever Content-Type says (curl -d
+            # sends form encoding, which FastAPI would not parse)
+            scope = {**scope, "headers": [(k, v) for k, v in scope.get("headers") or []
+                                          if k != b"content-type"]
+                     + [(b"content-type", b"application/json")]}
         await self.app(scope, receive, send)
 
 
