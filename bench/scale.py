@@ -8,7 +8,7 @@ its peak RSS is its own) the steps of `negspace train --dataset FILE --model cml
 epoch, the full test evaluation (every user, every item); plus a validation on a 10k-user sample
 (`--val-users 10000`) as each epoch would run it.
 
-    python bench/scale.py --sizes 1M,10M,30M --workdir /tmp/negspace-scale
+    python bench/scale.py --sizes 1M,10M,30M --workdir /tmp/negspace-scale [--eval-users 30000]
 
 Prints one JSON line per size and a Markdown table at the end. The item catalogue is fixed, so
 the evaluation (users x items) grows with users, i.e. linearly in interactions.
@@ -74,7 +74,7 @@ def _delta(a: dict, b: dict) -> dict[str, float]:
             "peak_gb": round(b["peak_gb"], 3)}
 
 
-def child(path: Path, batch: int, dim: int, val_users: int) -> dict:
+def child(path: Path, batch: int, dim: int, val_users: int, eval_users: int) -> dict:
     """Runs the steps of one `negspace train` on path and measures each."""
     import torch
 
@@ -111,9 +111,13 @@ def child(path: Path, batch: int, dim: int, val_users: int) -> dict:
     out["epoch"] = {**_delta(u3, u4), "train_seconds": round(result.train_seconds, 2)}
     model.eval()
     torch.set_num_threads(os.cpu_count() or 1)
-    metrics = evaluate(model_scorer(model), train, test, ks=(20, 50))
+    held = sample_users(test, eval_users, 1)  # 0: every test user
+    metrics = evaluate(model_scorer(model), train, held, ks=(20, 50))
     u5 = _usage()
     out["evaluation"] = _delta(u4, u5)
+    n_eval, n_all = int(metrics["n_eval_users"]), int((test.user_degrees() > 0).sum())
+    out["evaluation"].update(users=n_eval, all_users=n_all, full_estimate_s=round(
+        out["evaluation"]["seconds"] * n_all / max(n_eval, 1), 1))
     out["recall@20"] = round(metrics["recall@20"], 5)
     _, held = holdout_split(train, 0.1, 0)
     held = sample_users(held, val_users, 0)
@@ -132,10 +136,14 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=4096)
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--val-users", type=int, default=10_000)
+    p.add_argument("--eval-users", type=int, default=0,
+                   help="rank a seeded sample of this many test users (0: all) and estimate the "
+                        "full evaluation's time from it (ranking cost is linear in users)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        print(json.dumps(child(Path(args.child), args.batch_size, args.dim, args.val_users)))
+        print(json.dumps(child(Path(args.child), args.batch_size, args.dim, args.val_users,
+                               args.eval_users)))
         return
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -150,7 +158,8 @@ def main() -> None:
                   f"{time.perf_counter() - t:.0f} s", flush=True)
         proc = subprocess.run([sys.executable, __file__, "--child", str(path),
                                "--batch-size", str(args.batch_size), "--dim", str(args.dim),
-                               "--val-users", str(args.val_users)],
+                               "--val-users", str(args.val_users),
+                               "--eval-users", str(args.eval_users)],
                               capture_output=True, text=True)
         if proc.returncode != 0:
             print(f"# {size} failed:\n{proc.stderr[-3000:]}", flush=True)
@@ -158,14 +167,15 @@ def main() -> None:
         row = {"size": size, **json.loads(proc.stdout.strip().splitlines()[-1])}
         rows.append(row)
         print(json.dumps(row), flush=True)
-    print("\n| rows | interactions | users | load s | load GB | epoch s | eval s (user/sys) "
-          f"| val {args.val_users} users s | peak GB |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n| rows | interactions | users | load s | load peak GB | epoch s | eval s (users; "
+          f"user/sys CPU s) | full eval est. s | val {args.val_users} users s | peak GB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         ev, vk = r["evaluation"], f"validation_{args.val_users}_users"
         print(f"| {r['size']} | {r['interactions']:,} | {r['users']:,} | {r['load']['seconds']} "
               f"| {r['load']['peak_gb']} | {r['epoch']['train_seconds']} | {ev['seconds']} "
-              f"({ev['user_s']}/{ev['sys_s']}) | {r[vk]['seconds']} | {r['peak_gb']} |")
+              f"({ev['users']:,}; {ev['user_s']}/{ev['sys_s']}) | {ev['full_estimate_s']} "
+              f"| {r[vk]['seconds']} | {r['peak_gb']} |")
 
 
 if __name__ == "__main__":

@@ -210,3 +210,10 @@ def test_killed_rank_ends_the_run_and_resume_continues(toy_csv, tmp_path, capsys
     assert (broken / "checkpoint.pt").exists() and not (broken / "metrics.json").exists()
     assert _cli(["train", "--resume", str(broken), "--no-progress"], env) == 0
     assert (broken / "metrics.json").read_bytes() == (whole / "metrics.json").read_bytes()
+
+
+def test_gpu_device_with_several_processes_is_refused_in_one_line():
+    with pytest.raises(NegspaceError, match="gloo"):
+        distributed.check_supported("uniform", 2, "cuda")
+    distributed.check_supported("uniform", 2, "auto")
+    distributed.check_supported("uniform", 1, "cuda")

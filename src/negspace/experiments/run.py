@@ -155,7 +155,8 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
     run_dir = Path(out) if out is not None else None
     dist = None  # --nproc: this rank's DistContext (training/distributed.py); rank 0 writes
     if cfg.nproc > 1 or distributed.in_worker():
-        distributed.check_supported(cfg.sampler, max(cfg.nproc, 2))
+        distributed.check_supported(cfg.sampler, max(cfg.nproc, 2), cfg.device)
+        device = resolve_device("cpu")  # gloo on CPUs (--device auto means the CPU here)
         if not distributed.in_worker():
             if run_dir is not None and not resume:
                 check_run_dir(run_dir, overwrite)
@@ -164,7 +165,7 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
             return distributed.launch(dataclasses.asdict(cfg), cfg.nproc,
                                       None if out is None else str(out), overwrite, resume)
         dist = distributed.init_worker()
-        cfg = dataclasses.replace(cfg, nproc=dist.world)
+        cfg = dataclasses.replace(cfg, nproc=dist.world, progress=cfg.progress and dist.is_main)
     writer = dist is None or dist.is_main
     if run_dir is not None and not resume and writer:
         check_run_dir(run_dir, overwrite)  # refuse before the (slow) loading
@@ -183,7 +184,8 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
                              checkpoint_every=cfg.checkpoint_every,
                              fingerprint=fingerprint(cfg, train), drift=cfg.model == "two-tower",
                              step_threads=cfg.step_threads, on_epoch=on_epoch,
-                             lr_schedule=cfg.lr_schedule, batch_by=cfg.batch_by, lr_decay=cfg.lr_decay,
+                             lr_schedule=cfg.lr_schedule, batch_by=cfg.batch_by,
+                             lr_steps=cfg.lr_step_list, lr_decay=cfg.lr_decay,
                              lr_floor=cfg.lr_floor, precision=cfg.precision,
                              weighted=cfg.confidence > 0)
     sampler_cfg = cfg if dist is None else dataclasses.replace(

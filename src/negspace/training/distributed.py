@@ -69,8 +69,12 @@ def sampler_seed(seed: int, rank: int) -> int:
     return seed + rank * _RANK_SEED
 
 
-def check_supported(sampler: str, world: int) -> None:
+def check_supported(sampler: str, world: int, device: str = "auto") -> None:
     """Refuses, in one line, a configuration the distributed step does not handle."""
+    if world > 1 and device not in ("auto", "cpu"):
+        raise NegspaceError(f"--nproc > 1 trains on CPUs with gloo (NCCL has no sparse "
+                            f"all-reduce for the embedding tables; docs/scale.md); drop "
+                            f"--device {device} or train in one process")
     if world > 1 and sampler in NOT_DISTRIBUTED:
         raise NegspaceError(f"--sampler {sampler} is not supported with --nproc > 1 yet (its "
                             "candidates would have to be gathered across ranks); use a per-row "
@@ -265,7 +269,10 @@ def init_worker() -> DistContext:
     if not dist.is_initialized():
         timeout = float(os.environ.get(TIMEOUT_ENV, "600"))
         dist.init_process_group("gloo", timeout=timedelta(seconds=timeout))
-    return DistContext(dist.get_rank(), dist.get_world_size())
+    ctx = DistContext(dist.get_rank(), dist.get_world_size())
+    if not ctx.is_main:  # one report per run: rank 0's (errors still reach stderr)
+        sys.stdout = open(os.devnull, "w")
+    return ctx
 
 
 def shutdown() -> None:
