@@ -291,8 +291,12 @@ def test_python_errors_speak_python_with_suggestions(data, tmp_path, capsys):
     with pytest.raises(NegspaceError, match="unknown keyword 'k'.*did you mean 'ks'"):
         rec.evaluate(data, k=10)
     rec.save(tmp_path / "run")
-    with pytest.raises(NegspaceError, match="pass overwrite=True to replace it"):
+    with pytest.raises(NegspaceError, match="pass overwrite=True to replace it$"):
         rec.save(tmp_path / "run")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")  # not a run: nothing to resume either
+    with pytest.raises(NegspaceError, match="other files; pass overwrite=True to replace it$"):
+        rec.save(tmp_path / "other")
     # the command line keeps its flags, and suggests flags
     capsys.readouterr()
     assert main(["train", "--factors", "64", "--out", str(tmp_path / "x")]) == 2

@@ -46,12 +46,14 @@ def code_commit() -> str | None:
     return commit if out.returncode == 0 and len(commit) == 40 else None
 
 
-def check_run_dir(path: str | Path, overwrite: bool) -> Path:
+def check_run_dir(path: str | Path, overwrite: bool, resumable: bool = True) -> Path:
     """Refuses a RUN_DIR that already holds anything, unless `overwrite`; creates nothing.
 
     Args:
         path: the run directory.
         overwrite: allow replacing an existing run.
+        resumable: the caller can continue an unfinished run (training; not `Recommender.save`),
+            so the refusal may suggest it.
 
     Returns:
         The path.
@@ -62,19 +64,19 @@ def check_run_dir(path: str | Path, overwrite: bool) -> Path:
     if path.exists() and any(path.iterdir()) and not overwrite:
         what = "a finished run" if (path / METRICS_FILE).exists() else "an unfinished run or other files"
         raise NegspaceError(f"{path} already holds {what}; pass --overwrite to replace it"
-                            + ("" if (path / METRICS_FILE).exists() else
+                            + ("" if (path / METRICS_FILE).exists() or not resumable else
                                " or --resume to continue it"))
     return path
 
 
-def start_run_dir(path: str | Path, overwrite: bool) -> Path:
+def start_run_dir(path: str | Path, overwrite: bool, resumable: bool = True) -> Path:
     """Creates RUN_DIR (see `check_run_dir`), removing the files of a previous run and leftover
     temporary files when `overwrite` is set.
 
     Returns:
         The path.
     """
-    path = check_run_dir(path, overwrite)
+    path = check_run_dir(path, overwrite, resumable)
     path.mkdir(parents=True, exist_ok=True)
     if overwrite:
         for name in RUN_FILES:
@@ -90,8 +92,9 @@ def remove_temporaries(path: Path) -> None:
 
 
 def prepare_run_dir(path: str | Path, overwrite: bool) -> Path:
-    """Creates RUN_DIR; refuses one that already holds results unless overwrite is set."""
-    return start_run_dir(path, overwrite)
+    """Creates RUN_DIR for `Recommender.save`; refuses one that already holds results unless
+    overwrite is set (there is nothing to resume there)."""
+    return start_run_dir(path, overwrite, resumable=False)
 
 
 def save_vectors(path: Path, users: torch.Tensor, items: torch.Tensor, measure: str) -> None:
