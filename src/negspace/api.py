@@ -145,7 +145,8 @@ class Recommender:
                                  min_epochs=cfg.min_epochs,
                                  select_metric=cfg.select_metric or "ndcg@50",
                                  progress=cfg.progress, step_threads=cfg.step_threads,
-                                 lr_schedule=cfg.lr_schedule, batch_by=cfg.batch_by, lr_decay=cfg.lr_decay,
+                                 lr_schedule=cfg.lr_schedule, batch_by=cfg.batch_by,
+                             lr_steps=cfg.lr_step_list, lr_decay=cfg.lr_decay,
                                  lr_floor=cfg.lr_floor, precision=cfg.precision,
                                  weighted=cfg.confidence > 0)
         model = model.to(device)
@@ -498,8 +499,13 @@ class Recommender:
         """
         run = load_run(path)
         known = {f.name for f in config_fields()}
-        rec = cls(**{k: v for k, v in run.config.items() if k in known and k != "model"},
-                  model=run.config.get("model", "cml"))
+        stored = {k: v for k, v in run.config.items() if k in known and k != "model"}
+        model = run.config.get("model", "cml")
+        if model not in ("mf", "two-tower"):
+            # runs written before `measure` became an mf / two-tower option recorded "dot" for
+            # every model; the vectors' measure comes from model.safetensors either way
+            stored.pop("measure", None)
+        rec = cls(**stored, model=model)
         rec.config.device = device or "auto"
         rec.train = run.train
         if run.config.get("protocol", "python") != "python":  # a CLI run: saved again, it

@@ -65,3 +65,19 @@ def test_the_floor_ends_training():
     assert not schedule.should_stop(1, 1e-2)
     assert schedule.should_stop(1, 1e-3)
     assert not PlateauSchedule("none", patience=10).should_stop(1, 1e-9)
+
+
+def test_steps_replay_decays_without_validation():
+    from negspace.tuning.tune import replayed_decays
+    rates = [0.01, 0.01, 0.001, 0.001, 1e-5]
+    replay = replayed_decays(rates, 0.1)
+    assert replay == {"lr_schedule": "steps", "lr_steps": "2,4,4"}
+    inter = random_interactions(seed=2)
+    cfg = make_config(dict(model="mf", dim=8, negatives=2, progress=False, validation=0.0,
+                           lr=0.01, epochs=5, **replay))
+    model = build_model(cfg, inter.n_users, inter.n_items)
+    options = TrainerOptions(batch_size=64, negatives=2, epochs=5, lr=0.01, progress=False,
+                             lr_schedule="steps", lr_steps=cfg.lr_step_list, lr_decay=0.1)
+    result = Trainer(model, build_sampler(cfg), build_objective(cfg), inter, options).fit()
+    assert [row["lr"] for row in result.history] == pytest.approx(rates)
+    assert replayed_decays([0.01, 0.01], 0.1) == {}

@@ -77,7 +77,8 @@ class TrainConfig:
     epochs: int = field(default=300, metadata=_opt("cap on epochs: training runs until early stopping (the budget itself with --validation 0)", low=1))
     lr: float = field(default=1e-3, metadata=_opt("Adam learning rate", low=0, low_open=True))
     lr_schedule: str = field(default="plateau", metadata=_opt(
-        "plateau: after each validation without improvement, lr x --lr-decay and the best weights reloaded; none: constant lr", ("plateau", "none")))
+        "plateau: after each validation without improvement, lr x --lr-decay and the best weights reloaded; steps: lr x --lr-decay after each epoch of --lr-steps; none: constant lr", ("plateau", "steps", "none")))
+    lr_steps: str = field(default="", metadata=_opt("steps: comma-separated epochs after which the learning rate is multiplied by --lr-decay (the tuner's refit replays a plateau run's decays)"))
     lr_decay: float = field(default=0.1, metadata=_opt("plateau: learning-rate factor per decay", low=0, high=1, low_open=True))
     lr_floor: float = field(default=1e-6, metadata=_opt("plateau: the learning rate never goes below this", low=0))
     seed: int = field(default=0, metadata=_opt("random seed (split, init, sampling)", low=0))
@@ -151,6 +152,18 @@ class TrainConfig:
         return self.loss or {"cml": "triplet", "simplex": "ccl", "two-tower": "softmax"}.get(self.model, "bpr")
 
     @property
+    def lr_step_list(self) -> tuple[int, ...]:
+        try:
+            steps = tuple(int(x) for x in self.lr_steps.split(",") if x.strip())
+        except ValueError:
+            raise NegspaceError(f"--lr-steps expects comma-separated epoch numbers; got {self.lr_steps!r}") from None
+        if any(e < 1 for e in steps):
+            raise NegspaceError(f"--lr-steps must be epochs >= 1; got {self.lr_steps!r}")
+        if steps and self.lr_schedule != "steps":
+            raise NegspaceError("--lr-steps needs --lr-schedule steps")
+        return steps
+
+    @property
     def resolved_measure(self) -> str:
         if self.measure is not None:
             return self.measure
@@ -218,6 +231,7 @@ class TrainConfig:
             pass  # BPR on negative distances is well defined
         self._validate_cosine_losses()
         self._validate_softmax()
+        self.lr_step_list  # noqa: B018 -- parses and checks --lr-steps
         return self
 
     def _validate_softmax(self) -> None:

@@ -76,6 +76,8 @@ class TrainerOptions:
         batch_by: "pair" (a batch is `batch_size` positive pairs) or "user" (`batch_size` users,
             each with its every training positive: the full softmax computed once per user and
             summed over its positives, `Objective.multinomial`).
+        lr_steps: with lr_schedule "steps", the epochs after which the rate is multiplied by
+            `lr_decay` (a plateau run's decays replayed without validation: the tuner's refit).
         lr_schedule, lr_decay, lr_floor: "plateau" multiplies the learning rate by `lr_decay`
             (not below `lr_floor`) and reloads the best validated weights after each validation
             that does not improve; "none" keeps the rate (training/schedule.py). Either way
@@ -105,6 +107,7 @@ class TrainerOptions:
     fused: bool = True
     on_epoch: Callable[[dict], bool | None] | None = None
     lr_schedule: str = "none"
+    lr_steps: tuple[int, ...] = ()
     batch_by: str = "pair"
     lr_decay: float = 0.1
     lr_floor: float = 1e-6
@@ -405,6 +408,9 @@ class Trainer:
                 tqdm.write(f"epoch {epoch}: loss {loss:.4f}  val {self.opt.select_metric} "
                            f"{score:.4f}  ({seconds:.1f}s)")
         result.history.append(row)
+        if self.opt.lr_schedule == "steps" and epoch in self.opt.lr_steps:  # listed k times: k decays
+            scale_lr(self.optimizer.optimizers, self.opt.lr_decay ** self.opt.lr_steps.count(epoch),
+                     self.opt.lr_floor)
         stop = self.opt.on_epoch is not None and bool(self.opt.on_epoch(row))
         self.finished = stop or last or (self.schedule.should_stop(self.stale, lr)
                                          and epoch >= self.opt.min_epochs)

@@ -13,6 +13,7 @@ Output folder (default runs/tune/SPACE-DATASET):
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -107,6 +108,8 @@ def run_tune(space_path: str | Path, budget: str, trials: int | None = None, wor
     best_epoch = int(best.user_attrs["best_epoch"])
     epochs = int(best.user_attrs.get("refit_epochs", best_epoch))
     options = recipe(space.fixed, best.params, epochs)
+    options.update(replayed_decays(best.user_attrs.get("refit_lrs", []),
+                                   float(options.get("lr_decay", 0.1))))
     recipe_path = out_dir / "recipe.toml"
     write_recipe(recipe_path, options, [
         f"Found by: {command or _command(space_path, space, budget, trials, workers)}",
@@ -124,6 +127,28 @@ def run_tune(space_path: str | Path, budget: str, trials: int | None = None, wor
                       counts(study.trials), out_dir)
 
 
+def replayed_decays(lrs: list[Any], decay: float) -> dict[str, Any]:
+    """The refit's schedule: the decays of the best trial's kept epochs, replayed at the same
+    epochs without validation (`lr_schedule = "steps"`); nothing when the rate never changed.
+
+    Args:
+        lrs: the rate each kept epoch was trained at (None where not recorded).
+        decay: the factor of one decay.
+
+    Returns:
+        {"lr_schedule": "steps", "lr_steps": "e1,e2,..."} or {}.
+    """
+    steps: list[int] = []
+    for epoch in range(1, len(lrs)):
+        before, after = lrs[epoch - 1], lrs[epoch]
+        if before and after and after < before and 0 < decay < 1:
+            times = max(1, round(math.log(before / after) / math.log(1 / decay)))
+            steps += [epoch] * times
+    if not steps:
+        return {}
+    return {"lr_schedule": "steps", "lr_steps": ",".join(str(e) for e in steps)}
+
+
 def _schedule_note(lrs: list[Any], best_epoch: int, epochs: int) -> list[str]:
     """Recipe comments when the plateau schedule shaped the best trial."""
     notes = []
@@ -133,8 +158,8 @@ def _schedule_note(lrs: list[Any], best_epoch: int, epochs: int) -> list[str]:
     rates = [lr for lr in lrs if lr is not None]
     if rates and min(rates) < max(rates):
         steps = " ".join(f"{lr:.3g}" for lr in rates)
-        notes.append(f"Rate of each kept epoch: {steps}; without validation the rate stays "
-                     "constant, so the refit does not repeat these decays.")
+        notes.append(f"Rate of each kept epoch: {steps}; the refit replays these decays at "
+                     "the same epochs (lr_schedule = \"steps\").")
     return notes
 
 
