@@ -259,3 +259,18 @@ def test_the_guides_space_example_parses(tmp_path):
     path.write_text(block)
     space = load_space(path, {"dataset": "x"})
     assert [p.name for p in space.params][:2] == ["lr", "margin"] and len(space.seeds) == 1
+
+
+def test_a_refused_combination_fails_its_trial_and_the_study_goes_on(toy, tmp_path):
+    path = tmp_path / "f.toml"
+    path.write_text(SPACE.replace('loss = ["bpr", "triplet"]',
+                                  'loss = ["bpr", "triplet"]\nsampler = ["uniform", "in-batch"]')
+                    + '\n[[seeds]]\nloss = "bpr"\nsampler = "in-batch"\n')
+    result = _tune(path, toy, tmp_path / "out", trials=4, refit=False)
+    study = optuna.load_study(study_name=f"f-{toy.name}",
+                              storage=f"sqlite:///{tmp_path / 'out' / 'study.db'}")
+    failed = [t for t in study.trials if t.state.name == "FAIL"]
+    assert failed and "in-batch needs" in failed[0].user_attrs["error"]
+    rec = json.loads((tmp_path / "out" / "trials" / f"trial-{failed[0].number:04d}.json").read_text())
+    assert rec["state"] == "FAIL" and "in-batch" in rec["error"]
+    assert len(study.trials) == 4 and result.counts["fail"] == len(failed)

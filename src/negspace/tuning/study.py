@@ -44,7 +44,8 @@ def _optuna() -> Any:
         import optuna
     except ImportError:
         raise NegspaceError("negspace tune needs Optuna: pip install 'negspace[tune]'") from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # ERROR: a failed trial's traceback is Optuna's WARNING; our log line gives its one-line error
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     # PED-ANOVA's "fewer than 2 trials in some regime" notes: the report says how many trials
     warnings.filterwarnings("ignore", message="Some regimes for parameter", category=UserWarning)
