@@ -499,13 +499,13 @@ class Recommender:
         """
         run = load_run(path)
         known = {f.name for f in config_fields()}
-        stored = {k: v for k, v in run.config.items() if k in known and k != "model"}
+        options = {k: v for k, v in run.config.items() if k in known and k != "model"}
         model = run.config.get("model", "cml")
         if model not in ("mf", "two-tower"):
             # runs written before `measure` became an mf / two-tower option recorded "dot" for
             # every model; the vectors' measure comes from model.safetensors either way
-            stored.pop("measure", None)
-        rec = cls(**stored, model=model)
+            options.pop("measure", None)
+        rec = cls(**options, model=model)
         rec.config.device = device or "auto"
         rec.train = run.train
         if run.config.get("protocol", "python") != "python":  # a CLI run: saved again, it

@@ -62,3 +62,17 @@ def test_two_tower_features_change_the_cold_start_and_are_checked(frame):
     plain = Recommender("mf", **OPTIONS).fit(frame)
     with pytest.raises(NegspaceError, match="two-tower"):
         plain.recommend_new([[1]], features=[{"age": 3}])
+
+
+def test_runs_written_before_measure_was_mf_only_still_load_and_serve(runs, tmp_path):
+    """Older runs recorded "measure": "dot" for every model; a CML one must still load."""
+    import json
+    import shutil
+    old = tmp_path / "old-cml"
+    shutil.copytree(runs["cml"], old)
+    config = json.loads((old / "config.json").read_text())
+    (old / "config.json").write_text(json.dumps({**config, "measure": "dot"}))
+    rec = Recommender.load(old)
+    assert rec.measure == "l2" and rec.config.model == "cml"
+    assert load_model(old).rec.recommend("u3", k=3).item.tolist() == \
+        Recommender.load(runs["cml"]).recommend("u3", k=3).item.tolist()
