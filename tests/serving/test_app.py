@@ -339,3 +339,33 @@ def test_a_body_is_json_whatever_its_content_type(mf):
         headers = {"Content-Type": ctype} if ctype else {}
         r = mf.post("/recommend", content=body, headers=headers)
         assert r.status_code == 200 and len(r.json()["results"][0]["items"]) == 2, ctype
+
+
+def test_a_request_in_flight_finishes_on_the_model_it_started_with(runs):
+    """A new user's fold-in runs off the event loop; a reload completing meanwhile must not
+    change the model that answers it."""
+    app = client(runs["mf"], token=TOKEN)
+    old = app.app.state.holder.current
+    started, swapped = threading.Event(), threading.Event()
+    fold_in = old.rec.new_user_vectors
+
+    def slow(*args, **kwargs):
+        started.set()
+        assert swapped.wait(60)
+        return fold_in(*args, **kwargs)
+    object.__setattr__(old.rec, "new_user_vectors", slow)
+    answers = {}
+    thread = threading.Thread(target=lambda: answers.update(
+        r=app.post("/recommend/new", json={"items": [3, 7], "k": 5}, headers=AUTH)))
+    with app:  # one event loop for both requests
+        thread.start()
+        assert started.wait(60)
+        r = app.post("/reload", json={"run_dir": str(runs["cml"])}, headers=AUTH)
+        assert r.status_code == 200 and r.json()["model_version"] == 2
+        swapped.set()
+        thread.join(60)
+    got = answers["r"].json()
+    assert got["model_version"] == 1
+    expected = Recommender.load(runs["mf"]).recommend_new([[3, 7]], k=5)
+    assert got["items"] == expected.item.tolist()
+    assert app.get("/health").json()["model_version"] == 2
