@@ -369,3 +369,31 @@ def test_a_request_in_flight_finishes_on_the_model_it_started_with(runs):
     expected = Recommender.load(runs["mf"]).recommend_new([[3, 7]], k=5)
     assert got["items"] == expected.item.tolist()
     assert app.get("/health").json()["model_version"] == 2
+
+
+def _json_values():
+    from hypothesis import strategies as st
+    scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
+    return st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
+                        | st.dictionaries(st.sampled_from(["users", "k", "items", "item",
+                                                           "exclude", "candidates", "features",
+                                                           "exclude_seen", "x"]), inner,
+                                          max_size=5), max_leaves=20)
+
+
+def test_fuzzed_bodies_never_get_a_5xx(mf):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=300, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(path=st.sampled_from(["/recommend", "/recommend/new", "/similar", "/reload"]),
+           body=st.binary(max_size=200) | _json_values().map(lambda v: json.dumps(v).encode()))
+    def check(path, body):
+        r = mf.post(path, content=body)
+        assert r.status_code < 500, (path, body, r.text)
+        assert r.status_code == 200 or "error" in r.json()
+        no_traceback(r)
+
+    check()
+    assert mf.get("/health").status_code == 200
