@@ -113,7 +113,8 @@ def run_tune(space_path: str | Path, budget: str, trials: int | None = None, wor
     recipe_path = out_dir / "recipe.toml"
     write_recipe(recipe_path, options, [
         f"Found by: {command or _command(space_path, space, budget, trials, workers)}",
-        f"Study {name}: trial {best.number} of {len(study.trials)}, validation {metric} "
+        f"Study {name}: trial {best.number} of {sum(t.state.is_finished() for t in study.trials)}"
+        f" finished, validation {metric} "
         f"{best.value:.4f} at epoch {best_epoch} (trained on the training data less its "
         f"{space.fixed.get('validation', 0.1)} validation share)",
         *_schedule_note(best.user_attrs.get("refit_lrs", []), best_epoch, epochs),
