@@ -13,6 +13,7 @@ import torch
 
 import negspace.api
 import negspace.data.frames
+from negspace.training.config import RECIPE_CHOICES
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "guide.md"
@@ -44,11 +45,13 @@ def test_guide_python_blocks_run(tmp_path, monkeypatch):
     assert checked == sum(GUIDE_CHECKS.values())  # every check was found in the guide
 
 
-def test_make_run_line_names_the_demo_sampler():
-    sampler = tomllib.loads((ROOT / "configs" / "demo.toml").read_text())["sampler"]
+def test_make_run_line_says_what_the_demo_trains():
+    demo = tomllib.loads((ROOT / "configs" / "demo.toml").read_text())
     readme = (ROOT / "README.md").read_text()
     line = readme[readme.index("make run "):readme.index("make test ")]
-    assert f"`{sampler}`" in line, line
+    assert f"`{demo['dataset']}`" in line, line
+    # the demo names no model, loss or sampler: it trains the default recipe, and says so
+    assert not set(demo) & set(RECIPE_CHOICES) and "default recipe" in line, line
 
 
 @pytest.mark.parametrize("module", [negspace.api, negspace.data.frames])

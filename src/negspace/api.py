@@ -34,7 +34,7 @@ from negspace.retrieval import ann
 from negspace.retrieval.foldin import fold_in
 from negspace.retrieval.topk import csr_entries, topk_items
 from negspace.samplers.base import NegativeSampler
-from negspace.training.config import TrainConfig, config_fields, make_config
+from negspace.training.config import TrainConfig, config_fields, make_config, with_default_recipe
 from negspace.training.device import configure, resolve_device
 
 ModelFactory = Callable[[int, int], EmbeddingModel]
@@ -45,7 +45,9 @@ class Recommender:
     """An embedding recommender: options, a fitted model's vectors and its training interactions.
 
     Args:
-        model: "cml", "mf" or another name `negspace train --model` knows, or a factory
+        model: None (with no sampler, objective, loss or batch unit either: the default recipe
+            of `negspace train`, training/config.py DEFAULT_RECIPE), "cml", "mf" or another
+            name `negspace train --model` knows, or a factory
             `(n_users, n_items) -> EmbeddingModel` (the default loss is then the one of the
             built model's class, when it is one of the library's).
         sampler: a sampler name or a `NegativeSampler` instance.
@@ -68,14 +70,18 @@ class Recommender:
     False
     """
 
-    def __init__(self, model: str | ModelFactory = "cml",
-                 sampler: str | NegativeSampler = "uniform",
+    def __init__(self, model: str | ModelFactory | None = None,
+                 sampler: str | NegativeSampler | None = None,
                  objective: Callable[..., torch.Tensor] | None = None, **options: Any) -> None:
         values = dict(options)
         if isinstance(model, str):
             values["model"] = model
         if isinstance(sampler, str):
             values["sampler"] = sampler
+        if model is None and sampler is None and objective is None:
+            values = with_default_recipe(values)
+        elif not isinstance(model, str) and model is not None:
+            values.setdefault("model", "cml")  # a factory: its kind is read after building it
         self.config: TrainConfig = make_config(values)
         self._model_factory = None if isinstance(model, str) else model
         self._sampler = None if isinstance(sampler, str) else sampler

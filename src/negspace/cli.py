@@ -149,7 +149,7 @@ def _add_serve_parser(sub: Any) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from negspace.experiments.run import run_training
-    from negspace.training.config import config_fields, load_toml, make_config
+    from negspace.training.config import config_fields, load_toml, make_config, with_default_recipe
 
     values: dict[str, Any] = load_toml(args.config) if args.config else {}
     for f in config_fields():
@@ -163,7 +163,8 @@ def _train(args: argparse.Namespace) -> int:
     elif args.out is None:
         raise NegspaceError("train: --out RUN_DIR (or --resume RUN_DIR) is required")
     else:
-        out, where = run_training(make_config(values), args.out, overwrite=args.overwrite), args.out
+        out, where = run_training(make_config(with_default_recipe(values)), args.out,
+                                  overwrite=args.overwrite), args.out
     _print_metrics(out.metrics)
     _print_data_notes(out.metrics)
     print(f"run written to {where} ({out.seconds:.1f}s)")

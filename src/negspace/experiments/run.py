@@ -90,7 +90,8 @@ def build_model(cfg: TrainConfig, n_users: int, n_items: int,
     # 1 epoch what 0.1 did not in 6.
     std = cfg.init_std or (1e-3 if cosine else 0.1)
     return MF(n_users, n_items, cfg.dim, measure="cosine" if cosine else "dot", init_std=std,
-              init=cfg.init, item_bias=cfg.item_bias, user_dropout=cfg.user_dropout)
+              init=cfg.init, item_bias=cfg.item_bias, user_dropout=cfg.user_dropout,
+              sparse=cfg.batch_by != "user")
 
 
 def build_objective(cfg: TrainConfig) -> Objective:

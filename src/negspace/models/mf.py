@@ -27,25 +27,29 @@ class MF(EmbeddingModel):
             `unit_vectors` stays True for a cosine model: the cosine losses read u.i + b_i as
             SimpleX does.
         user_dropout: dropout on the user vector in training rows only (after normalisation).
+        sparse: sparse gradients for the tables (lazy Adam: only the rows a batch touches move).
+            Dense when every step reads the whole item table and B users with all their
+            positives (`--batch-by user`): Adam's momentum then keeps moving the users between
+            their visits, once an epoch each, which validated better (docs/results.md).
     """
 
     def __init__(self, n_users: int, n_items: int, dim: int, measure: Measure = "dot",
                  init_std: float = 0.1, init: str = "normal", item_bias: bool = False,
-                 user_dropout: float = 0.0) -> None:
+                 user_dropout: float = 0.0, sparse: bool = True) -> None:
         super().__init__(n_users, n_items, dim)
         if init not in INITS:
             raise NegspaceError(f"MF init must be one of {', '.join(INITS)}; got {init!r}")
         self.cosine = measure == "cosine"
         self.unit_vectors = self.cosine
         self.measure = "dot" if item_bias else measure
-        self.users = nn.Embedding(n_users, dim, sparse=True)
-        self.items = nn.Embedding(n_items, dim, sparse=True)
+        self.users = nn.Embedding(n_users, dim, sparse=sparse)
+        self.items = nn.Embedding(n_items, dim, sparse=sparse)
         for table in (self.users, self.items):
             if init == "xavier":
                 nn.init.xavier_normal_(table.weight)
             else:
                 nn.init.normal_(table.weight, 0.0, init_std)
-        self.bias = nn.Embedding(n_items, 1, sparse=True) if item_bias else None
+        self.bias = nn.Embedding(n_items, 1, sparse=sparse) if item_bias else None
         if self.bias is not None:
             nn.init.zeros_(self.bias.weight)
         self.dropout = nn.Dropout(user_dropout) if user_dropout > 0 else None

@@ -46,6 +46,25 @@ learning rate drops 10x and the best weights come back after each validation wit
 """
 
 
+# What `negspace train` and `Recommender()` train when no model, loss, sampler, negative mode or
+# batch unit is named (on the command line, in --config, or as keyword): MF on cosine scores with
+# the full softmax batched by users, plateau decay. Chosen on validation splits only
+# (docs/results.md, "Default recipe"); it reads nothing of the dataset but its data.
+DEFAULT_RECIPE: dict[str, Any] = {
+    "model": "mf", "loss": "softmax", "sampler": "full", "batch_by": "user", "dim": 128,
+    "batch_size": 256, "lr": 0.01, "temperature": 0.2, "init_std": 0.01,
+}
+RECIPE_CHOICES = ("model", "loss", "sampler", "negative_mode", "batch_by")
+
+
+def with_default_recipe(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` on top of DEFAULT_RECIPE when they name none of RECIPE_CHOICES; else unchanged
+    (naming a model, loss or sampler starts from the per-option defaults, which suit it)."""
+    if any(values.get(k) is not None for k in RECIPE_CHOICES):
+        return values
+    return {**DEFAULT_RECIPE, **{k: v for k, v in values.items() if v is not None}}
+
+
 def _opt(help: str, choices: tuple[str, ...] | None = None, low: float | None = None,
          high: float | None = None, low_open: bool = False) -> dict:
     return {"help": help, "choices": choices, "low": low, "high": high, "low_open": low_open}
