@@ -233,7 +233,8 @@ def _log_trial(metric: str) -> Any:
         shown = " ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
         if state == "complete":
             what = (f"val {metric} {trial.value:.4f} at epoch {trial.user_attrs.get('best_epoch')}"
-                    f" of {trial.user_attrs.get('epochs_run')}")
+                    f" of {trial.user_attrs.get('epochs_run')}"
+                    + (", stopped by the budget" if trial.user_attrs.get("cut_by_budget") else ""))
         elif state == "pruned":
             last = max(trial.intermediate_values) if trial.intermediate_values else 0
             what = f"pruned after epoch {last}"
