@@ -35,7 +35,8 @@ class CMLTripletStep:
         objective: its triplet objective.
         optimizer: the RowAdam holding the model's two tables.
         compiled: run the numba kernels of training/kernels.py (default: when numba is
-            installed, the `fast` extra); else the same maths as torch operations.
+            installed, a default dependency) on the CPU; else the same maths as torch
+            operations (always on a GPU).
     """
 
     def __init__(self, model: CML, objective: Objective, optimizer: RowAdam,
@@ -44,7 +45,7 @@ class CMLTripletStep:
         on_cpu = model.users.weight.device.type == "cpu"  # the kernels read host memory
         self.compiled = kernels.AVAILABLE and on_cpu if compiled is None else compiled
         if self.compiled and not kernels.AVAILABLE:
-            raise NegspaceError("the compiled CML step needs numba: pip install 'negspace[fast]'")
+            raise NegspaceError("the compiled CML step needs numba: pip install numba")
 
     @staticmethod
     def applies(model: EmbeddingModel, objective: Objective, sampler: NegativeSampler,

@@ -1,6 +1,6 @@
 """Compiled (numba) kernels of the hand-written CML step: loss, gradient and lazy Adam in loops
-over the touched rows, with no intermediate tensors. Optional: `pip install negspace[fast]`;
-without numba, training/fused.py runs the same step as torch operations.
+over the touched rows, with no intermediate tensors. numba is a default dependency; where it does
+not import, training/fused.py runs the same step as torch operations.
 
 The maths is CMLTripletStep.loss_and_grads's and RowAdam.update_rows's; the tests compare them
 (tests/training/test_kernels.py).
@@ -12,7 +12,7 @@ import numpy as np
 
 try:
     import numba
-except ImportError:  # the `fast` extra is not installed
+except ImportError:  # numba missing (a platform without its wheels): the torch paths run
     numba = None
 
 AVAILABLE = numba is not None
