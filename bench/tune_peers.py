@@ -12,7 +12,8 @@ Protocol, the same as `negspace tune`'s:
 - an Optuna study per (dataset, method): TPE seeded 0 with the known-good settings enqueued first,
   a median pruner on the validation metric at each checkpoint (ALS iterations, WARP epochs), a
   wall-clock budget (a trial that meets the end of the budget keeps its best checkpoint so far);
-  the iteration / epoch count is chosen on validation along the way;
+  the iteration / epoch count is chosen on validation along the way, and a trial stops after 3
+  checkpoints without improvement (negspace's patience); a continued study reseeds its sampler;
 - the validation metric is negspace's default: recall@20 on a given split, ndcg@50 on k-fold;
 - the best settings are then refit on all the training data, and the test split is read once.
 Search spaces: SPACES below. ALS: factors 32 to 512, regularisation and alpha log-uniform,
@@ -48,6 +49,7 @@ DATASETS = ("movielens-1m-lcfn", "lastfm-hetrec2011", "amazon-cds-bgcf", "amazon
 # Checkpoints at which a trial is validated (and may be pruned); the best one is its count.
 ALS_AT = (2, 4, 6, 8, 10, 12, 15, 20, 25, 30, 40)
 WARP_AT = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60)
+PATIENCE = 3  # checkpoints without improvement that end a trial, as negspace's --patience
 SEEDS = {  # bench/peers.py's hand-tuned settings (ML-1M validation), and ALS at 256 factors
     "als": [{"factors": 64, "regularization": 30.0, "alpha": 5.0},
             {"factors": 256, "regularization": 30.0, "alpha": 5.0}],
@@ -154,7 +156,8 @@ def study_for(method: str, dataset: str, out: Path, budget: float, threads: int,
     study = optuna.create_study(
         study_name=f"{method}-{dataset}", storage=f"sqlite:///{folder / (method + '.db')}",
         direction="maximize", load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=8),
+        sampler=optuna.samplers.TPESampler(seed=seed + 10007 * _trials(method, dataset, folder),
+                                           n_startup_trials=8),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=3))
     if not study.trials:
         for s in SEEDS[method]:
@@ -171,7 +174,9 @@ def study_for(method: str, dataset: str, out: Path, budget: float, threads: int,
             trial.report(v, k)
             if trial.should_prune():
                 raise optuna.TrialPruned()
-            if time.time() >= deadline:
+            stale = len(curve) - 1 - max(range(len(curve)), key=lambda i: (curve[i][1], -i))
+            # negspace's patience: 3 validations without improvement end a run
+            if time.time() >= deadline or stale >= PATIENCE:
                 raise Stop()
         _, seconds = fit(method, fit_on, p, cap, threads, seed, at)
         best_k, best_v = max(curve, key=lambda kv: (kv[1], -kv[0]))
@@ -211,6 +216,17 @@ def study_for(method: str, dataset: str, out: Path, budget: float, threads: int,
           + "  ".join(f"{k} {metrics[k]:.4f}" for k in keys)
           + f"  (refit {seconds:.1f}s, {params})", flush=True)
     return result
+
+
+def _trials(method: str, dataset: str, folder: Path) -> int:
+    """Trials already in the study: a continued study seeds its sampler anew, or its first
+    random draws would repeat the last session's."""
+    import optuna
+    try:
+        return len(optuna.load_study(study_name=f"{method}-{dataset}",
+                                     storage=f"sqlite:///{folder / (method + '.db')}").trials)
+    except KeyError:  # no such study yet
+        return 0
 
 
 def report(out: Path) -> str:

@@ -119,6 +119,8 @@ def test_resume_continues_the_study_and_reuses_the_refit(space, toy, tmp_path, m
     study = optuna.load_study(study_name=f"space-{toy.name}", storage=storage)
     assert [(t.number, t.params, t.value) for t in study.trials[:3]] == first
     assert len(study.trials) == 5  # the seeds were not enqueued again
+    # the continued session's sampler is seeded anew: its first random draw is not trial 2's
+    assert study.trials[3].params != study.trials[2].params
     assert result.counts.get("complete", 0) + result.counts.get("pruned", 0) == 5
     # nothing left to run: the same choice, and the finished refit is reused, not retrained
     import negspace.experiments.run as run

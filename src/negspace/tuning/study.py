@@ -71,10 +71,12 @@ def open_storage(url: str) -> Any:
         raise NegspaceError(f"--storage {url}: {type(e).__name__}: {e}") from None
 
 
-def make_sampler(space: Space, worker: int) -> Any:
-    """TPE, seeded; worker k draws from seed + k (the same seed everywhere would repeat trials)."""
+def make_sampler(space: Space, worker: int, existing: int = 0) -> Any:
+    """TPE, seeded: worker k of a session that finds `existing` trials in the study draws from
+    seed + k + 10007 x existing (the same seed in every worker, or in a continued study, would
+    repeat the random draws of the other workers or of the last session)."""
     optuna = _optuna()
-    return optuna.samplers.TPESampler(seed=space.study["seed"] + worker,
+    return optuna.samplers.TPESampler(seed=space.study["seed"] + worker + 10007 * existing,
                                       n_startup_trials=space.study["startup_trials"])
 
 
@@ -210,8 +212,10 @@ def run_worker(job: TrialJob) -> None:
         import torch
         torch.set_num_threads(job.threads)
     storage = open_storage(job.storage)
+    existing = len(optuna.load_study(study_name=job.study_name, storage=storage).get_trials(
+        deepcopy=False, states=[s for s in optuna.trial.TrialState if s.is_finished()]))
     study = optuna.load_study(study_name=job.study_name, storage=storage,
-                              sampler=make_sampler(job.space, job.worker),
+                              sampler=make_sampler(job.space, job.worker, existing),
                               pruner=make_pruner(job.space))
     callbacks = [_log_trial(job.metric)]
     if job.max_trials is not None:
