@@ -10,7 +10,8 @@ dashes or underscores):
     prune_after_trials = 4             # median: finished trials before any pruning
     warmup_epochs = 3                  # never prune a trial before this epoch
     startup_trials = 10                # TPE: trials drawn at random first (seeds count)
-    seed = 0                           # TPE seed (worker k of --workers uses seed + k)
+    seed = 0                           # TPE seed (worker k uses seed + k, plus 10007 x the
+                                       #   finished trials when a study is continued)
 
     [fixed]                            # options every trial shares
     model = "mf"
