@@ -34,7 +34,8 @@ from negspace.retrieval import ann
 from negspace.retrieval.foldin import fold_in
 from negspace.retrieval.topk import csr_entries, topk_items
 from negspace.samplers.base import NegativeSampler
-from negspace.training.config import TrainConfig, config_fields, make_config, with_default_recipe
+from negspace.training.config import (TrainConfig, config_fields, make_config, resolve_for_data,
+                                     with_default_recipe)
 from negspace.training.device import configure, resolve_device
 
 ModelFactory = Callable[[int, int], EmbeddingModel]
@@ -136,6 +137,7 @@ class Recommender:
             fit_on, validation = holdout_split(train, cfg.validation, cfg.seed)
         else:
             fit_on, validation = train, None
+        cfg = self.config = resolve_for_data(cfg, train.n_users, train.n_items)
         torch.manual_seed(cfg.seed)
         features = self._side_features(train, user_features, item_features)
         if self._model_factory is not None:

@@ -338,7 +338,7 @@ def test_interrupted_grid_loses_no_finished_cell(toy_csv, tmp_path, monkeypatch)
     assert_same_run(cells / "negatives=2", tmp_path / "ref")
 
 
-@pytest.mark.parametrize("sampler", SAMPLER_NAMES)
+@pytest.mark.parametrize("sampler", [s for s in SAMPLER_NAMES if s != "auto"])  # auto: below
 def test_same_seed_same_bytes(toy_csv, tmp_path, sampler):
     for name in ("a", "b"):
         assert main(["train", *_args(toy_csv, sampler, epochs=2), "--out", str(tmp_path / name)]) == 0

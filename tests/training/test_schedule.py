@@ -81,3 +81,20 @@ def test_steps_replay_decays_without_validation():
     result = Trainer(model, build_sampler(cfg), build_objective(cfg), inter, options).fit()
     assert [row["lr"] for row in result.history] == pytest.approx(rates)
     assert replayed_decays([0.01, 0.01], 0.1) == {}
+
+
+def test_the_default_recipe_and_its_sampler_for_the_data_size():
+    from negspace.training.config import (DEFAULT_RECIPE, FULL_SOFTMAX_MAX_CELLS,
+                                          resolve_for_data, with_default_recipe)
+    cfg = make_config(with_default_recipe({"dim": 32}))
+    assert cfg.model == "mf" and cfg.sampler == "auto" and cfg.dim == 32
+    small = resolve_for_data(cfg, 100, 50)
+    assert (small.sampler, small.batch_by, small.resolved_measure) == ("full", "user", "cosine")
+    n = int(FULL_SOFTMAX_MAX_CELLS ** 0.5) + 1
+    large = resolve_for_data(cfg, n, n)
+    assert (large.sampler, large.batch_by, large.resolved_negative_mode) == ("uniform", "pair", "shared")
+    assert large.negatives == DEFAULT_RECIPE["negatives"]
+    # naming a model (or loss, sampler...) starts from the per-option defaults instead
+    assert with_default_recipe({"model": "cml"}) == {"model": "cml"}
+    with pytest.raises(Exception, match="sampler auto"):
+        make_config({"sampler": "auto", "loss": "bpr", "model": "mf"})

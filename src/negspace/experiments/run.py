@@ -31,7 +31,7 @@ from negspace.samplers import (NegativeSampler, PopularitySampler, SharedNegativ
 from negspace.samplers.in_batch import FullCatalogueSampler, InBatchSampler, UniformSoftmaxSampler
 from negspace.samplers.memory_bank import MemoryBankSampler
 from negspace.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
-from negspace.training.config import TrainConfig, config_fields, make_config
+from negspace.training.config import TrainConfig, config_fields, make_config, resolve_for_data
 from negspace.training.objective import Objective
 from negspace.training.device import configure, resolve_device
 from negspace.training.trainer import Trainer, TrainerOptions, score_fn
@@ -173,6 +173,7 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
     t0 = time.perf_counter()
     dataset = load_for(cfg)
     train, test, fit_on, validation = split_with_validation(cfg, dataset)
+    cfg = resolve_for_data(cfg, train.n_users, train.n_items)  # sampler "auto" (default recipe)
     select = cfg.select_metric or ("ndcg@50" if dataset.protocol == "kfold" else "recall@20")
     features = tower_features(dataset) if cfg.model == "two-tower" and cfg.side_features else None
     model = build_model(cfg, train.n_users, train.n_items, history=fit_on,

@@ -125,14 +125,12 @@ class FullCatalogueSampler(EmbeddingSampler):
     _all: np.ndarray | None = None
 
 
-def positive_rows(train: Interactions, users: torch.Tensor) -> torch.Tensor:
-    """[len(users), n_items] float: 1 at each user's training positives, else 0."""
+def positive_rows(train: Interactions, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, cols): the batch row and the item of every training positive of `users`."""
     idx = users.numpy()
     indptr = train.indptr
     lengths = indptr[idx + 1] - indptr[idx]
     rows = np.repeat(np.arange(len(idx)), lengths)
     offsets = np.repeat(indptr[idx] - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
     cols = train.indices[np.arange(lengths.sum()) + offsets]
-    out = torch.zeros(len(idx), train.n_items)
-    out[torch.from_numpy(rows), torch.from_numpy(cols.astype(np.int64))] = 1.0
-    return out
+    return torch.from_numpy(rows), torch.from_numpy(cols.astype(np.int64))

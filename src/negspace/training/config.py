@@ -19,7 +19,7 @@ COSINE_LOSSES = ("ccl", "mml")
 NEGATIVE_MODES = ("per-row", "shared")
 SHARED_MIN_NEGATIVES = 200  # default negative mode of the cosine losses: shared from here on
 SAMPLER_NAMES = ("uniform", "popularity", "two-stage", "two-stage-released", "in-batch",
-                 "uniform-softmax", "memory-bank", "full")
+                 "uniform-softmax", "memory-bank", "full", "auto")
 EMBEDDING_SAMPLERS = ("in-batch", "uniform-softmax", "memory-bank", "full")  # negatives scored as vectors
 
 # `negspace train --help` shows this after the options; validate() enforces it.
@@ -51,9 +51,22 @@ learning rate drops 10x and the best weights come back after each validation wit
 # the full softmax batched by users, plateau decay. Chosen on validation splits only
 # (docs/results.md, "Default recipe"); it reads nothing of the dataset but its data.
 DEFAULT_RECIPE: dict[str, Any] = {
-    "model": "mf", "loss": "softmax", "sampler": "full", "batch_by": "user", "dim": 128,
+    "model": "mf", "loss": "softmax", "sampler": "auto", "dim": 128, "negatives": 1000,
     "batch_size": 256, "lr": 0.01, "temperature": 0.2, "init_std": 0.01,
 }
+# sampler "auto": the full softmax batched by users while a step's B_users x n_items scores stay
+# cheap over an epoch (n_users x n_items up to this), else per-pair batches with the
+# --negatives shared uniform negatives (sampled softmax): docs/results.md, "Default recipe".
+FULL_SOFTMAX_MAX_CELLS = 2e8
+
+
+def resolve_for_data(cfg: "TrainConfig", n_users: int, n_items: int) -> "TrainConfig":
+    """`cfg` with sampler "auto" replaced by what the data's size calls for (see above)."""
+    if cfg.sampler != "auto":
+        return cfg
+    if n_users * n_items <= FULL_SOFTMAX_MAX_CELLS:
+        return dataclasses.replace(cfg, sampler="full", batch_by="user").validate()
+    return dataclasses.replace(cfg, sampler="uniform").validate()
 RECIPE_CHOICES = ("model", "loss", "sampler", "negative_mode", "batch_by")
 
 
@@ -268,6 +281,11 @@ class TrainConfig:
                                 f"(no logQ correction of shared popularity draws); got {self.sampler}")
         if loss in SOFTMAX_LOSSES and self.model == "cml" and self.norm != "sphere":
             raise NegspaceError(f"--loss {loss} with cml needs --norm sphere (bounded scores)")
+        if self.sampler == "auto" and (self.batch_by != "pair" or loss != "softmax"
+                                       or self.model not in ("mf", "cml")):
+            raise NegspaceError("--sampler auto (the full softmax by users on small catalogues, "
+                                "shared uniform negatives on large ones) needs --loss softmax, "
+                                "--model mf or cml and --batch-by pair (it chooses)")
         if self.batch_by == "user" and (self.sampler != "full" or loss != "softmax"
                                         or self.model not in ("mf", "cml")):
             raise NegspaceError("--batch-by user needs --sampler full, --loss softmax and --model "

@@ -173,7 +173,7 @@ class Objective:
         return total
 
     def multinomial(self, model: EmbeddingModel, users: torch.Tensor,
-                    targets: torch.Tensor) -> torch.Tensor:
+                    positives: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """The full softmax batched by users: each user's scores over the catalogue computed
         once, -log softmax summed over its positives (the multinomial likelihood of Mult-VAE):
         the same terms as the full softmax over the user's pairs with its other positives left
@@ -181,15 +181,23 @@ class Objective:
 
         Args:
             users: [B] user indices.
-            targets: [B, n_items] float, 1 at each user's training positives.
+            positives: (rows, cols): batch row and item of each of the users' positives.
 
         Returns:
             Scalar: the mean over the batch's positive pairs, plus the L2 term.
         """
         u = model.user_vectors_for_pairs(users, users)
         v = model.item_vectors(None)
-        logits = score_matrix(u, v, model.measure) / self.temperature
-        total = -(torch.log_softmax(logits, dim=1) * targets).sum() / targets.sum().clamp(min=1.0)
+        # 1/T folded into the [B, d] side, and unit vectors not normalised twice: the [B, n_items]
+        # passes are what a step costs on large catalogues
+        measure = "dot" if _unit_vectors(model) and model.measure != "l2" else model.measure
+        logits = score_matrix(u / self.temperature, v, measure) if measure != "l2" else \
+            score_matrix(u, v, measure) / self.temperature
+        rows, cols = positives
+        # sum over pairs of (lse_u - s_ui): the row's log-sum-exp once per positive, no dense target
+        counts = torch.bincount(rows, minlength=len(users)).to(logits.dtype)
+        total = ((counts * torch.logsumexp(logits, dim=1)).sum()
+                 - logits[rows, cols].sum()) / max(len(rows), 1)
         if self.l2_weight:
             total = total + self.l2_weight * embedding_l2(u, v)
         return total

@@ -373,7 +373,8 @@ class Trainer:
     def _epoch(self, signals: StopSignals | None) -> None:
         epoch, n, result = self.epoch, len(self.users), self.result
         bar = tqdm(total=n, initial=min(self.step_in_epoch * self.opt.batch_size, n),
-                   desc=f"epoch {epoch}/{self.opt.epochs}", unit="pair", leave=False,
+                   desc=f"epoch {epoch}/{self.opt.epochs}",
+                   unit="user" if self.opt.batch_by == "user" else "pair", leave=False,
                    disable=not self.opt.progress, dynamic_ncols=True)
         loss = self.run_epoch(bar, signals)
         bar.close()
