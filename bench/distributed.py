@@ -58,6 +58,8 @@ def main() -> None:
     p.add_argument("--nproc", type=int, default=2)
     p.add_argument("--out", default="/tmp/negspace-dist")
     p.add_argument("--extra", default="", help="more train options, space-separated")
+    p.add_argument("--runs", default="0,1,2",
+                   help="which runs: 0 one process, 1 its autograd step, 2 N processes")
     a = p.parse_args()
     out = Path(a.out)
     common = ["train", "--dataset", a.dataset, "--epochs", str(a.epochs), "--validation", "0",
@@ -69,7 +71,10 @@ def main() -> None:
                                            "--nproc", str(a.nproc)], False),
     }
     results = {}
+    chosen = {int(i) for i in a.runs.split(",")}
     for i, (name, (args, autograd)) in enumerate(runs.items()):
+        if i not in chosen:
+            continue
         run_dir = out / f"run{i}"
         wall = _run([*args, "--out", str(run_dir)], autograd)
         results[name] = _summary(run_dir, wall)

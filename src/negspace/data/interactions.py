@@ -103,11 +103,16 @@ class Interactions:
         return keys[pos] == q
 
     def select(self, mask: np.ndarray) -> "Interactions":
-        """Keeps the interactions where mask (one flag per nnz, CSR order) is true; same id space."""
-        u, i = self.pairs()
+        """Keeps the interactions where mask (one flag per nnz, CSR order) is true; same id space.
+
+        Sliced in CSR order (rows stay sorted, nothing to merge): no COO round trip, which cost
+        several nnz-sized int64 arrays per call on 10M interactions."""
         mask = np.asarray(mask, bool)
-        return Interactions.from_indices(u[mask], i[mask], self.user_ids, self.item_ids,
-                                         self.matrix.data[mask])
+        m = self.matrix
+        kept = np.concatenate(([0], np.cumsum(mask)))[m.indptr]  # new row pointers
+        out = sp.csr_matrix((m.data[mask], m.indices[mask], kept.astype(m.indptr.dtype)),
+                            shape=m.shape)
+        return Interactions(out, self.user_ids, self.item_ids)
 
     def binarized(self) -> "Interactions":
         m = self.matrix.copy()
