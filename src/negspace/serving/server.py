@@ -8,6 +8,7 @@ import dataclasses
 import gc
 import json
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -47,6 +48,10 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000,
         NegspaceError: a refused run directory, token file or address, before anything listens.
     """
     import uvicorn
+
+    # until the server's own handler is in place, a SIGHUP (an early reload request) must not
+    # end the process, which is SIGHUP's default action
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if workers < 1 or threads < 1 or not 0 <= port <= 65535:
         raise NegspaceError("need --workers >= 1, --threads >= 1 and a port in 0..65535")
     token = read_token(token_file) if token_file else None
