@@ -9,6 +9,7 @@ import torch
 from negspace.data.interactions import Interactions
 from negspace.samplers.base import NegativeSampler, PerRowFallback, to_tensor
 from negspace.samplers.candidates import CandidateSet, accidental_hit_mask, popularity_log_q
+from negspace.samplers.shared import row_entries
 from negspace.samplers.uniform import UniformSampler
 
 
@@ -114,12 +115,7 @@ class FullCatalogueSampler(EmbeddingSampler):
         keep = np.ones((len(users), self.train.n_items), bool)
         keep[np.arange(len(users)), items] = False
         if self.mask_positives:
-            indptr = self.train.indptr
-            starts, ends = indptr[users], indptr[users + 1]
-            lengths = ends - starts
-            rows = np.repeat(np.arange(len(users)), lengths)
-            offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
-            keep[rows, self.train.indices[np.arange(lengths.sum()) + offsets]] = False
+            keep[row_entries(self.train, users)] = False
         return keep
 
     _all: np.ndarray | None = None
@@ -127,10 +123,5 @@ class FullCatalogueSampler(EmbeddingSampler):
 
 def positive_rows(train: Interactions, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(rows, cols): the batch row and the item of every training positive of `users`."""
-    idx = users.numpy()
-    indptr = train.indptr
-    lengths = indptr[idx + 1] - indptr[idx]
-    rows = np.repeat(np.arange(len(idx)), lengths)
-    offsets = np.repeat(indptr[idx] - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
-    cols = train.indices[np.arange(lengths.sum()) + offsets]
+    rows, cols = row_entries(train, users.cpu().numpy())
     return torch.from_numpy(rows), torch.from_numpy(cols.astype(np.int64))

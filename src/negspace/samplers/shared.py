@@ -78,6 +78,16 @@ class SharedNegativeSampler(PerRowFallback, NegativeSampler):
         return neg, ~positives_of(self.train, users, neg)
 
 
+def row_entries(train: Interactions, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row, item) of every training positive of `users`: the row is the position in `users`."""
+    indptr = train.indptr.astype(np.int64)
+    starts, lengths = indptr[users], indptr[users + 1] - indptr[users]
+    rows = np.repeat(np.arange(len(users)), lengths)
+    # Index of every entry of the selected rows in train.indices, without a Python loop.
+    offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+    return rows, train.indices[np.arange(lengths.sum()) + offsets]
+
+
 def positives_of(train: Interactions, users: np.ndarray, items: np.ndarray) -> np.ndarray:
     """[len(users), len(items)] bool: whether each item is a training positive of each user.
 
@@ -91,12 +101,8 @@ def positives_of(train: Interactions, users: np.ndarray, items: np.ndarray) -> n
         small = np.zeros((len(users), len(distinct)), bool)
         shared_kernels.positives_mask(train.indptr, train.indices, users, position, small)
         return small[:, inverse]
-    indptr = train.indptr.astype(np.int64)
-    starts, lengths = indptr[users], indptr[users + 1] - indptr[users]
-    rows = np.repeat(np.arange(len(users)), lengths)
-    # Index of every entry of the selected rows in train.indices, without a Python loop.
-    offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
-    pos = position[train.indices[np.arange(lengths.sum()) + offsets]]
+    rows, cols = row_entries(train, users)
+    pos = position[cols]
     hit = pos >= 0
     small = np.zeros((len(users), len(distinct)), bool)
     small[rows[hit], pos[hit]] = True
