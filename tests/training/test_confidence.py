@@ -121,3 +121,14 @@ def test_cli_confidence_reads_the_files_weights(tmp_path):
                  "--dim", "4", "--epochs", "1", "--no-progress", "--threads", "1",
                  "--out", str(out)]) == 0
     assert json.loads((out / "config.json").read_text())["confidence"] == 2.0
+
+
+def test_confidence_needs_pair_batches():
+    from negspace.training.config import make_config, resolve_for_data
+
+    auto = make_config(dict(model="mf", loss="softmax", sampler="auto", confidence=1.0))
+    assert resolve_for_data(auto, 100, 100).batch_by == "pair"  # small data, yet pairs
+    train = confidence(_weighted(), 1.0)
+    with pytest.raises(NegspaceError, match="batch_by user draws users"):
+        Trainer(MF(3, 4, 4), UniformSampler(seed=0), Objective(loss="bpr"), train,
+                TrainerOptions(batch_by="user", weighted=True, progress=False))

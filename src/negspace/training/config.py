@@ -64,7 +64,8 @@ def resolve_for_data(cfg: "TrainConfig", n_users: int, n_items: int) -> "TrainCo
     """`cfg` with sampler "auto" replaced by what the data's size calls for (see above)."""
     if cfg.sampler != "auto":
         return cfg
-    if n_users * n_items <= FULL_SOFTMAX_MAX_CELLS:
+    # --confidence weights the draw of positive pairs: user batches have none to weight
+    if n_users * n_items <= FULL_SOFTMAX_MAX_CELLS and getattr(cfg, "confidence", 0) == 0:
         return dataclasses.replace(cfg, sampler="full", batch_by="user").validate()
     return dataclasses.replace(cfg, sampler="uniform").validate()
 RECIPE_CHOICES = ("model", "loss", "sampler", "negative_mode", "batch_by")

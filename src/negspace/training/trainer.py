@@ -166,6 +166,9 @@ class Trainer:
             users = items = np.flatnonzero(train.user_degrees() > 0)
         self.users, self.items = to_tensor(users), to_tensor(items)
         # weighted: each epoch draws its pairs in proportion to the values (data/confidence.py)
+        if options.weighted and options.batch_by == "user":
+            raise NegspaceError("--confidence weights the draw of positive pairs; --batch-by user "
+                                "draws users: use --batch-by pair")
         self.pair_cdf = pair_cdf(train) if options.weighted else None
         self.n_steps = -(-len(self.users) // options.batch_size)
         self.result = TrainResult()
