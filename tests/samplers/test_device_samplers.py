@@ -117,3 +117,22 @@ def test_memory_bank_candidates_match_the_host_bank(interactions):
             assert torch.equal(got.bank_mask, ref.bank_mask)
             torch.testing.assert_close(got.bank_log_q, ref.bank_log_q)
         assert torch.equal(got.mask, ref.mask)
+
+
+def test_two_stage_refresh_every_reads_stale_vectors_and_resumes():
+    inter = random_interactions(n_users=30, n_items=40, seed=2)
+    host = TwoStageSampler(n_candidates=20, temperature=64.0, cap=0.875, refresh_every=3,
+                           seed=1).fit(inter)
+    ds = device_sampler(host, CPU)
+    model = CML(inter.n_users, inter.n_items, 8)
+    users, items = inter.pairs()
+    u, i = _t(users[:20]), _t(items[:20])
+    ds.sample(u, i, 3, model)
+    state = ds.state_dict()
+    with torch.no_grad():
+        model.items.weight.mul_(-1.0)  # the cache (refreshed every 3 calls) must not see this yet
+    first = ds.sample(u, i, 3, model)
+    again = device_sampler(host, CPU)
+    again.load_state_dict(state)
+    assert torch.equal(first, again.sample(u, i, 3, model))
+    assert ds._calls == 2 and ds._cached is not None

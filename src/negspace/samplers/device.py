@@ -95,6 +95,7 @@ class DeviceSampler:
         if isinstance(host, MemoryBankSampler):
             self.bank = _Bank(host.size, device)
         self.steps = 0
+        self._calls, self._cached = 0, None  # 2-stage: batches drawn, its cached item vectors
 
     # ------------------------------------------------------------------------ building blocks
     def _popularity(self, train: Interactions, beta: float) -> None:
@@ -210,10 +211,15 @@ class DeviceSampler:
         e = torch.empty(self.n_items, device=self.device, dtype=torch.float64)
         e.exponential_(generator=self.gen)
         cand = torch.topk(self.log_pop - e.log(), c).indices  # Gumbel-top-C over log f^beta
+        ids = torch.cat([items, cand])
         with torch.no_grad():
-            vecs = model.item_vectors(torch.cat([items, cand])).float()
-        if getattr(model, "norm", None) != "sphere":
-            vecs = F.normalize(vecs, dim=-1)
+            if host.refresh_every > 1:  # the released code's stale vectors, as on the host
+                if self._cached is None or self._calls % host.refresh_every == 0:
+                    self._cached = _unit(model, model.item_vectors(None).float())
+                vecs = self._cached[ids]
+            else:
+                vecs = _unit(model, model.item_vectors(ids).float())
+        self._calls += 1
         s = vecs[:len(items)] @ vecs[len(items):].T                       # [B, C]
         lw = spread_out_log_weights(s, vecs.shape[1], host.cap, host.temperature)
         positive = self.pos.contains(users.unsqueeze(1), cand.unsqueeze(0))
@@ -231,7 +237,8 @@ class DeviceSampler:
 
     # ------------------------------------------------------------------------ state
     def state_dict(self) -> dict:
-        out = {"gen": self.gen.get_state(), "steps": self.steps}
+        out = {"gen": self.gen.get_state(), "steps": self.steps, "calls": self._calls,
+               "cached": None if self._cached is None else self._cached.cpu()}
         if self.bank is not None:
             out["bank"] = self.bank.state_dict()
         return out
@@ -239,8 +246,16 @@ class DeviceSampler:
     def load_state_dict(self, state: dict) -> None:
         self.gen.set_state(state["gen"])
         self.steps = state["steps"]
+        self._calls = state.get("calls", 0)
+        cached = state.get("cached")
+        self._cached = None if cached is None else cached.to(self.device)
         if self.bank is not None and "bank" in state:
             self.bank.load_state_dict(state["bank"])
+
+
+def _unit(model: Any, v: torch.Tensor) -> torch.Tensor:
+    """Unit vectors; CML on the sphere already returns them."""
+    return v if getattr(model, "norm", None) == "sphere" else F.normalize(v, dim=-1)
 
 
 class _Bank:
