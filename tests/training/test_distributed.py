@@ -196,7 +196,8 @@ def _cli(args: list[str], env: dict[str, str] | None = None) -> int:
 
 
 def test_killed_rank_ends_the_run_and_resume_continues(toy_csv, tmp_path, capsys):
-    common = ["train", "--dataset", str(toy_csv), "--nproc", "2", "--epochs", "3",
+    common = ["train", "--dataset", str(toy_csv), "--model", "cml", "--sampler", "uniform",
+              "--nproc", "2", "--epochs", "3",
               "--validation", "0", "--batch-size", "32", "--dim", "8", "--no-progress",
               "--min-user-interactions", "0", "--lr-schedule", "none", "--checkpoint-every", "2"]
     env = {distributed.TIMEOUT_ENV: "60", "OMP_NUM_THREADS": "1"}
