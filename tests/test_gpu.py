@@ -14,7 +14,7 @@ from negspace.training.checkpoint import load_checkpoint, save_checkpoint
 from negspace.training.device import cuda_available
 
 from .conftest import random_interactions
-from .training.test_device import CASES, _trainer
+from .training.test_device import CASES, OPTIONS, _trainer
 
 pytestmark = pytest.mark.skipif(not cuda_available(), reason="no CUDA device")
 CUDA = torch.device("cuda")
@@ -32,7 +32,8 @@ def test_device_steps_never_wait_for_the_gpu(case):
     model, sampler, objective = CASES[case](inter)
     from negspace.training.trainer import Trainer, TrainerOptions
     trainer = Trainer(model.to(CUDA), sampler, objective, inter,
-                      TrainerOptions(batch_size=16, negatives=5, epochs=1, lr=0.01, progress=False))
+                      TrainerOptions(batch_size=16, negatives=5, epochs=1, lr=0.01, progress=False,
+                                     **OPTIONS.get(case, {})))
     assert trainer.device_step is not None
     trainer.device_step.sync_every = 10 ** 9
     users, items = trainer.users[:16], trainer.items[:16]

@@ -11,6 +11,7 @@ from negspace.errors import NegspaceError
 from negspace.models import CML, MF, TwoTower
 from negspace.samplers import (PopularitySampler, SharedNegativeSampler, TwoStageSampler,
                                UniformSampler)
+from negspace.samplers.in_batch import FullCatalogueSampler
 from negspace.samplers.memory_bank import MemoryBankSampler
 from negspace.training.device import autocast, cuda_available, resolve_device
 from negspace.training.objective import Objective
@@ -71,7 +72,12 @@ CASES = {
                                 SharedNegativeSampler("uniform", seed=1), Objective(loss="mml")),
     "two-tower-bank": lambda inter: (TwoTower(inter.n_users, inter.n_items, 8, inter),
                                      MemoryBankSampler(32, seed=1), Objective(loss="softmax")),
+    # the default recipe: the full softmax batched by users (TrainerOptions.batch_by "user")
+    "mf-user-softmax": lambda inter: (MF(inter.n_users, inter.n_items, 8, measure="cosine"),
+                                      FullCatalogueSampler(seed=1),
+                                      Objective(loss="softmax", temperature=0.2)),
 }
+OPTIONS = {"mf-user-softmax": {"batch_by": "user"}}
 
 
 def _trainer(case: str, inter, epochs: int = 2, device_step: bool = True) -> Trainer:
@@ -79,7 +85,8 @@ def _trainer(case: str, inter, epochs: int = 2, device_step: bool = True) -> Tra
     model, sampler, objective = CASES[case](inter)
     return Trainer(model, sampler, objective, inter,
                    TrainerOptions(batch_size=16, negatives=5, epochs=epochs, lr=0.01,
-                                  progress=False, device_step=device_step), validation=inter)
+                                  progress=False, device_step=device_step,
+                                  **OPTIONS.get(case, {})), validation=inter)
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -156,6 +163,11 @@ def test_device_step_never_reads_a_tensor_back_between_syncs(case, monkeypatch):
     monkeypatch.setattr("negspace.training.shared_loss.applies", lambda *a: False)  # CPU-only
     users, items = trainer.users[:16], trainer.items[:16]
     trainer.step(users, items)  # first step: lazy state (Adam moments, the bank) is created
+    # user batches read their positives from the host CSR (host data, no device read-back):
+    # computed here, before reads are made to raise
+    from negspace.samplers.in_batch import positive_rows
+    rows_cols = positive_rows(trainer.train, users)
+    monkeypatch.setattr("negspace.training.device_step.positive_rows", lambda train, u: rows_cols)
 
     def read(*args, **kwargs):
         raise AssertionError("a tensor was read back on the host during a step")

@@ -18,6 +18,7 @@ import torch
 from negspace.errors import NegspaceError
 from negspace.models.two_tower import TwoTower
 from negspace.samplers.device import DeviceSampler, device_sampler
+from negspace.samplers.in_batch import positive_rows
 from negspace.training.device import autocast, model_device
 
 if TYPE_CHECKING:
@@ -62,11 +63,16 @@ class DeviceStep:
         """One update on the batch; returns 0.0 (the loss is summed on the device, see flush)."""
         t = self.trainer
         model, objective, n = t.model, t.objective, t.opt.negatives
+        host_users = users
         users = users.to(self.device, non_blocking=True)
         items = items.to(self.device, non_blocking=True)
         ds, update, enqueue = self.sampler, None, False
         with autocast(self.device, self.precision if self.cast else "fp32"):
-            if getattr(t.sampler, "embedding_level", False):
+            if t.opt.batch_by == "user":  # the multinomial likelihood over the whole catalogue
+                rows, cols = positive_rows(t.train, host_users)  # from the host CSR, copied over
+                loss = objective.multinomial(model, users, (rows.to(self.device, non_blocking=True),
+                                                            cols.to(self.device, non_blocking=True)))
+            elif getattr(t.sampler, "embedding_level", False):
                 cands = ds.candidates(users, items, n)
                 neg = ds.sample(users, items, n, model) if objective.loss == "triplet" else None
                 loss = objective.with_candidates(model, users, items, cands, neg)

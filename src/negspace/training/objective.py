@@ -195,7 +195,8 @@ class Objective:
             score_matrix(u, v, measure) / self.temperature
         rows, cols = positives
         # sum over pairs of (lse_u - s_ui): the row's log-sum-exp once per positive, no dense target
-        counts = torch.bincount(rows, minlength=len(users)).to(logits.dtype)
+        # (index_add_, not bincount: on a GPU bincount reads its largest value back to the host)
+        counts = logits.new_zeros(len(users)).index_add_(0, rows, logits.new_ones(len(rows)))
         total = ((counts * torch.logsumexp(logits, dim=1)).sum()
                  - logits[rows, cols].sum()) / max(len(rows), 1)
         if self.l2_weight:
