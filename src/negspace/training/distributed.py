@@ -347,7 +347,7 @@ def launch(values: dict[str, Any], nproc: int, out: str | None, overwrite: bool,
     try:
         results = elastic_launch(config, _worker)(values, out, overwrite, resume)
     except ChildFailedError as e:
-        rank, failure = min(e.failures.items())
+        rank, failure = e.get_first_failure()  # the cause; the others were stopped after it
         code = failure.exitcode
         how = (f"was killed by {signal.Signals(-code).name}" if code < 0
                else f"exited with code {code}")
