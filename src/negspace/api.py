@@ -18,7 +18,7 @@ import torch
 from negspace.data.confidence import confidence
 from negspace.data.frames import interactions_from
 from negspace.data.interactions import Interactions
-from negspace.data.splits import holdout_split
+from negspace.data.splits import holdout_split, sample_users
 from negspace.errors import NegspaceError, did_you_mean
 from negspace.evaluation.evaluator import evaluate
 from negspace.data.features import encode_side_features
@@ -127,6 +127,9 @@ class Recommender:
         from negspace.training.trainer import Trainer, TrainerOptions
 
         cfg = self.config
+        if cfg.nproc > 1:  # the launcher runs `negspace train` workers, not this object
+            raise NegspaceError("nproc > 1 trains through `negspace train --nproc N` or "
+                                "run_training; Recommender.fit trains in this process")
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         device = self._device()
@@ -135,6 +138,7 @@ class Recommender:
         train = confidence(self._read(data, columns), cfg.confidence)
         if cfg.validation > 0:
             fit_on, validation = holdout_split(train, cfg.validation, cfg.seed)
+            validation = sample_users(validation, cfg.val_users, cfg.seed)  # --val-users
         else:
             fit_on, validation = train, None
         cfg = self.config = resolve_for_data(cfg, train.n_users, train.n_items)
