@@ -117,8 +117,10 @@ class Space:
         return values
 
     def fingerprint(self) -> str:
-        """What must not change while a study continues (the seeds and the fixed dataset may)."""
+        """What must not change while a study continues (the seeds, the data folder and the
+        thread count may)."""
         kept = {k: v for k, v in self.raw.items() if k != "seeds"}
+        kept["fixed"] = {k: v for k, v in kept["fixed"].items() if k not in ("data_dir", "threads")}
         return json.dumps(kept, sort_keys=True, default=str)
 
 
