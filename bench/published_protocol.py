@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         values[key.replace("-", "_")] = json.loads(raw) if raw[:1] in "0123456789-[{\"tf" else raw
     if args.dataset:
         values["dataset"] = args.dataset
-    values.update(validation=0.0, lr_steps="")
+    values.update(validation=0.0, lr_steps="", epochs=300)  # a recipe's epoch count is a refit's
     if values.get("lr_schedule") == "steps":
         values["lr_schedule"] = "plateau"  # the decays are chosen on test here, as published
     cfg = make_config(with_default_recipe(values))

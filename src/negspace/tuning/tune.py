@@ -195,9 +195,10 @@ def _open_study(space: Space, url: str, name: str, metric: str) -> Any:
     if stored is None:
         study.set_user_attr("space", space.fingerprint())
         study.set_user_attr("metric", metric)
-    if not study.trials:
-        for seed in space.seeds:  # known-good recipes first: TPE starts from them
-            study.enqueue_trial(seed, skip_if_exists=True)
+    # known-good recipes first: TPE starts from them; a seed added to the space file later joins
+    # a resumed study (one already tried is skipped)
+    for seed in space.seeds:
+        study.enqueue_trial(seed, skip_if_exists=True)
     return study
 
 
