@@ -61,6 +61,9 @@ def _setup(case: str):
     if case == "cml":
         model = CML(train.n_users, train.n_items, 16)
         return train, model, FixedSampler(), Objective(loss="triplet", gor_weight=0.0)
+    if case == "mf-user":  # user batches, the multinomial likelihood over the whole catalogue
+        model = MF(train.n_users, train.n_items, 16, measure="cosine", init_std=0.1)
+        return train, model, FixedSampler(), Objective(loss="softmax", temperature=0.2)
     if case == "mf-shared":
         model = MF(train.n_users, train.n_items, 16, measure="cosine", init_std=0.1)
         return train, model, FixedShared(), Objective(loss="ccl", margin=0.5, negative_weight=2.0)
@@ -75,7 +78,8 @@ def _trainer(case: str, batch: int) -> Trainer:
     # Adam moves a parameter by about lr whatever its gradient's size, so rounding-sized
     # gradient entries (of either sign) move by lr: the dense towers take a small one
     lr = 1e-3 if case.startswith("two-tower") else 0.01
-    opts = TrainerOptions(batch_size=batch, negatives=4, epochs=2, lr=lr, seed=1,
+    extra = {"batch_by": "user"} if case == "mf-user" else {}
+    opts = TrainerOptions(batch_size=batch, negatives=4, epochs=2, lr=lr, seed=1, **extra,
                           progress=False, prefetch=False, step_threads=1, fused=False)
     return Trainer(model, sampler, objective, train, opts, None)
 
@@ -132,7 +136,8 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("case", ["cml", "mf-shared", "two-tower-in-batch", "two-tower-bank"])
+@pytest.mark.parametrize("case", ["cml", "mf-shared", "mf-user", "two-tower-in-batch",
+                                  "two-tower-bank"])
 def test_two_ranks_of_b_match_one_process_of_2b(tmp_path, case):
     b = 16
     mp.spawn(_rank_main, args=(_port(), case, b, str(tmp_path)), nprocs=2, join=True)

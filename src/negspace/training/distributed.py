@@ -94,6 +94,9 @@ class DistContext:
     world: int
     summed_loss: bool = False
     weight: float = 1.0  # this rank's gradient weight at the current step
+    # the rows a batch's loss averages over, when not one per batch entry (user batches average
+    # over their users' positive pairs)
+    rows: Callable[[torch.Tensor], int] | None = None
 
     @property
     def is_main(self) -> bool:
@@ -125,16 +128,17 @@ class DistContext:
         return mine
 
     # ----------------------------------------------------------------------------- steps
-    def global_loss(self, value: float, batch: int, global_step: int) -> float:
-        """The loss of the global batch from every rank's (loss, rows); sets this rank's gradient
-        weight for `reduce_gradients`.
+    def global_loss(self, value: float, users: torch.Tensor, global_step: int) -> float:
+        """The loss of the global batch from every rank's (loss, rows); sets this rank's loss
+        weight (its share of the rows the global loss averages over).
 
         Args:
             value: this rank's loss on its rows.
-            batch: this rank's rows.
+            users: this rank's batch (one entry per row, or per user for user batches).
             global_step: the step about to run (0-based), for the fault-injection hook.
         """
         _maybe_fault(self.rank, global_step)
+        batch = len(users) if self.rows is None else self.rows(users)
         both = torch.tensor([[float(batch), value]], dtype=torch.float64)
         parts = [torch.empty_like(both) for _ in range(self.world)]
         dist.all_gather(parts, both)
@@ -292,6 +296,9 @@ def attach(trainer: Any, ctx: DistContext) -> None:
         raise NegspaceError("--nproc > 1 trains on the CPU with gloo; the accelerator step "
                             "(--device) is not distributed yet")
     ctx.summed_loss = trainer.objective.loss == "triplet"
+    if getattr(trainer.opt, "batch_by", "pair") == "user":  # the multinomial loss: mean over pairs
+        degrees = torch.from_numpy(trainer.train.user_degrees())
+        ctx.rows = lambda users: int(degrees[users].sum())
     trainer.n_steps = ctx.local_steps(len(trainer.users), trainer.opt.batch_size)
     ctx.broadcast_parameters(trainer.model)
     ctx.wrap_sampler(trainer.sampler)

@@ -262,7 +262,7 @@ class Trainer:
                 loss = self.objective(self.model, users, items, neg)
         value = float(loss.detach())
         if self.dist is not None:  # the global batch's loss (training/distributed.py)
-            value = self.dist.global_loss(value, len(users), self.global_step)
+            value = self.dist.global_loss(value, users, self.global_step)
         if not math.isfinite(value):  # before the update: the parameters stay as they were
             raise self._diverged(f"loss became {value} at epoch {self.epoch}, step "
                                  f"{self.step_in_epoch + 1} of {self.n_steps} (step "
