@@ -41,8 +41,8 @@ class ServeSettings:
     """Args:
         limits: per-request bounds.
         token: the bearer token every route but /health needs; None: no authentication.
-        workers: worker processes (with more than one, POST /reload is refused: each worker
-            would reload alone; SIGHUP to the main process restarts them all in turn).
+        workers: worker processes (with more than one, POST /reload is refused: it would
+            reach one worker; SIGHUP to the main process reaches them all).
         sighup: reload from the source run directory on SIGHUP (a real server, not tests).
     """
 
@@ -196,7 +196,7 @@ def create_app(holder: ModelHolder, settings: ServeSettings | None = None) -> Fa
                                          "--token-file; send SIGHUP to the server instead"})
         if settings.workers > 1:
             return answer(409, {"error": "with several workers, send SIGHUP to the main process "
-                                         "(each worker reloads in turn)"})
+                                         "(every worker reloads)"})
         try:
             new = await asyncio.to_thread(holder.reload, body.run_dir if body else None)
         except ReloadBusy as e:

@@ -1,6 +1,7 @@
-"""Running the app under uvicorn: one process (SIGHUP reloads in place) or several workers
-(SIGHUP makes uvicorn's supervisor replace them one at a time; a worker whose run directory is
-refused never comes up, and the one it would have replaced keeps serving)."""
+"""Running the app under uvicorn: one process or several workers under uvicorn's supervisor.
+SIGHUP reloads in place either way: the supervisor passes it to every worker, and each loads the
+run beside its model and swaps (a refused run leaves each worker its model). Workers are not
+restarted for a reload, so no connection is closed under a client."""
 
 from __future__ import annotations
 
@@ -77,9 +78,24 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000,
     os.environ[ENV] = json.dumps({"run_dir": str(run_dir), "faiss": use_faiss,
                                   "token_file": token_file, "threads": threads,
                                   "workers": workers, "limits": dataclasses.asdict(limits)})
-    # a replacement worker loads its model before it reports ready: allow for a large run
-    uvicorn.run("negspace.serving.server:app_from_env", factory=True, workers=workers,
-                timeout_worker_healthcheck=WORKER_START_S, **common)
+    # a worker loads its model before it answers the supervisor's pings: allow for a large run
+    config = uvicorn.Config("negspace.serving.server:app_from_env", factory=True,
+                            workers=workers, timeout_worker_healthcheck=WORKER_START_S, **common)
+    _supervisor()(config, sockets=[config.bind_socket()]).run()
+
+
+def _supervisor() -> type:
+    """uvicorn's worker supervisor with SIGHUP passed on to the workers. uvicorn's own answer to
+    SIGHUP replaces every worker, and a retiring worker closes its keep-alive connections: a
+    request sent on one as it closes failed (7 of 5,000 in bench/serve_load.py)."""
+    from uvicorn.supervisors.multiprocess import Multiprocess
+
+    class Supervisor(Multiprocess):
+        def handle_hup(self) -> None:
+            for process in self.processes:
+                if process.pid is not None:
+                    os.kill(process.pid, signal.SIGHUP)
+    return Supervisor
 
 
 def app_from_env() -> Any:
@@ -89,11 +105,12 @@ def app_from_env() -> Any:
     token = read_token(spec["token_file"]) if spec["token_file"] else None
     try:
         model = load_model(spec["run_dir"], spec["faiss"])
-    except NegspaceError as e:  # the supervisor keeps the worker this one would have replaced
+    except NegspaceError as e:  # (a worker restarted after a crash, its run since broken)
         print(f"negspace: worker refused the run: {' '.join(str(e).split())}", file=sys.stderr)
         raise SystemExit(3) from None
     return create_app(ModelHolder(model, spec["run_dir"]),
-                      ServeSettings(Limits(**spec["limits"]), token, workers=spec["workers"]))
+                      ServeSettings(Limits(**spec["limits"]), token, workers=spec["workers"],
+                                    sighup=True))
 
 
 def set_threads(threads: int) -> None:
