@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -145,10 +146,15 @@ def test_workers_reload_in_place_on_sighup_and_keep_serving_a_refused_run(runs, 
     proc = subprocess.Popen([sys.executable, "-m", "negspace.cli", "serve", str(link), "--port",
                              str(port), "--workers", "2"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
+    lines: list[str] = []  # stderr, read as it comes: each worker says when it is up
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, b"")))
+    reader.start()
     try:
-        wait_for(lambda: call(port, "/health")[0] == 200 and len(children(proc.pid)) == 2,
-                 "startup", proc, 120)
+        # a worker still loading ignores SIGHUP (it reads the run when it starts): wait for both
+        wait_for(lambda: sum(b"Application startup complete" in x for x in lines) == 2,
+                 "both workers", proc, 120)
         workers = set(children(proc.pid))
+        assert len(workers) == 2
         assert call(port, "/reload", {})[0] == 403  # no token; and per-worker reloads are refused
         broken = tmp_path / "broken"
         broken.mkdir()
@@ -169,7 +175,8 @@ def test_workers_reload_in_place_on_sighup_and_keep_serving_a_refused_run(runs, 
         assert {call(port, "/model")[1]["version"] for _ in range(10)} == {2}
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
-        log = proc.stderr.read().decode()
+        reader.join(10)
+        log = b"".join(lines).decode()
         assert log.count("SIGHUP reload refused") == 2 and "Traceback" not in log
     finally:
         if proc.poll() is None:
