@@ -98,3 +98,10 @@ def test_the_default_recipe_and_its_sampler_for_the_data_size():
     assert with_default_recipe({"model": "cml"}) == {"model": "cml"}
     with pytest.raises(Exception, match="sampler auto"):
         make_config({"sampler": "auto", "loss": "bpr", "model": "mf"})
+
+
+def test_runs_recorded_before_measure_was_mf_only_still_load():
+    # config.json of older cml runs holds "measure": "dot" (the old default)
+    assert make_config({"model": "cml", "measure": "dot"}).measure is None
+    with pytest.raises(Exception, match="measure"):
+        make_config({"model": "cml", "measure": "cosine"})

@@ -298,6 +298,8 @@ class TrainConfig:
             raise NegspaceError(f"--item-bias is an mf option; got --model {self.model}")
         if self.user_dropout and self.model != "mf":
             raise NegspaceError(f"--user-dropout is an mf option (simplex: --dropout); got --model {self.model}")
+        if self.measure == "dot" and self.model not in ("mf", "two-tower"):
+            self.measure = None  # what every run recorded before the option was mf/two-tower only
         if self.measure is not None and self.model not in ("mf", "two-tower"):
             raise NegspaceError(f"--measure applies to mf and two-tower; --model {self.model} "
                                 f"scores by {'cosine' if self.model == 'simplex' else 'distance'}")
