@@ -75,14 +75,7 @@ def test_read_index_refuses_other_vectors_measures_and_files(tmp_path):
 def test_cli_export_and_recommend_with_the_index(tmp_path, capsys):
     from negspace.cli import main
 
-    csv = tmp_path / "toy.csv"
-    rng = np.random.default_rng(0)
-    csv.write_text("user,item\n" + "".join(f"u{u},i{i}\n" for u in range(30)
-                                           for i in rng.choice(50, 8, replace=False)))
-    run = tmp_path / "run"
-    assert main(["train", "--dataset", str(csv), "--model", "cml", "--sampler", "uniform",
-                 "--dim", "8", "--epochs", "2", "--threads", "1", "--no-progress",
-                 "--out", str(run)]) == 0
+    run = _toy_run(tmp_path, "cml", 2)
     assert main(["recommend", str(run), "--user", "u4", "-k", "6", "--faiss"]) == 2
     assert "no faiss index" in capsys.readouterr().err
     assert main(["export", str(run), "--faiss"]) == 0
@@ -96,8 +89,8 @@ def test_cli_export_and_recommend_with_the_index(tmp_path, capsys):
     assert np.allclose(fast["scores"], exact["scores"], atol=1e-5)
     assert main(["export", str(run), "--faiss", "--index", "hnsw"]) == 0
     capsys.readouterr()
-    assert main(["train", "--dataset", str(csv), "--model", "mf", "--sampler", "uniform",
-                 "--dim", "8", "--epochs", "1", "--threads", "1", "--no-progress",
+    assert main(["train", "--dataset", str(tmp_path / "toy.csv"), "--model", "mf", "--sampler",
+                 "uniform", "--dim", "8", "--epochs", "1", "--threads", "1", "--no-progress",
                  "--out", str(run), "--overwrite"]) == 0
     capsys.readouterr()  # the retrained run's vectors no longer match the old index
     assert main(["recommend", str(run), "--user", "u4", "--faiss"]) == 2
@@ -130,14 +123,7 @@ def test_load_ranks_exactly_unless_the_index_is_asked_for(tmp_path):
     from negspace.cli import main
     from negspace.experiments.evaluate import recommend_for
 
-    csv = tmp_path / "toy.csv"
-    rng = np.random.default_rng(0)
-    csv.write_text("user,item\n" + "".join(f"u{u},i{i}\n" for u in range(30)
-                                           for i in rng.choice(50, 8, replace=False)))
-    run = tmp_path / "run"
-    assert main(["train", "--dataset", str(csv), "--model", "mf", "--sampler", "uniform",
-                 "--dim", "8", "--epochs", "1", "--threads", "1", "--no-progress",
-                 "--out", str(run)]) == 0
+    run = _toy_run(tmp_path, "mf", 1)
     with pytest.raises(NegspaceError, match="no faiss index"):
         Recommender.load(run, index=True)
     assert main(["export", str(run), "--faiss", "--index", "ivf"]) == 0
@@ -148,3 +134,18 @@ def test_load_ranks_exactly_unless_the_index_is_asked_for(tmp_path):
     with pytest.raises(NegspaceError, match="no faiss index"):
         plain.recommend("u4", k=6, use_index=True)
     assert Recommender.load(run, index=True).index is not None
+
+
+def _toy_run(tmp_path, model: str, epochs: int):
+    """A run directory trained by the CLI on 30 users x 8 of 50 items."""
+    from negspace.cli import main
+
+    csv = tmp_path / "toy.csv"
+    rng = np.random.default_rng(0)
+    csv.write_text("user,item\n" + "".join(f"u{u},i{i}\n" for u in range(30)
+                                           for i in rng.choice(50, 8, replace=False)))
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", str(csv), "--model", model, "--sampler", "uniform",
+                 "--dim", "8", "--epochs", str(epochs), "--threads", "1", "--no-progress",
+                 "--out", str(run)]) == 0
+    return run
