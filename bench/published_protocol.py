@@ -20,9 +20,9 @@ import time
 import negspace  # noqa: F401  -- first: its OpenMP setting must precede torch
 
 from negspace.experiments.run import (build_model, build_objective, build_sampler, load_for,
-                                      split_for)
+                                      split_for, trainer_options)
 from negspace.training.config import load_toml, make_config, with_default_recipe
-from negspace.training.trainer import Trainer, TrainerOptions
+from negspace.training.trainer import Trainer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,11 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = make_config(with_default_recipe(values))
     train, test = split_for(cfg, load_for(cfg))
     model = build_model(cfg, train.n_users, train.n_items, history=train)
-    options = TrainerOptions(batch_size=cfg.batch_size, negatives=cfg.negatives, epochs=cfg.epochs,
-                             lr=cfg.lr, seed=cfg.seed, patience=cfg.patience, min_epochs=cfg.min_epochs,
-                             select_metric=args.metric, progress=False, step_threads=cfg.step_threads,
-                             lr_schedule=cfg.lr_schedule, lr_decay=cfg.lr_decay,
-                             lr_floor=cfg.lr_floor, batch_by=cfg.batch_by)
+    options = trainer_options(cfg, args.metric, progress=False)
     t0 = time.perf_counter()
     # the test split plays the validation split's part: the published protocol, not ours
     result = Trainer(model, build_sampler(cfg), build_objective(cfg), train, options, test).fit()

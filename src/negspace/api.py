@@ -123,8 +123,9 @@ class Recommender:
             self. A `validation` share of each user's items (option, default 0.1) is held out
             for early stopping; they stay in `train`, so they are never recommended.
         """
-        from negspace.experiments.run import build_model, build_objective, build_sampler
-        from negspace.training.trainer import Trainer, TrainerOptions
+        from negspace.experiments.run import (build_model, build_objective, build_sampler,
+                                              trainer_options)
+        from negspace.training.trainer import Trainer
 
         cfg = self.config
         if cfg.nproc > 1:  # the launcher runs `negspace train` workers, not this object
@@ -151,16 +152,7 @@ class Recommender:
                                 features=features)
         else:
             model = build_model(cfg, train.n_users, train.n_items)
-        options = TrainerOptions(batch_size=cfg.batch_size, negatives=cfg.negatives,
-                                 epochs=cfg.epochs, lr=cfg.lr, seed=cfg.seed,
-                                 eval_every=cfg.eval_every, patience=cfg.patience,
-                                 min_epochs=cfg.min_epochs,
-                                 select_metric=cfg.select_metric or "ndcg@50",
-                                 progress=cfg.progress, step_threads=cfg.step_threads,
-                                 lr_schedule=cfg.lr_schedule, batch_by=cfg.batch_by,
-                             lr_steps=cfg.lr_step_list, lr_decay=cfg.lr_decay,
-                                 lr_floor=cfg.lr_floor, precision=cfg.precision,
-                                 weighted=cfg.confidence > 0)
+        options = trainer_options(cfg, cfg.select_metric or "ndcg@50")
         model = model.to(device)
         if self._model_factory is not None:
             # the default loss and the saved config.json follow the model actually built

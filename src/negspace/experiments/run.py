@@ -105,6 +105,27 @@ def build_objective(cfg: TrainConfig) -> Objective:
                      negative_temperature=cfg.negative_temperature)
 
 
+def trainer_options(cfg: TrainConfig, select_metric: str, **extra: Any) -> TrainerOptions:
+    """The training loop's options that follow from the configuration (one place for the CLI,
+    the Python API and the benchmarks).
+
+    Args:
+        cfg: the configuration.
+        select_metric: the validation metric that selects the epoch.
+        **extra: further TrainerOptions fields (checkpointing, hooks) or overrides.
+
+    Returns:
+        TrainerOptions.
+    """
+    values = dict(batch_size=cfg.batch_size, negatives=cfg.negatives, epochs=cfg.epochs,
+                  lr=cfg.lr, seed=cfg.seed, eval_every=cfg.eval_every, patience=cfg.patience,
+                  min_epochs=cfg.min_epochs, select_metric=select_metric, progress=cfg.progress,
+                  step_threads=cfg.step_threads, lr_schedule=cfg.lr_schedule,
+                  batch_by=cfg.batch_by, lr_steps=cfg.lr_step_list, lr_decay=cfg.lr_decay,
+                  lr_floor=cfg.lr_floor, precision=cfg.precision, weighted=cfg.confidence > 0)
+    return TrainerOptions(**{**values, **extra})
+
+
 def load_for(cfg: TrainConfig) -> Dataset:
     return load_dataset(cfg.dataset, cfg.data_dir, rating_threshold=cfg.rating_threshold,
                         min_user_interactions=cfg.min_user_interactions,
@@ -178,18 +199,11 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
     features = tower_features(dataset) if cfg.model == "two-tower" and cfg.side_features else None
     model = build_model(cfg, train.n_users, train.n_items, history=fit_on,
                         features=features).to(device)
-    options = TrainerOptions(batch_size=cfg.batch_size, negatives=cfg.negatives, epochs=cfg.epochs,
-                             lr=cfg.lr, seed=cfg.seed, eval_every=cfg.eval_every,
-                             patience=cfg.patience, min_epochs=cfg.min_epochs,
-                             select_metric=select, progress=cfg.progress,
-                             checkpoint=run_dir / CHECKPOINT_FILE if run_dir else None,
-                             checkpoint_every=cfg.checkpoint_every,
-                             fingerprint=fingerprint(cfg, train), drift=cfg.model == "two-tower",
-                             step_threads=cfg.step_threads, on_epoch=on_epoch,
-                             lr_schedule=cfg.lr_schedule, batch_by=cfg.batch_by,
-                             lr_steps=cfg.lr_step_list, lr_decay=cfg.lr_decay,
-                             lr_floor=cfg.lr_floor, precision=cfg.precision,
-                             weighted=cfg.confidence > 0)
+    options = trainer_options(cfg, select,
+                              checkpoint=run_dir / CHECKPOINT_FILE if run_dir else None,
+                              checkpoint_every=cfg.checkpoint_every,
+                              fingerprint=fingerprint(cfg, train), drift=cfg.model == "two-tower",
+                              on_epoch=on_epoch)
     sampler_cfg = cfg if dist is None else dataclasses.replace(
         cfg, seed=distributed.sampler_seed(cfg.seed, dist.rank))  # seeded by (seed, rank)
     trainer = Trainer(model, build_sampler(sampler_cfg), build_objective(cfg), fit_on, options,

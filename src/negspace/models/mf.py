@@ -58,15 +58,16 @@ class MF(EmbeddingModel):
         v = table.weight if idx is None else table(idx)
         return nn.functional.normalize(v, dim=-1) if self.cosine else v
 
-    def user_vectors(self, users: torch.Tensor | None) -> torch.Tensor:
-        v = self._vectors(self.users, users)
+    def _with_bias_slot(self, v: torch.Tensor) -> torch.Tensor:
+        """User vectors with the last coordinate 1 that meets the item bias (when there is one)."""
         return v if self.bias is None else torch.cat([v, v.new_ones(len(v), 1)], dim=1)
+
+    def user_vectors(self, users: torch.Tensor | None) -> torch.Tensor:
+        return self._with_bias_slot(self._vectors(self.users, users))
 
     def user_vectors_for_pairs(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         v = self._vectors(self.users, users)
-        if self.dropout is not None:
-            v = self.dropout(v)
-        return v if self.bias is None else torch.cat([v, v.new_ones(len(v), 1)], dim=1)
+        return self._with_bias_slot(v if self.dropout is None else self.dropout(v))
 
     def item_vectors(self, items: torch.Tensor | None) -> torch.Tensor:
         v = self._vectors(self.items, items)

@@ -43,22 +43,19 @@ def request_models(limits: Limits) -> tuple[type[BaseModel], type[BaseModel], ty
     Items = Annotated[list[Id], Field(max_length=limits.max_items)]
     strict = ConfigDict(extra="forbid")
 
-    class RecommendRequest(BaseModel):
+    class _Ranking(BaseModel):  # what every request that ranks items for a user takes
         model_config = strict
-        users: Annotated[list[Id], Field(min_length=1, max_length=limits.max_users)]
         k: K = 10
         exclude_seen: StrictBool = True
         exclude: Items | None = None
         candidates: Items | None = None
 
-    class NewUserRequest(BaseModel):
-        model_config = strict
+    class RecommendRequest(_Ranking):
+        users: Annotated[list[Id], Field(min_length=1, max_length=limits.max_users)]
+
+    class NewUserRequest(_Ranking):
         items: Items = []
         features: Annotated[dict[StrictStr, FeatureValue], Field(max_length=200)] | None = None
-        k: K = 10
-        exclude_seen: StrictBool = True
-        exclude: Items | None = None
-        candidates: Items | None = None
 
     class SimilarRequest(BaseModel):
         model_config = strict

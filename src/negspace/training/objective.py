@@ -141,7 +141,7 @@ class Objective:
         bank = candidates.bank_vectors
         # In-batch candidates are the batch's positives: reuse their vectors rather than recompute.
         same = candidates.ids.data_ptr() == items.data_ptr() or torch.equal(candidates.ids, items)
-        full = len(candidates.ids) == model.n_items and bool(getattr(candidates, "full", False))
+        full = candidates.full and len(candidates.ids) == model.n_items
         gather = getattr(candidates, "gather", None)  # --nproc: the global batch, with gradient
         n = (gather(p) if gather is not None else p if same
              else model.item_vectors(None if full else candidates.ids))
