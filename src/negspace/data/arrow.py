@@ -1,11 +1,11 @@
 """Large interaction files read with pyarrow in blocks, ids coded as int32, filtered in numpy.
 
-The pandas reader in `loaders.py` holds every field as a Python string (a 9.8M-row CSV cost
+The pandas reader in `readers.py` holds every field as a Python string (a 9.8M-row CSV cost
 several GB); this one streams the file in 16 MB blocks, keeps only the columns it needs as
 Arrow arrays (8 bytes per id), and codes the ids to int32 with a hash table (`pc.unique` +
 `pc.index_in`). It accepts only clean files: on anything unusual (a parse error, an empty or null
 field, a non-numeric or non-finite value, a separator pyarrow does not take, non-UTF-8 text,
-pyarrow missing) it returns None and `loaders.read_table`, the exact pandas path, reads the file
+pyarrow missing) it returns None and `readers.read_table`, the exact pandas path, reads the file
 and reports the first bad line. Both paths end in `filter_coded`, so they build the same
 interactions (tested).
 """
@@ -28,7 +28,7 @@ _BLOCK = 16 << 20
 
 ColumnPicker = Callable[[list[str], bool], "tuple[str, str, str | None, str | None, str | None] | None"]
 """(column names, has header) -> (user, item, value or None, value kind or None, time or None)
-columns, or None when the file's columns do not fit (see loaders._choose_columns)."""
+columns, or None when the file's columns do not fit (see readers._choose_columns)."""
 
 
 @dataclass

@@ -77,8 +77,8 @@ def interactions_from(data: Any, *, user: str | None = None, item: str | None = 
 
 def frame_columns(df: pd.DataFrame, user: str | None, item: str | None) -> tuple[str, str]:
     """The user and item columns of a DataFrame: the given names, else the first column named
-    like one (the names a file's header may use, `data/loaders.py`)."""
-    from negspace.data.loaders import _ITEM_COLUMNS, _USER_COLUMNS, _pick
+    like one (the names a file's header may use, `data/readers.py`)."""
+    from negspace.data.readers import _ITEM_COLUMNS, _USER_COLUMNS, _pick
 
     columns = list(df.columns)
     found = (user if user is not None else _pick(columns, _USER_COLUMNS),

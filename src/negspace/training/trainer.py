@@ -7,11 +7,8 @@ import contextlib
 import copy
 import math
 import os
-import signal
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -26,102 +23,18 @@ from negspace.evaluation.scoring import model_scorer
 from negspace.models.base import EmbeddingModel, score_matrix
 from negspace.samplers.base import NegativeSampler, to_tensor
 from negspace.samplers.in_batch import positive_rows
-from negspace.training.checkpoint import (StopSignals, TrainingInterrupted, restore_rng_states,
-                                          rng_states, save_checkpoint)
+from negspace.training.checkpoint import StopSignals
 from negspace.training.drift import DriftMeter
 from negspace.training.objective import Objective
 from negspace.training.fused import CMLTripletStep
 from negspace.training.shared_step import SharedCosineStep
 from negspace.training.device_step import DeviceStep
 from negspace.training.optim import SparseFriendlyAdam
+from negspace.training.options import TrainerOptions, TrainResult
 from negspace.training.schedule import PlateauSchedule, current_lr, scale_lr
-
-
-@dataclass
-class TrainerOptions:
-    """Args:
-        batch_size: positive pairs per step.
-        negatives: negatives per positive.
-        epochs: maximum number of epochs.
-        lr: learning rate.
-        seed: seeds the shuffling generator.
-        eval_every: validate every this many epochs.
-        patience: validations without improvement before stopping.
-        min_epochs: no early stop before this epoch.
-        select_metric: validation metric to maximise.
-        progress: show a tqdm bar.
-        checkpoint: file to write checkpoints to (every epoch end); None writes none and leaves
-            SIGINT and SIGTERM alone.
-        checkpoint_every: also write one every this many steps (0: only at epoch ends).
-        fingerprint: identifies the configuration; a checkpoint with another one is refused.
-        drift: measure the item vectors' drift over 1, 5 and 10 steps (history columns drift_k).
-        prefetch: draw the next batch's negatives in a background thread while this batch's
-            loss, backward and update run, when the process may use 2 cores or more (whatever
-            torch's thread count: one torch thread plus the draw is the fastest set-up measured
-            at B = 256 and 1024, d = 64; docs/performance.md). Samplers that read neither the
-            model nor a bank only: uniform, popularity, shared. Same draws in the same order,
-            so the same results.
-        step_threads: torch threads for the training steps (validation keeps the caller's);
-            None leaves torch's setting alone. One, with the draw above on a second core, is
-            the fastest set-up measured for steps at B = 256 to 1024 and d = 64 on 2 cores
-            (docs/performance.md), while evaluation's large products gain from every core.
-        fused: take the hand-written step of training/fused.py where it applies (CML on the
-            sphere, triplet hinge, per-row negatives): the same maths without autograd.
-        precision, device_step: for a model on an accelerator (training/device_step.py): the
-            step, its draws and the loss sum stay on the device; device_step None: when the
-            model is off the CPU (True forces it on the CPU, for tests).
-        weighted: each epoch draws len(pairs) positive pairs with replacement, in proportion to
-            the training matrix's values (the confidences of data/confidence.py), instead of
-            every pair once in a shuffled order.
-        batch_by: "pair" (a batch is `batch_size` positive pairs) or "user" (`batch_size` users,
-            each with its every training positive: the full softmax computed once per user and
-            summed over its positives, `Objective.multinomial`).
-        lr_steps: with lr_schedule "steps", the epochs after which the rate is multiplied by
-            `lr_decay` (a plateau run's decays replayed without validation: the tuner's refit).
-        lr_schedule, lr_decay, lr_floor: "plateau" multiplies the learning rate by `lr_decay`
-            (not below `lr_floor`) and reloads the best validated weights after each validation
-            that does not improve; "none" keeps the rate (training/schedule.py). Either way
-            `patience` consecutive validations without improvement end training.
-        on_epoch: called with each epoch's history row once it is recorded (validated epochs
-            hold `val_<metric>` keys); returning True ends training there as an early stop
-            does (the tuner's time budget), an exception it raises aborts it (the tuner's
-            pruning). Not part of checkpoints.
-    """
-
-    batch_size: int = 256
-    negatives: int = 5
-    epochs: int = 20
-    lr: float = 1e-3
-    seed: int = 0
-    eval_every: int = 1
-    patience: int = 3
-    min_epochs: int = 5
-    select_metric: str = "ndcg@50"
-    progress: bool = True
-    checkpoint: Path | None = None
-    checkpoint_every: int = 0
-    fingerprint: str = ""
-    drift: bool = False
-    prefetch: bool = True
-    step_threads: int | None = None
-    fused: bool = True
-    on_epoch: Callable[[dict], bool | None] | None = None
-    lr_schedule: str = "none"
-    lr_steps: tuple[int, ...] = ()
-    batch_by: str = "pair"
-    lr_decay: float = 0.1
-    lr_floor: float = 1e-6
-    precision: str = "fp32"
-    device_step: bool | None = None
-    weighted: bool = False
-
-
-@dataclass
-class TrainResult:
-    history: list[dict] = field(default_factory=list)
-    best_epoch: int = 0
-    best_score: float = float("-inf")
-    train_seconds: float = 0.0
+# check_finite and first_non_finite are re-exported: they lived here before the split
+from negspace.training.trainer_state import (TrainerCheckpoints, check_finite,  # noqa: F401
+                                             first_non_finite)
 
 
 def score_fn(model: EmbeddingModel) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -129,11 +42,12 @@ def score_fn(model: EmbeddingModel) -> Callable[[torch.Tensor], torch.Tensor]:
     return model_scorer(model)  # one score buffer reused over the chunks (evaluation/scoring.py)
 
 
-class Trainer:
+class Trainer(TrainerCheckpoints):
     """Trains `model` on `train` with negatives from `sampler`.
 
     The loop's whole state (position in the epoch included) lives on the object, so that a
-    checkpoint taken between two steps and loaded into a fresh Trainer continues bit for bit.
+    checkpoint taken between two steps and loaded into a fresh Trainer continues bit for bit
+    (`state`, `load_state`, `save_checkpoint`: training/trainer_state.py).
 
     Args:
         model: the model (already initialised and seeded).
@@ -425,89 +339,6 @@ class Trainer:
         if signals is not None and signals.received is not None and not self.finished:
             raise self._interrupted(signals.received)
 
-    # ------------------------------------------------------------------------- checkpoints
-    def state(self) -> dict[str, Any]:
-        """Everything the loop needs to continue from here, as plain containers."""
-        r = self.result
-        return {
-            "fingerprint": self.opt.fingerprint,
-            "position": {"epoch": self.epoch, "step": self.step_in_epoch,
-                         "global_step": self.global_step, "finished": self.finished},
-            "epoch_loss": self.epoch_loss, "epoch_seconds": self.epoch_seconds,
-            "epoch_cpu": self.epoch_cpu,
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            # a background draw of the next batch's negatives is not part of the state yet
-            "sampler": (self._pending[3] if self._pending is not None
-                        else self.sampler.state_dict()),
-            **({"device_sampler": self.device_step.state_dict()}
-               if self.device_step is not None else {}),
-            "generator": self.gen.get_state(),
-            "epoch_generator": self.epoch_gen_state, "rng": rng_states(),
-            "result": {"history": r.history, "best_epoch": r.best_epoch,
-                       "best_score": r.best_score, "train_seconds": r.train_seconds},
-            "best_state": self.best_state, "stale": self.stale,
-            **({"drift": self.drift.state_dict()} if self.drift is not None else {}),
-        }
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        """Continues from `state()` of a trainer built with the same configuration and data."""
-        if state.get("fingerprint") != self.opt.fingerprint:
-            raise NegspaceError("the checkpoint was written by a run with other options or data")
-        if self.dist is not None:  # this rank's own sampler and RNG states
-            state = self.dist.local_state(state)
-        self._drop_prefetch()
-        try:
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.sampler.load_state_dict(state["sampler"])
-            if self.device_step is not None and "device_sampler" in state:
-                self.device_step.load_state_dict(state["device_sampler"])
-            self.gen.set_state(state["generator"])
-            pos = state["position"]
-            self.epoch, self.step_in_epoch = pos["epoch"], pos["step"]
-            self.global_step, self.finished = pos["global_step"], pos["finished"]
-            self.epoch_loss, self.epoch_seconds = state["epoch_loss"], state["epoch_seconds"]
-            self.epoch_cpu = state.get("epoch_cpu", 0.0)  # absent from older checkpoints
-            self.epoch_gen_state = state["epoch_generator"]
-            self.result = TrainResult(**state["result"])
-            self.best_state, self.stale = state["best_state"], state["stale"]
-            restore_rng_states(state["rng"])
-            if self.drift is not None:
-                self.drift.load_state_dict(state["drift"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as e:
-            raise NegspaceError(f"the checkpoint does not fit this run ({type(e).__name__})") from None
-        self.last_checkpoint = (self.epoch, self.step_in_epoch)
-
-    def save_checkpoint(self) -> None:
-        """Writes `state()` atomically; never a checkpoint holding non-finite parameters."""
-        if self.device_step is not None:
-            self.epoch_loss += self.device_step.flush()
-        self._check_parameters()
-        state = self.state() if self.dist is None else self.dist.gather_state(self.state())
-        if state is not None:  # None: a rank other than 0, which does not write
-            save_checkpoint(self.opt.checkpoint, state)
-        self.last_checkpoint = (self.epoch, self.step_in_epoch)
-
-    def _check_parameters(self) -> None:
-        bad = first_non_finite(self.model)
-        if bad is not None:
-            raise self._diverged(f"parameter {bad} became non-finite by step "
-                                 f"{self.global_step} of the run")
-
-    def _diverged(self, what: str) -> NegspaceError:
-        if self.last_checkpoint is not None:
-            e, s = self.last_checkpoint
-            kept = f"the last good checkpoint, {self.opt.checkpoint} (epoch {e}, after step {s}), is kept"
-        else:
-            kept = "no checkpoint had been written yet"
-        return NegspaceError(f"training stopped: {what}; {kept}; lower --lr or check the data")
-
-    def _interrupted(self, signum: int) -> TrainingInterrupted:
-        return TrainingInterrupted(
-            f"interrupted by {signal.Signals(signum).name} after step {self.global_step} of the "
-            f"run; checkpoint saved to {self.opt.checkpoint}; continue with "
-            f"`negspace train --resume {Path(self.opt.checkpoint).parent}`", signum)
-
 
 def usable_cores() -> int:
     """The cores this process may run on (its affinity mask where the OS has one)."""
@@ -515,20 +346,6 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         return os.cpu_count() or 1
-
-
-def first_non_finite(model: EmbeddingModel) -> str | None:
-    """Name of the first parameter holding a NaN or an infinity, None when all are finite."""
-    with torch.no_grad():
-        return next((name for name, p in model.named_parameters()
-                     if not bool(torch.isfinite(p).all())), None)
-
-
-def check_finite(model: EmbeddingModel) -> None:
-    """Raises NegspaceError when a parameter holds a NaN or an infinity."""
-    name = first_non_finite(model)
-    if name is not None:
-        raise NegspaceError(f"parameter {name} is not finite")
 
 
 __all__ = ["Trainer", "TrainerOptions", "TrainResult", "score_fn", "check_finite",

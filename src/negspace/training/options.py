@@ -1,0 +1,94 @@
+"""The training loop's options (`TrainerOptions`) and its outcome (`TrainResult`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+
+@dataclass
+class TrainerOptions:
+    """Args:
+        batch_size: positive pairs per step.
+        negatives: negatives per positive.
+        epochs: maximum number of epochs.
+        lr: learning rate.
+        seed: seeds the shuffling generator.
+        eval_every: validate every this many epochs.
+        patience: validations without improvement before stopping.
+        min_epochs: no early stop before this epoch.
+        select_metric: validation metric to maximise.
+        progress: show a tqdm bar.
+        checkpoint: file to write checkpoints to (every epoch end); None writes none and leaves
+            SIGINT and SIGTERM alone.
+        checkpoint_every: also write one every this many steps (0: only at epoch ends).
+        fingerprint: identifies the configuration; a checkpoint with another one is refused.
+        drift: measure the item vectors' drift over 1, 5 and 10 steps (history columns drift_k).
+        prefetch: draw the next batch's negatives in a background thread while this batch's
+            loss, backward and update run, when the process may use 2 cores or more (whatever
+            torch's thread count: one torch thread plus the draw is the fastest set-up measured
+            at B = 256 and 1024, d = 64; docs/performance.md). Samplers that read neither the
+            model nor a bank only: uniform, popularity, shared. Same draws in the same order,
+            so the same results.
+        step_threads: torch threads for the training steps (validation keeps the caller's);
+            None leaves torch's setting alone. One, with the draw above on a second core, is
+            the fastest set-up measured for steps at B = 256 to 1024 and d = 64 on 2 cores
+            (docs/performance.md), while evaluation's large products gain from every core.
+        fused: take the hand-written step of training/fused.py where it applies (CML on the
+            sphere, triplet hinge, per-row negatives): the same maths without autograd.
+        precision, device_step: for a model on an accelerator (training/device_step.py): the
+            step, its draws and the loss sum stay on the device; device_step None: when the
+            model is off the CPU (True forces it on the CPU, for tests).
+        weighted: each epoch draws len(pairs) positive pairs with replacement, in proportion to
+            the training matrix's values (the confidences of data/confidence.py), instead of
+            every pair once in a shuffled order.
+        batch_by: "pair" (a batch is `batch_size` positive pairs) or "user" (`batch_size` users,
+            each with its every training positive: the full softmax computed once per user and
+            summed over its positives, `Objective.multinomial`).
+        lr_steps: with lr_schedule "steps", the epochs after which the rate is multiplied by
+            `lr_decay` (a plateau run's decays replayed without validation: the tuner's refit).
+        lr_schedule, lr_decay, lr_floor: "plateau" multiplies the learning rate by `lr_decay`
+            (not below `lr_floor`) and reloads the best validated weights after each validation
+            that does not improve; "none" keeps the rate (training/schedule.py). Either way
+            `patience` consecutive validations without improvement end training.
+        on_epoch: called with each epoch's history row once it is recorded (validated epochs
+            hold `val_<metric>` keys); returning True ends training there as an early stop
+            does (the tuner's time budget), an exception it raises aborts it (the tuner's
+            pruning). Not part of checkpoints.
+    """
+
+    batch_size: int = 256
+    negatives: int = 5
+    epochs: int = 20
+    lr: float = 1e-3
+    seed: int = 0
+    eval_every: int = 1
+    patience: int = 3
+    min_epochs: int = 5
+    select_metric: str = "ndcg@50"
+    progress: bool = True
+    checkpoint: Path | None = None
+    checkpoint_every: int = 0
+    fingerprint: str = ""
+    drift: bool = False
+    prefetch: bool = True
+    step_threads: int | None = None
+    fused: bool = True
+    on_epoch: Callable[[dict], bool | None] | None = None
+    lr_schedule: str = "none"
+    lr_steps: tuple[int, ...] = ()
+    batch_by: str = "pair"
+    lr_decay: float = 0.1
+    lr_floor: float = 1e-6
+    precision: str = "fp32"
+    device_step: bool | None = None
+    weighted: bool = False
+
+
+@dataclass
+class TrainResult:
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    best_score: float = float("-inf")
+    train_seconds: float = 0.0
