@@ -85,7 +85,8 @@ def test_steps_replay_decays_without_validation():
 
 def test_the_default_recipe_and_its_sampler_for_the_data_size():
     from negspace.training.config import (DEFAULT_RECIPE, FULL_SOFTMAX_MAX_CELLS,
-                                          resolve_for_data, with_default_recipe)
+                                          FULL_SOFTMAX_MAX_ITEMS, resolve_for_data,
+                                          with_default_recipe)
     cfg = make_config(with_default_recipe({"dim": 32}))
     assert cfg.model == "mf" and cfg.sampler == "auto" and cfg.dim == 32
     small = resolve_for_data(cfg, 100, 50)
@@ -94,6 +95,10 @@ def test_the_default_recipe_and_its_sampler_for_the_data_size():
     large = resolve_for_data(cfg, n, n)
     assert (large.sampler, large.batch_by, large.resolved_negative_mode) == ("uniform", "pair", "shared")
     assert large.negatives == DEFAULT_RECIPE["negatives"]
+    amazon_book = resolve_for_data(cfg, 70_679, 24_915)  # 1.8e9 cells: still the full softmax
+    assert (amazon_book.sampler, amazon_book.batch_by) == ("full", "user")
+    wide = resolve_for_data(cfg, 100, FULL_SOFTMAX_MAX_ITEMS + 1)  # few cells, a step too large
+    assert (wide.sampler, wide.batch_by) == ("uniform", "pair")
     # naming a model (or loss, sampler...) starts from the per-option defaults instead
     assert with_default_recipe({"model": "cml"}) == {"model": "cml"}
     with pytest.raises(Exception, match="sampler auto"):

@@ -54,10 +54,14 @@ DEFAULT_RECIPE: dict[str, Any] = {
     "model": "mf", "loss": "softmax", "sampler": "auto", "dim": 128, "negatives": 1000,
     "batch_size": 256, "lr": 0.01, "temperature": 0.2, "init_std": 0.01,
 }
-# sampler "auto": the full softmax batched by users while a step's B_users x n_items scores stay
-# cheap over an epoch (n_users x n_items up to this), else per-pair batches with the
-# --negatives shared uniform negatives (sampled softmax): docs/results.md, "Default recipe".
-FULL_SOFTMAX_MAX_CELLS = 2e8
+# sampler "auto": the full softmax batched by users while an epoch's n_users x n_items scores stay
+# affordable (up to this many: Amazon-Book's 1.8e9 take about 40 s an epoch on one core at d 128)
+# and a step's B_users x n_items scores fit in memory (n_items up to the second cap), else
+# per-pair batches with the --negatives shared uniform negatives (sampled softmax). On Amazon-CDs
+# the full softmax beat the sampled one on validation in a third of the epochs: docs/results.md,
+# "Default recipe".
+FULL_SOFTMAX_MAX_CELLS = 4e9
+FULL_SOFTMAX_MAX_ITEMS = 200_000
 
 
 def resolve_for_data(cfg: "TrainConfig", n_users: int, n_items: int) -> "TrainConfig":
@@ -65,7 +69,8 @@ def resolve_for_data(cfg: "TrainConfig", n_users: int, n_items: int) -> "TrainCo
     if cfg.sampler != "auto":
         return cfg
     # --confidence weights the draw of positive pairs: user batches have none to weight
-    if n_users * n_items <= FULL_SOFTMAX_MAX_CELLS and getattr(cfg, "confidence", 0) == 0:
+    fits = n_users * n_items <= FULL_SOFTMAX_MAX_CELLS and n_items <= FULL_SOFTMAX_MAX_ITEMS
+    if fits and getattr(cfg, "confidence", 0) == 0:
         return dataclasses.replace(cfg, sampler="full", batch_by="user").validate()
     return dataclasses.replace(cfg, sampler="uniform").validate()
 RECIPE_CHOICES = ("model", "loss", "sampler", "negative_mode", "batch_by")
