@@ -45,7 +45,8 @@ from negspace.evaluation.evaluator import evaluate  # noqa: E402
 from negspace.experiments.run import load_for  # noqa: E402
 from negspace.training.config import make_config  # noqa: E402
 
-DATASETS = ("movielens-1m-lcfn", "lastfm-hetrec2011", "amazon-cds-bgcf", "amazon-book-kgat")
+DATASETS = ("movielens-1m-lcfn", "lastfm-hetrec2011", "amazon-cds-bgcf", "amazon-book-kgat",
+            "movielens-100k", "book-crossing-caserec-subset")
 # Checkpoints at which a trial is validated (and may be pruned); the best one is its count.
 ALS_AT = (2, 4, 6, 8, 10, 12, 15, 20, 25, 30, 40)
 WARP_AT = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60)

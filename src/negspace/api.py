@@ -143,24 +143,34 @@ class Recommender:
         else:
             fit_on, validation = train, None
         cfg = self.config = resolve_for_data(cfg, train.n_users, train.n_items)
-        torch.manual_seed(cfg.seed)
         features = self._side_features(train, user_features, item_features)
-        if self._model_factory is not None:
-            model = self._model_factory(train.n_users, train.n_items)
-        elif cfg.model in ("simplex", "two-tower"):  # the models that read the users' histories
-            model = build_model(cfg, train.n_users, train.n_items, history=fit_on,
-                                features=features)
-        else:
-            model = build_model(cfg, train.n_users, train.n_items)
-        options = trainer_options(cfg, cfg.select_metric or "ndcg@50")
-        model = model.to(device)
-        if self._model_factory is not None:
-            # the default loss and the saved config.json follow the model actually built
-            names = {"CML": "cml", "MF": "mf", "SimpleX": "simplex"}
-            cfg.model = names.get(type(model).__name__, cfg.model)
-        sampler = self._sampler or build_sampler(cfg)
-        objective = self._objective or build_objective(cfg)
-        result = Trainer(model, sampler, objective, fit_on, options, validation).fit()
+        select = cfg.select_metric or "ndcg@50"
+
+        def train_once(cfg: TrainConfig, fit_on: Interactions,
+                       validation: Interactions | None) -> tuple[EmbeddingModel, Any]:
+            torch.manual_seed(cfg.seed)
+            if self._model_factory is not None:
+                model = self._model_factory(train.n_users, train.n_items)
+            elif cfg.model in ("simplex", "two-tower"):  # the models that read the histories
+                model = build_model(cfg, train.n_users, train.n_items, history=fit_on,
+                                    features=features)
+            else:
+                model = build_model(cfg, train.n_users, train.n_items)
+            model = model.to(device)
+            if self._model_factory is not None:
+                # the default loss and the saved config.json follow the model actually built
+                names = {"CML": "cml", "MF": "mf", "SimpleX": "simplex"}
+                cfg.model = names.get(type(model).__name__, cfg.model)
+            sampler = self._sampler or build_sampler(cfg)
+            objective = self._objective or build_objective(cfg)
+            options = trainer_options(cfg, select)
+            return model, Trainer(model, sampler, objective, fit_on, options, validation).fit()
+
+        model, result = train_once(cfg, fit_on, validation)
+        if cfg.refit == "yes":  # again on every training interaction, for the chosen epochs
+            from negspace.experiments.refit import refit_config
+            cfg = self.config = refit_config(cfg, result.history, result.best_epoch, select)
+            model, result = train_once(cfg, train, None)
         model.eval()
         if isinstance(model, (SimpleX, TwoTower)):  # served vectors read the whole history
             model.set_history(train)

@@ -151,7 +151,8 @@ class RunOutput:
 
 def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: bool = False,
                  resume: bool = False, on_epoch: Callable[[dict], bool | None] | None = None,
-                 evaluate_test: bool = True) -> RunOutput:
+                 evaluate_test: bool = True,
+                 selection: tuple[list[dict], dict[str, float]] | None = None) -> RunOutput:
     """Trains one configuration and, when `out` is given, writes the run directory.
 
     The validation split is carved from the training data; the test data is touched once, at the
@@ -166,6 +167,8 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
         on_epoch: TrainerOptions.on_epoch (the tuner's per-epoch report).
         evaluate_test: evaluate on the test split at the end; False (the tuner's trials, which
             must not read it; in memory only, `out` None) returns only `best_epoch` as metrics.
+        selection: a --refit run's validated run (its history, written to selection.csv, and
+            what it chose, added to the metrics); set by experiments/refit.py.
 
     Returns:
         Test metrics (with `train_seconds`), history, the selected model, the split, seconds.
@@ -196,6 +199,9 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
     train, test, fit_on, validation = split_with_validation(cfg, dataset)
     cfg = resolve_for_data(cfg, train.n_users, train.n_items)  # sampler "auto" (default recipe)
     select = cfg.select_metric or ("ndcg@50" if dataset.protocol == "kfold" else "recall@20")
+    if cfg.refit == "yes":  # train with validation in memory, then again on all training data
+        from negspace.experiments.refit import train_with_refit
+        return train_with_refit(cfg, select, out, overwrite, on_epoch, evaluate_test)
     features = tower_features(dataset) if cfg.model == "two-tower" and cfg.side_features else None
     model = build_model(cfg, train.n_users, train.n_items, history=fit_on,
                         features=features).to(device)
@@ -223,6 +229,8 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
             start_run_dir(run_dir, overwrite)
             write_json(run_dir / "config.json", {**cfg.to_dict(), "protocol": dataset.protocol,
                                                  "commit": code_commit()})
+            if selection is not None:
+                write_history(run_dir, selection[0], "selection.csv")
     result = trainer.fit(state)
     model.eval()
     if isinstance(model, (SimpleX, TwoTower)):  # test-time user vectors read the whole history
@@ -232,7 +240,8 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
         return RunOutput({"best_epoch": result.best_epoch}, result.history, model, train, test,
                          time.perf_counter() - t0)
     metrics = (evaluate if dist is None else dist.evaluate)(score_fn(model), train, test, ks=(20, 50))
-    metrics.update({"best_epoch": result.best_epoch, **unseen_test_items(train, test)})
+    metrics.update({"best_epoch": result.best_epoch, **unseen_test_items(train, test),
+                    **(selection[1] if selection is not None else {})})
     seconds = time.perf_counter() - t0
     if run_dir is not None and writer:
         if isinstance(model, TwoTower):  # before write_run, whose metrics.json marks the end
@@ -256,7 +265,7 @@ _ADDED_LATER = {"bank_size": 2048, "warmup": 0, "temperature": 1.0, "logq_streng
                 "split_bank_gradient": False, "split": "auto", "time_cut": "0.8", "last_n": 1,
                 "val_users": 0, "nproc": 1, "user_col": None, "item_col": None,
                 "weight_col": None, "time_col": None, "precision": "fp32",
-                "deterministic": False, "confidence": 0.0}
+                "deterministic": False, "confidence": 0.0, "refit": "no"}
 
 
 def fingerprint(cfg: TrainConfig, train: Interactions) -> str:

@@ -28,7 +28,7 @@ INTERACTIONS_FILE = "interactions.safetensors"
 # Files a run writes; --overwrite removes them (metrics.json first, so that a run directory is never
 # a finished-looking mix of two runs).
 METRICS_FILE = "metrics.json"
-RUN_FILES = (METRICS_FILE, "checkpoint.pt", "timing.json", "history.csv", MODEL_FILE,
+RUN_FILES = (METRICS_FILE, "checkpoint.pt", "timing.json", "history.csv", "selection.csv", MODEL_FILE,
              INTERACTIONS_FILE, "ids.json", "config.json", "towers.safetensors", "features.json",
              "drift.png")
 
@@ -111,7 +111,9 @@ def save_interactions(path: Path, inter: Interactions) -> None:
     write_json(path / "ids.json", {"users": inter.user_ids.tolist(), "items": inter.item_ids.tolist()})
 
 
-def write_history(path: Path, history: list[dict]) -> None:
+def write_history(path: Path, history: list[dict], name: str = "history.csv") -> None:
+    """Writes `history` (one row per epoch) as CSV to `path / name` (selection.csv: the
+    validated run a --refit run retrained from)."""
     columns: list[str] = []
     for row in history:
         columns += [k for k in row if k not in columns]
@@ -119,7 +121,7 @@ def write_history(path: Path, history: list[dict]) -> None:
     writer = csv.DictWriter(buf, fieldnames=columns)
     writer.writeheader()
     writer.writerows(history)
-    write_text(path / "history.csv", buf.getvalue())
+    write_text(path / name, buf.getvalue())
 
 
 @dataclass

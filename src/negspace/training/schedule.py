@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -67,4 +69,76 @@ def scale_lr(optimizers: list[torch.optim.Optimizer], factor: float, floor: floa
     return current_lr(optimizers)
 
 
-__all__ = ["PlateauSchedule", "SCHEDULES", "current_lr", "scale_lr"]
+def kept_epochs(history: list[dict], key: str, best_epoch: int, plateau: bool) -> list[dict]:
+    """The epochs whose updates the best weights hold: those the refit must repeat.
+
+    Without a plateau schedule that is every epoch up to the best one. With it, every validation
+    that does not improve reloads the best weights before training on (training/schedule.py),
+    so the epochs since the last improvement are thrown away: only the runs of epochs that end
+    in an improving validation are kept.
+
+    Args:
+        history: the trial's rows, in order.
+        key: the validation column (val_<metric>).
+        best_epoch: the epoch of the best validation.
+        plateau: whether the trial ran with the plateau schedule.
+
+    Returns:
+        The kept rows (their `lr` is the rate each was trained at, when recorded).
+    """
+    rows = [r for r in history if r["epoch"] <= best_epoch]
+    if not plateau:
+        return rows
+    kept, pending, best = [], [], float("-inf")
+    for r in rows:
+        pending.append(r)
+        if key in r:
+            if r[key] > best:
+                best, kept = r[key], kept + pending
+            pending = []
+    return kept
+
+
+def replayed_decays(lrs: list[Any], decay: float) -> dict[str, Any]:
+    """The refit's schedule: the decays of the best trial's kept epochs, replayed at the same
+    epochs without validation (`lr_schedule = "steps"`); nothing when the rate never changed.
+
+    Args:
+        lrs: the rate each kept epoch was trained at (None where not recorded).
+        decay: the factor of one decay.
+
+    Returns:
+        {"lr_schedule": "steps", "lr_steps": "e1,e2,..."} or {}.
+    """
+    steps: list[int] = []
+    for epoch in range(1, len(lrs)):
+        before, after = lrs[epoch - 1], lrs[epoch]
+        if before and after and after < before and 0 < decay < 1:
+            times = max(1, round(math.log(before / after) / math.log(1 / decay)))
+            steps += [epoch] * times
+    if not steps:
+        return {}
+    return {"lr_schedule": "steps", "lr_steps": ",".join(str(e) for e in steps)}
+
+
+def refit_plan(history: list[dict], key: str, best_epoch: int, plateau: bool,
+               decay: float) -> dict[str, Any]:
+    """How to retrain on all the training data what a validated run chose: the epochs its best
+    weights hold, with its decays replayed at the same epochs (the tuner's refit, `--refit`).
+
+    Args:
+        history: the validated run's rows, in order.
+        key: the validation column (val_<metric>).
+        best_epoch: the epoch of the best validation.
+        plateau: whether that run had the plateau schedule.
+        decay: the factor of one decay.
+
+    Returns:
+        {"epochs": n} plus {"lr_schedule": "steps", "lr_steps": ...} when the rate changed.
+    """
+    chain = kept_epochs(history, key, best_epoch, plateau)
+    return {"epochs": max(1, len(chain)), **replayed_decays([r.get("lr") for r in chain], decay)}
+
+
+__all__ = ["PlateauSchedule", "SCHEDULES", "current_lr", "kept_epochs", "refit_plan",
+           "replayed_decays", "scale_lr"]

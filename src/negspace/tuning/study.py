@@ -19,6 +19,7 @@ from typing import Any
 
 from negspace.errors import NegspaceError
 from negspace.io import write_json
+from negspace.training.schedule import kept_epochs
 from negspace.tuning.space import Space
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -173,36 +174,6 @@ class Objective:
         record.update(state="COMPLETE", value=max(scores), best_epoch=best_epoch)
         write_json(path, record)
         return max(scores)
-
-
-def kept_epochs(history: list[dict], key: str, best_epoch: int, plateau: bool) -> list[dict]:
-    """The epochs whose updates the best weights hold: those the refit must repeat.
-
-    Without a plateau schedule that is every epoch up to the best one. With it, every validation
-    that does not improve reloads the best weights before training on (training/schedule.py),
-    so the epochs since the last improvement are thrown away: only the runs of epochs that end
-    in an improving validation are kept.
-
-    Args:
-        history: the trial's rows, in order.
-        key: the validation column (val_<metric>).
-        best_epoch: the epoch of the best validation.
-        plateau: whether the trial ran with the plateau schedule.
-
-    Returns:
-        The kept rows (their `lr` is the rate each was trained at, when recorded).
-    """
-    rows = [r for r in history if r["epoch"] <= best_epoch]
-    if not plateau:
-        return rows
-    kept, pending, best = [], [], float("-inf")
-    for r in rows:
-        pending.append(r)
-        if key in r:
-            if r[key] > best:
-                best, kept = r[key], kept + pending
-            pending = []
-    return kept
 
 
 def run_worker(job: TrialJob) -> None:

@@ -13,7 +13,6 @@ Output folder (default runs/tune/SPACE-DATASET):
 from __future__ import annotations
 
 import json
-import math
 import re
 import time
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from negspace.errors import NegspaceError
+from negspace.training.schedule import replayed_decays
 from negspace.tuning.report import counts, recipe, write_recipe, write_report
 from negspace.tuning.space import Space, check_metric, load_space
 from negspace.tuning.study import (TrialJob, _optuna, make_pruner, make_sampler, open_storage,
@@ -126,28 +126,6 @@ def run_tune(space_path: str | Path, budget: str, trials: int | None = None, wor
           f"(refit: {epochs} epochs); recipe {recipe_path}; report {report}", flush=True)
     return TuneResult(best.value, dict(best.params), epochs, recipe_path, refit_metrics,
                       counts(study.trials), out_dir)
-
-
-def replayed_decays(lrs: list[Any], decay: float) -> dict[str, Any]:
-    """The refit's schedule: the decays of the best trial's kept epochs, replayed at the same
-    epochs without validation (`lr_schedule = "steps"`); nothing when the rate never changed.
-
-    Args:
-        lrs: the rate each kept epoch was trained at (None where not recorded).
-        decay: the factor of one decay.
-
-    Returns:
-        {"lr_schedule": "steps", "lr_steps": "e1,e2,..."} or {}.
-    """
-    steps: list[int] = []
-    for epoch in range(1, len(lrs)):
-        before, after = lrs[epoch - 1], lrs[epoch]
-        if before and after and after < before and 0 < decay < 1:
-            times = max(1, round(math.log(before / after) / math.log(1 / decay)))
-            steps += [epoch] * times
-    if not steps:
-        return {}
-    return {"lr_schedule": "steps", "lr_steps": ",".join(str(e) for e in steps)}
 
 
 def _schedule_note(lrs: list[Any], best_epoch: int, epochs: int) -> list[str]:

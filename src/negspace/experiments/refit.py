@@ -1,0 +1,88 @@
+"""`--refit yes`: early-stop on the validation split, then train again on all the training data.
+
+The validation split (10% of each user's training items by default) is what early stopping and
+the plateau decays need, but the model trained without it has seen less data. A refit run trains
+twice: first with validation, in memory, which chooses the epochs (and the decays, replayed at
+the same epochs: training/schedule.py `refit_plan`); then on every training interaction for
+those epochs, the model kept and evaluated. This is what `negspace tune` does with its best trial,
+and the default recipe does it on small data (training/config.py, refit "auto").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from negspace.io import write_json
+from negspace.training.config import TrainConfig
+from negspace.training.schedule import refit_plan
+
+if TYPE_CHECKING:
+    from negspace.experiments.run import RunOutput
+
+
+def refit_config(cfg: TrainConfig, history: list[dict], best_epoch: int,
+                 select: str) -> TrainConfig:
+    """The configuration that retrains on all training data what a validated run chose.
+
+    Args:
+        cfg: the validated run's configuration (refit "yes").
+        history: its rows, in order.
+        best_epoch: the epoch of its best validation.
+        select: its validation metric.
+
+    Returns:
+        `cfg` with validation 0, the kept epoch count and, when the rate decayed, the decays as
+        `lr_schedule = "steps"`.
+    """
+    plan = refit_plan(history, f"val_{select}", best_epoch, cfg.lr_schedule == "plateau",
+                      cfg.lr_decay)
+    schedule = {"lr_schedule": plan["lr_schedule"], "lr_steps": plan["lr_steps"]} \
+        if "lr_steps" in plan else {"lr_steps": ""}
+    return dataclasses.replace(cfg, refit="no", validation=0.0, val_users=0,
+                               epochs=plan["epochs"], **schedule).validate()
+
+
+def train_with_refit(cfg: TrainConfig, select: str, out: str | Path | None, overwrite: bool,
+                     on_epoch: Callable[[dict], bool | None] | None,
+                     evaluate_test: bool) -> "RunOutput":
+    """Trains `cfg` with validation in memory, then its refit (see the module docstring).
+
+    Args:
+        cfg: a configuration with refit "yes" (resolved for the data).
+        select: the validation metric.
+        out: run directory of the refit (selection.csv holds the validated run's history).
+        overwrite: replace an existing run directory.
+        on_epoch: called after each epoch of the validated run.
+        evaluate_test: evaluate the refit model on the test split.
+
+    Returns:
+        The refit's output; its metrics add `selection_best_epoch`, `selection_val_<metric>`
+        and `refit_epochs`.
+    """
+    from negspace.experiments.run import run_training
+    chosen = run_training(dataclasses.replace(cfg, refit="no"), None, on_epoch=on_epoch,
+                          evaluate_test=False)
+    best = int(chosen.metrics["best_epoch"])
+    final = refit_config(cfg, chosen.history, best, select)
+    scores = [row[f"val_{select}"] for row in chosen.history if f"val_{select}" in row]
+    notes = {"selection_best_epoch": float(best), f"selection_val_{select}": max(scores),
+             "refit_epochs": float(final.epochs)}
+    if cfg.progress:
+        print(f"refit: {final.epochs} epochs on every training interaction (validation chose "
+              f"epoch {best}, {select} {max(scores):.4f})", flush=True)
+    output = run_training(final, out, overwrite, evaluate_test=evaluate_test,
+                          selection=(chosen.history, notes))
+    selection_seconds = round(sum(row["seconds"] for row in chosen.history), 3)
+    if "train_seconds" in output.metrics:  # both runs' training, as the user waited for both
+        output.metrics["train_seconds"] = round(output.metrics["train_seconds"] + selection_seconds, 3)
+    timing = Path(out) / "timing.json" if out is not None else None
+    if timing is not None and timing.exists():
+        write_json(timing, {**json.loads(timing.read_text()),
+                            "selection_train_seconds": selection_seconds})
+    return output
+
+
+__all__ = ["refit_config", "train_with_refit"]
