@@ -93,9 +93,9 @@ def test_the_default_recipe_and_its_sampler_for_the_data_size():
     assert (small.sampler, small.batch_by, small.resolved_measure) == ("full", "user", "cosine")
     assert (small.dim, small.temperature) == (32, 0.15)  # the user's dim stays, T by size
     sized = make_config(with_default_recipe({}))
-    assert (sized.dim, sized.temperature) == (0, 0)  # chosen once the data's size is known
+    assert (sized.dim, sized.temperature) == (0, 0.15)  # d chosen once the data's size is known
     assert (resolve_for_data(sized, 6_022, 3_043).dim, resolve_for_data(sized, 6_022, 3_043).temperature) == (512, 0.15)
-    assert (resolve_for_data(sized, 70_679, 24_915).dim, resolve_for_data(sized, 70_679, 24_915).temperature) == (128, 0.2)
+    assert (resolve_for_data(sized, 70_679, 24_915).dim, resolve_for_data(sized, 70_679, 24_915).temperature) == (256, 0.15)
     with pytest.raises(Exception, match="dim must be >= 4"):
         make_config({"model": "mf", "dim": 0})  # 0 means "by size" only with --sampler auto
     n = int(FULL_SOFTMAX_MAX_CELLS ** 0.5) + 1

@@ -49,19 +49,20 @@ learning rate drops 10x and the best weights come back after each validation wit
 # What `negspace train` and `Recommender()` train when no model, loss, sampler, negative mode or
 # batch unit is named (on the command line, in --config, or as keyword): MF on cosine scores with
 # the softmax loss, plateau decay. Chosen on validation splits only (docs/results.md, "Default
-# recipe"); it reads nothing of the dataset but its size. dim and temperature 0 mean "by the
-# data's size" (resolve_for_data), as sampler "auto" does; a value given by the user stays.
+# recipe"); it reads nothing of the dataset but its size. dim 0 means "by the data's size"
+# (resolve_for_data), as sampler "auto" does; a value given by the user stays.
 DEFAULT_RECIPE: dict[str, Any] = {
     "model": "mf", "loss": "softmax", "sampler": "auto", "dim": 0, "negatives": 1000,
-    "batch_size": 256, "lr": 0.01, "temperature": 0.0, "init_std": 0.01, "refit": "auto",
+    "batch_size": 256, "lr": 0.01, "temperature": 0.15, "init_std": 0.01, "refit": "auto",
 }
 # Up to this many user x item cells an epoch of the full softmax at d 512 stays cheap (ML-1M's
 # 1.8e7: about 5 s on one core), and d 512 at T 0.15 scored above d 128 at T 0.2 on the validation
 # split of every such dataset we have (ML-100k, ML-1M, Last.fm, Book-Crossing: +2.5% to +9%);
-# above it, d 128 at T 0.2 keeps an epoch affordable (the Amazon sets).
+# above it d 256 at T 0.15 (the Amazon sets: above d 128 at T 0.2 on validation by 4% to 5% after
+# 8 of its epochs, each costing twice one at d 128).
 SMALL_DATA_MAX_CELLS = 1e8
-SMALL_DATA = {"dim": 512, "temperature": 0.15}
-LARGE_DATA = {"dim": 128, "temperature": 0.2}
+SMALL_DATA = {"dim": 512}
+LARGE_DATA = {"dim": 256}
 # sampler "auto": the full softmax batched by users while an epoch's n_users x n_items scores stay
 # affordable (up to this many: Amazon-Book's 1.8e9 take about 40 s an epoch on one core at d 128)
 # and a step's B_users x n_items scores fit in memory (n_items up to the second cap), else
@@ -70,12 +71,12 @@ LARGE_DATA = {"dim": 128, "temperature": 0.2}
 # "Default recipe".
 FULL_SOFTMAX_MAX_CELLS = 4e9
 FULL_SOFTMAX_MAX_ITEMS = 200_000
-BY_SIZE = ("dim", "temperature")  # 0 in these: chosen by resolve_for_data
+BY_SIZE = ("dim",)  # 0 in these: chosen by resolve_for_data
 
 
 def resolve_for_data(cfg: "TrainConfig", n_users: int, n_items: int) -> "TrainConfig":
-    """`cfg` with sampler "auto" (and dim or temperature 0) and refit "auto" replaced by what the
-    data's size calls for (see above)."""
+    """`cfg` with sampler "auto" (and dim 0) and refit "auto" replaced by what the data's size
+    calls for (see above)."""
     cells = n_users * n_items
     if cfg.refit == "auto":  # small data: the second run costs seconds, the 10% held out counts
         small = cells <= SMALL_DATA_MAX_CELLS and cfg.validation > 0 and cfg.nproc <= 1
@@ -129,7 +130,7 @@ class TrainConfig:
     batch_size: int = field(default=256, metadata=_opt("positive pairs per batch (users per batch with --batch-by user)", low=1))
     batch_by: str = field(default="pair", metadata=_opt(
         "pair, or user: a batch is users with all their positives, the full softmax computed once per user (--sampler full --loss softmax; mf or cml)", ("pair", "user")))
-    dim: int = field(default=128, metadata=_opt("embedding dimension d (0 with --sampler auto: by the data's size, 512 up to 1e8 user x item cells, else 128)", low=4))
+    dim: int = field(default=128, metadata=_opt("embedding dimension d (0 with --sampler auto: by the data's size, 512 up to 1e8 user x item cells, else 256)", low=4))
     epochs: int = field(default=300, metadata=_opt("cap on epochs: training runs until early stopping (the budget itself with --validation 0)", low=1))
     lr: float = field(default=1e-3, metadata=_opt("Adam learning rate", low=0, low_open=True))
     lr_schedule: str = field(default="plateau", metadata=_opt(
@@ -155,7 +156,7 @@ class TrainConfig:
     dropout: float = field(default=0.1, metadata=_opt("SimpleX dropout on the user vector", low=0, high=0.9))
     bank_size: int = field(default=2048, metadata=_opt("memory bank: stored item vectors M", low=1))
     warmup: int = field(default=0, metadata=_opt("memory bank: steps before the bank is used W", low=0))
-    temperature: float = field(default=1.0, metadata=_opt("softmax temperature T (0 with --sampler auto: by the data's size, 0.15 up to 1e8 user x item cells, else 0.2)", low=0, low_open=True))
+    temperature: float = field(default=1.0, metadata=_opt("softmax temperature T", low=0, low_open=True))
     logq_strength: float = field(default=1.0, metadata=_opt("softmax logQ correction strength A (0: off)", low=0))
     mask_positives: bool = field(default=True, metadata=_opt("in-batch, uniform-softmax, memory-bank with softmax: mask candidates that are any training positive of the row's user, not only the row's own (--no-mask-positives: the row's own only)"))
     split_bank_gradient: bool = field(default=False, metadata=_opt(
