@@ -57,7 +57,7 @@ DEFAULT_RECIPE: dict[str, Any] = {
 }
 # Up to this many user x item cells an epoch of the full softmax at d 512 stays cheap (ML-1M's
 # 1.8e7: about 5 s on one core), and d 512 at T 0.15 scored above d 128 at T 0.2 on the validation
-# split of every such dataset we have (ML-100k, ML-1M, Last.fm, Book-Crossing: +2.5% to +9%);
+# split of every such dataset we have (ML-100k, ML-1M, Last.fm, Book-Crossing: +2% to +9%);
 # above it d 256 at T 0.15 (the Amazon sets: above d 128 at T 0.2 on validation by 4% to 5% after
 # 8 of its epochs, each costing twice one at d 128).
 SMALL_DATA_MAX_CELLS = 1e8
