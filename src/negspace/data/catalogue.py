@@ -60,12 +60,20 @@ def _ml_items(path: Path) -> pd.DataFrame:
     return features
 
 
-def _movielens_100k(folder: Path, name: str, filters: Filters) -> Dataset:
-    ds = load_table(_need_file(folder, "u.data"), name, filters)
+def _with_features(folder: Path, name: str, filters: Filters, files: tuple[str, str, str],
+                   read_users: Callable[[Path], pd.DataFrame],
+                   read_items: Callable[[Path], pd.DataFrame]) -> Dataset:
+    """The interactions of `files[0]` with the user and item side features of `files[1:]`."""
+    ds = load_table(_need_file(folder, files[0]), name, filters)
     inter = ds.interactions
-    ds.user_features = _side_features(_find_file(folder, "u.user"), _ml_users, inter.user_ids)
-    ds.item_features = _side_features(_find_file(folder, "u.item"), _ml_items, inter.item_ids)
+    ds.user_features = _side_features(_find_file(folder, files[1]), read_users, inter.user_ids)
+    ds.item_features = _side_features(_find_file(folder, files[2]), read_items, inter.item_ids)
     return ds
+
+
+def _movielens_100k(folder: Path, name: str, filters: Filters) -> Dataset:
+    return _with_features(folder, name, filters, ("u.data", "u.user", "u.item"),
+                          _ml_users, _ml_items)
 
 
 def _lastfm(folder: Path, name: str, filters: Filters) -> Dataset:
@@ -105,11 +113,9 @@ def _bx_users(path: Path) -> pd.DataFrame:
 
 
 def _book_crossing(folder: Path, name: str, filters: Filters) -> Dataset:
-    ds = load_table(_need_file(folder, "book_ratings.dat"), name, filters)
-    inter = ds.interactions
-    ds.user_features = _side_features(_find_file(folder, "users_info.dat"), _bx_users, inter.user_ids)
-    ds.item_features = _side_features(_find_file(folder, "items_info.dat"), _bx_items, inter.item_ids)
-    return ds
+    return _with_features(folder, name, filters,
+                          ("book_ratings.dat", "users_info.dat", "items_info.dat"),
+                          _bx_users, _bx_items)
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,14 @@ and the default recipe does it on small data (training/config.py, refit "auto").
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from negspace.io import write_json
 from negspace.training.config import TrainConfig
 from negspace.training.schedule import refit_plan
 
 if TYPE_CHECKING:
+    from negspace.data.dataset import Dataset
     from negspace.experiments.run import RunOutput
 
 
@@ -47,7 +46,7 @@ def refit_config(cfg: TrainConfig, history: list[dict], best_epoch: int,
 
 def train_with_refit(cfg: TrainConfig, select: str, out: str | Path | None, overwrite: bool,
                      on_epoch: Callable[[dict], bool | None] | None,
-                     evaluate_test: bool) -> "RunOutput":
+                     evaluate_test: bool, dataset: "Dataset") -> "RunOutput":
     """Trains `cfg` with validation in memory, then its refit (see the module docstring).
 
     Args:
@@ -57,6 +56,7 @@ def train_with_refit(cfg: TrainConfig, select: str, out: str | Path | None, over
         overwrite: replace an existing run directory.
         on_epoch: called after each epoch of the validated run.
         evaluate_test: evaluate the refit model on the test split.
+        dataset: the loaded data, shared by both runs.
 
     Returns:
         The refit's output; its metrics add `selection_best_epoch`, `selection_val_<metric>`
@@ -64,7 +64,7 @@ def train_with_refit(cfg: TrainConfig, select: str, out: str | Path | None, over
     """
     from negspace.experiments.run import run_training
     chosen = run_training(dataclasses.replace(cfg, refit="no"), None, on_epoch=on_epoch,
-                          evaluate_test=False)
+                          evaluate_test=False, dataset=dataset)
     best = int(chosen.metrics["best_epoch"])
     final = refit_config(cfg, chosen.history, best, select)
     scores = [row[f"val_{select}"] for row in chosen.history if f"val_{select}" in row]
@@ -73,16 +73,8 @@ def train_with_refit(cfg: TrainConfig, select: str, out: str | Path | None, over
     if cfg.progress:
         print(f"refit: {final.epochs} epochs on every training interaction (validation chose "
               f"epoch {best}, {select} {max(scores):.4f})", flush=True)
-    output = run_training(final, out, overwrite, evaluate_test=evaluate_test,
-                          selection=(chosen.history, notes))
-    selection_seconds = round(sum(row["seconds"] for row in chosen.history), 3)
-    if "train_seconds" in output.metrics:  # both runs' training, as the user waited for both
-        output.metrics["train_seconds"] = round(output.metrics["train_seconds"] + selection_seconds, 3)
-    timing = Path(out) / "timing.json" if out is not None else None
-    if timing is not None and timing.exists():
-        write_json(timing, {**json.loads(timing.read_text()),
-                            "selection_train_seconds": selection_seconds})
-    return output
+    return run_training(final, out, overwrite, evaluate_test=evaluate_test,
+                        selection=(chosen.history, notes), dataset=dataset)
 
 
 __all__ = ["refit_config", "train_with_refit"]

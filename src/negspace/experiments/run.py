@@ -152,7 +152,8 @@ class RunOutput:
 def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: bool = False,
                  resume: bool = False, on_epoch: Callable[[dict], bool | None] | None = None,
                  evaluate_test: bool = True,
-                 selection: tuple[list[dict], dict[str, float]] | None = None) -> RunOutput:
+                 selection: tuple[list[dict], dict[str, float]] | None = None,
+                 dataset: Dataset | None = None) -> RunOutput:
     """Trains one configuration and, when `out` is given, writes the run directory.
 
     The validation split is carved from the training data; the test data is touched once, at the
@@ -167,8 +168,11 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
         on_epoch: TrainerOptions.on_epoch (the tuner's per-epoch report).
         evaluate_test: evaluate on the test split at the end; False (the tuner's trials, which
             must not read it; in memory only, `out` None) returns only `best_epoch` as metrics.
-        selection: a --refit run's validated run (its history, written to selection.csv, and
-            what it chose, added to the metrics); set by experiments/refit.py.
+        selection: a --refit run's validated run (its history, written to selection.csv and
+            counted in the training seconds, and what it chose, added to the metrics); set by
+            experiments/refit.py.
+        dataset: the data `cfg` names, when the caller has loaded it already (the refit's two
+            runs); None loads it.
 
     Returns:
         Test metrics (with `train_seconds`), history, the selected model, the split, seconds.
@@ -195,13 +199,13 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
     if run_dir is not None and not resume and writer:
         check_run_dir(run_dir, overwrite)  # refuse before the (slow) loading
     t0 = time.perf_counter()
-    dataset = load_for(cfg)
+    dataset = load_for(cfg) if dataset is None else dataset
     train, test, fit_on, validation = split_with_validation(cfg, dataset)
     cfg = resolve_for_data(cfg, train.n_users, train.n_items)  # sampler "auto" (default recipe)
     select = cfg.select_metric or ("ndcg@50" if dataset.protocol == "kfold" else "recall@20")
     if cfg.refit == "yes":  # train with validation in memory, then again on all training data
         from negspace.experiments.refit import train_with_refit
-        return train_with_refit(cfg, select, out, overwrite, on_epoch, evaluate_test)
+        return train_with_refit(cfg, select, out, overwrite, on_epoch, evaluate_test, dataset)
     features = tower_features(dataset) if cfg.model == "two-tower" and cfg.side_features else None
     model = build_model(cfg, train.n_users, train.n_items, history=fit_on,
                         features=features).to(device)
@@ -243,14 +247,19 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
     metrics.update({"best_epoch": result.best_epoch, **unseen_test_items(train, test),
                     **(selection[1] if selection is not None else {})})
     seconds = time.perf_counter() - t0
+    # a refit's user waited for both runs: the validated run's seconds count too
+    selection_seconds = 0.0 if selection is None else sum(r["seconds"] for r in selection[0])
+    train_seconds = round(result.train_seconds + selection_seconds, 3)
     if run_dir is not None and writer:
         if isinstance(model, TwoTower):  # before write_run, whose metrics.json marks the end
             save_towers(run_dir, model, features)
             plot_drift(run_dir, result.history)
         write_run(run_dir, cfg, dataset, model, train, metrics, result.history,
                   {"train_seconds": round(result.train_seconds, 3),
-                   "session_seconds": round(seconds, 3), "resumed": resume})
-    metrics["train_seconds"] = round(result.train_seconds, 3)
+                   "session_seconds": round(seconds, 3), "resumed": resume,
+                   **({"selection_train_seconds": round(selection_seconds, 3)}
+                      if selection is not None else {})})
+    metrics["train_seconds"] = train_seconds
     return RunOutput(metrics, result.history, model, train, test, seconds)
 
 
