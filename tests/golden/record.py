@@ -1,0 +1,117 @@
+"""Golden outputs: fixed configurations whose metrics and model bytes must not change when code
+moves without a change in behaviour.
+
+    python tests/golden/record.py --write            # record tests/golden/golden.json
+    python tests/golden/record.py --check [--quick]  # run again and compare (exit 1 on a diff)
+
+`--quick` runs only the configurations on small data (tests/test_golden.py runs those). Data is
+found as `negspace train` finds it (`$NEGSPACE_DATA`, ../shared/data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+GOLDEN = Path(__file__).with_name("golden.json")
+
+# name -> (train options, small data?)
+CASES: dict[str, tuple[dict, bool]] = {
+    "default-ml1m": ({"dataset": "movielens-1m-lcfn", "epochs": 3}, False),
+    "cml-two-stage-lastfm": ({"dataset": "lastfm-hetrec2011", "model": "cml",
+                              "sampler": "two-stage", "epochs": 3}, True),
+    "mf-mml-shared": ({"dataset": "movielens-100k", "model": "mf", "loss": "mml",
+                       "negative_mode": "shared", "negatives": 300, "epochs": 3}, True),
+    "two-tower-bank": ({"dataset": "movielens-100k", "model": "two-tower",
+                        "sampler": "memory-bank", "bank_size": 512, "epochs": 3}, True),
+    "simplex-ccl": ({"dataset": "movielens-100k", "model": "simplex", "loss": "ccl",
+                     "epochs": 3}, True),
+    "mf-refit": ({"dataset": "movielens-100k", "model": "mf", "loss": "softmax",
+                  "sampler": "in-batch", "refit": "yes", "epochs": 3}, True),
+    "default-ml100k": ({"dataset": "movielens-100k", "epochs": 3}, True),
+}
+RESUMED = "cml-uniform-resumed"  # trained 2 epochs, stopped, resumed to 4
+
+
+def _api():
+    try:
+        from negspace.pipeline.fit import resume_training, run_training
+    except ImportError:
+        from negspace.experiments.run import resume_training, run_training
+    from negspace.training.config import make_config
+    return run_training, resume_training, make_config
+
+
+def _digest(run_dir: Path) -> dict:
+    """What must stay the same: test metrics, the vectors' bytes and the validation history."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    history = (run_dir / "history.csv").read_text().splitlines()
+    header = history[0].split(",")
+    keep = [i for i, h in enumerate(header) if "second" not in h]
+    rows = [",".join(r.split(",")[i] for i in keep) for r in history]
+    return {"metrics": metrics,
+            "vectors_sha256": hashlib.sha256((run_dir / "model.safetensors").read_bytes()).hexdigest(),
+            "history_sha256": hashlib.sha256("\n".join(rows).encode()).hexdigest()}
+
+
+def run_case(name: str, root: Path) -> dict:
+    run_training, resume_training, make_config = _api()
+    base = {"seed": 0, "threads": 1, "progress": False}
+    if name == RESUMED:
+        cfg = make_config({**base, "dataset": "movielens-100k", "model": "cml",
+                           "sampler": "uniform", "epochs": 4, "lr_schedule": "none",
+                           "min_epochs": 4})
+
+        class Stop(Exception):
+            pass
+
+        def stop_after_two(row: dict) -> None:
+            if row["epoch"] == 2:
+                raise Stop
+
+        try:
+            run_training(cfg, root / name, on_epoch=stop_after_two)
+        except Stop:
+            pass
+        resume_training(root / name)
+    else:
+        run_training(make_config({**base, **CASES[name][0]}), root / name)
+    return _digest(root / name)
+
+
+def names(quick: bool) -> list[str]:
+    return [n for n, (_, small) in CASES.items() if small or not quick] + [RESUMED]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--write", action="store_true")
+    p.add_argument("--check", action="store_true")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--only", nargs="*")
+    a = p.parse_args(argv)
+    stored = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
+    todo = a.only or names(a.quick)
+    diffs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in todo:
+            got = run_case(name, Path(tmp))
+            print(name, got["metrics"].get("recall@20"), got["vectors_sha256"][:12], flush=True)
+            if a.write:
+                stored[name] = got
+            elif stored.get(name) != got:
+                diffs.append(name)
+    if a.write:
+        GOLDEN.write_text(json.dumps(stored, indent=1, sort_keys=True) + "\n")
+    if diffs:
+        print("changed:", ", ".join(diffs))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
