@@ -154,7 +154,7 @@ def test_a_cli_run_loads_in_python(tmp_path):
                  "--dim", "8", "--epochs", "2", "--batch-size", "64", "--threads", "1",
                  "--no-progress", "--out", str(run)]) == 0
     rec = Recommender.load(run)
-    from negspace.experiments.evaluate import recommend_for
+    from negspace.pipeline.evaluate import recommend_for
     items, scores = recommend_for(run, "u3", 5)
     got = rec.recommend("u3", k=5)
     assert got.item.tolist() == items and np.allclose(got.score, scores)

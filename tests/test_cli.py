@@ -37,7 +37,7 @@ def test_train_writes_the_run_directory(csv_dataset, tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     # the test metrics against a plain computation: the test fold is every pair of the file that
     # the run did not train on, ranked by the saved vectors
-    from negspace.experiments.rundir import load_run
+    from negspace.pipeline.rundir import load_run
     from tests.reference import reference_metrics, rows_of, scores_of
     run = load_run(out)
     pairs = [line.split(",") for line in csv_dataset.read_text().split()[1:]]

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import negspace.api
+import negspace.api.recommender
 import negspace.data.frames
-from negspace.training.config import RECIPE_CHOICES
+from negspace.config import RECIPE_CHOICES
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "guide.md"
@@ -54,7 +54,7 @@ def test_make_run_line_says_what_the_demo_trains():
     assert not set(demo) & set(RECIPE_CHOICES) and "default recipe" in line, line
 
 
-@pytest.mark.parametrize("module", [negspace.api, negspace.data.frames])
+@pytest.mark.parametrize("module", [negspace.api.recommender, negspace.data.frames])
 def test_docstring_examples(module):
     torch.set_num_threads(1)
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)

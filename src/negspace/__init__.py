@@ -18,8 +18,8 @@ _EXPORTS = {
     "time_split": "negspace.data.frames",
     "Interactions": "negspace.data.interactions",
     "NegspaceError": "negspace.errors",
-    "TrainConfig": "negspace.training.config",
-    "recommend_cold": "negspace.experiments.towers",
+    "TrainConfig": "negspace.config.schema",
+    "recommend_cold": "negspace.pipeline.towers",
 }
 __all__ = [*_EXPORTS, "__version__"]
 

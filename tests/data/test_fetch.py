@@ -91,7 +91,7 @@ def test_fetch_lastfm_zip_without_folder_via_env_mirror(server, tmp_path, isolat
     _make_zip(root / LASTFM_PATH, {"user_artists.dat": data, "readme.txt": b"hello"})
     monkeypatch.setenv("NEGSPACE_MIRROR", base + "/")
     # neither a data dir nor $NEGSPACE_DATA, and no ../shared/data: the cache is the place
-    monkeypatch.setattr("negspace.data.loaders._repo_shared_data", lambda: None)
+    monkeypatch.setattr("negspace.data.roots._repo_shared_data", lambda: None)
     target = fetch_dataset("lastfm-hetrec2011")  # into ~/.cache/negspace/data
     assert target == tmp_path / "home" / ".cache" / "negspace" / "data" / "lastfm-hetrec2011"
     empty = tmp_path / "empty"

@@ -79,8 +79,8 @@ def test_validation_is_carved_from_training_only(tmp_path, split):
     """Model selection never sees the test set: validation pairs are training pairs of the run
     (never test pairs), and training on fit_on + validation gives back the training part."""
     from negspace.data import load_dataset
-    from negspace.experiments.splitting import split_with_validation
-    from negspace.training.config import make_config
+    from negspace.pipeline.split import split_with_validation
+    from negspace.config import make_config
 
     inter = _random(5, n_users=60, n_items=40)
     users, items = inter.pairs()

@@ -10,8 +10,8 @@ from negspace.data import Interactions
 from negspace.data.dataset import Dataset
 from negspace.data.splits import last_split, parse_time_cut, sample_users, time_split
 from negspace.errors import NegspaceError
-from negspace.experiments.splitting import split_with_validation
-from negspace.training.config import make_config
+from negspace.pipeline.split import split_with_validation
+from negspace.config import make_config
 
 
 def _data(seed: int = 0, n_users: int = 60, n_items: int = 40) -> tuple[Interactions, np.ndarray]:

@@ -121,7 +121,7 @@ def test_load_ranks_exactly_unless_the_index_is_asked_for(tmp_path):
     index: the guide promises that an exact answer never silently becomes an approximate one."""
     from negspace import Recommender
     from negspace.cli import main
-    from negspace.experiments.evaluate import recommend_for
+    from negspace.pipeline.evaluate import recommend_for
 
     run = _toy_run(tmp_path, "mf", 1)
     with pytest.raises(NegspaceError, match="no faiss index"):

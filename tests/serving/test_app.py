@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from negspace import Recommender
 from negspace.cli import main
-from negspace.experiments.rundir import code_commit
+from negspace.pipeline.rundir import code_commit
 from negspace.serving.app import ServeSettings, create_app
 from negspace.serving.holder import ModelHolder, load_model
 from negspace.serving.schemas import Limits

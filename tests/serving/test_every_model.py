@@ -10,7 +10,7 @@ from negspace import NegspaceError, Recommender
 from negspace.models import TwoTower
 from negspace.serving.app import create_app
 from negspace.serving.holder import ModelHolder, load_model
-from negspace.training.config import MODELS
+from negspace.config import MODELS
 
 from tests.serving.conftest import OPTIONS, side_features
 

@@ -104,8 +104,8 @@ def test_python_uses_the_weight_column_or_refuses_to_drop_it():
 def test_cli_confidence_reads_the_files_weights(tmp_path):
     from negspace.cli import main
     from negspace.data.loaders import load_dataset
-    from negspace.experiments.splitting import split_parts
-    from negspace.training.config import make_config
+    from negspace.pipeline.split import split_parts
+    from negspace.config import make_config
 
     path = tmp_path / "plays.csv"
     _plays().to_csv(path, index=False)
@@ -124,7 +124,7 @@ def test_cli_confidence_reads_the_files_weights(tmp_path):
 
 
 def test_confidence_needs_pair_batches():
-    from negspace.training.config import make_config, resolve_for_data
+    from negspace.config import make_config, resolve_for_data
 
     auto = make_config(dict(model="mf", loss="softmax", sampler="auto", confidence=1.0))
     assert resolve_for_data(auto, 100, 100).batch_by == "pair"  # small data, yet pairs

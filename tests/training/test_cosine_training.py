@@ -9,10 +9,10 @@ from safetensors.torch import load_file
 
 from negspace.cli import main
 from negspace.errors import NegspaceError
-from negspace.experiments.run import build_sampler, run_training
+from negspace.pipeline.fit import build_sampler, run_training
 from negspace.models import CML, MF, SimpleX
 from negspace.samplers import SharedNegativeSampler
-from negspace.training.config import make_config
+from negspace.config import make_config
 from negspace.training.objective import Objective
 
 from ..conftest import random_interactions
@@ -130,7 +130,7 @@ def test_train_evaluate_recommend_agree(toy_csv, tmp_path, capsys, argv):
         assert again[key] == pytest.approx(metrics[key], abs=1e-6)
     # recommend ranks by the exported vectors under the run's measure, training items left out
     from negspace import Recommender
-    from negspace.experiments.rundir import load_run
+    from negspace.pipeline.rundir import load_run
     run = load_run(out)
     u, v = vectors["user_embeddings"].double(), vectors["item_embeddings"].double()
     for user in run.train.user_ids[:3]:

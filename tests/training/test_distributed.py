@@ -1,4 +1,4 @@
-"""Data-parallel training (training/distributed.py) in 2 processes with gloo on 127.0.0.1:
+"""Data-parallel training (distributed/process_group.py) in 2 processes with gloo on 127.0.0.1:
 parameters equal on both ranks after every step, 2 ranks x B equal to 1 process x 2B from the
 same initial weights, refusals, a killed rank and --resume."""
 
@@ -23,7 +23,7 @@ from negspace.samplers.in_batch import InBatchSampler
 from negspace.samplers.memory_bank import MemoryBankSampler
 from negspace.samplers.base import NegativeSampler
 from negspace.samplers.shared import SharedNegativeSampler, positives_of
-from negspace.training import distributed
+from negspace.distributed import process_group as distributed
 from negspace.training.objective import Objective
 from negspace.training.trainer import Trainer, TrainerOptions
 

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from negspace.data.loaders import load_dataset
-from negspace.experiments.run import build_model, build_objective, build_sampler, split_for
+from negspace.pipeline.fit import build_model, build_objective, build_sampler, split_for
 from negspace.models.cml import CML
 from negspace.models.mf import MF
 from negspace.training import kernels
-from negspace.training.config import make_config
+from negspace.config import make_config
 from negspace.training.fused import CMLTripletStep
 from negspace.training.objective import Objective
 from negspace.training.optim import RowAdam, sum_rows

@@ -6,9 +6,9 @@ import copy
 import pytest
 import torch
 
-from negspace.experiments.run import build_model, build_objective, build_sampler, split_for
+from negspace.pipeline.fit import build_model, build_objective, build_sampler, split_for
 from negspace.data.loaders import load_dataset
-from negspace.training.config import make_config
+from negspace.config import make_config
 from negspace.training import trainer as trainer_module
 from negspace.training.trainer import Trainer, TrainerOptions
 

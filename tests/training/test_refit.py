@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from negspace.experiments.refit import refit_config
-from negspace.experiments.run import run_training
-from negspace.training.config import make_config, resolve_for_data, with_default_recipe
+from negspace.pipeline.refit import refit_config
+from negspace.pipeline.fit import run_training
+from negspace.config import make_config, resolve_for_data, with_default_recipe
 from negspace.training.schedule import refit_plan
 
 

@@ -19,11 +19,11 @@ import torch
 
 from negspace.cli import main
 from negspace.errors import NegspaceError
-from negspace.experiments.run import resume_training, run_training
-from negspace.training import config as config_module
+from negspace.pipeline.fit import resume_training, run_training
+from negspace.config import schema as config_module
 from negspace.training import trainer as trainer_module
 from negspace.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
-from negspace.training.config import SAMPLER_NAMES, make_config
+from negspace.config import SAMPLER_NAMES, make_config
 
 # Runs `negspace` with every training step slowed down, so that the test can watch the checkpoint
 # file and kill the process from outside while it is in the middle of an epoch.

@@ -4,8 +4,8 @@ after `patience` validations without improvement."""
 import pytest
 import torch
 
-from negspace.experiments.run import build_model, build_objective, build_sampler
-from negspace.training.config import make_config
+from negspace.pipeline.fit import build_model, build_objective, build_sampler
+from negspace.config import make_config
 from negspace.training.schedule import PlateauSchedule
 from negspace.training.trainer import Trainer, TrainerOptions
 from negspace.data.splits import holdout_split
@@ -84,7 +84,7 @@ def test_steps_replay_decays_without_validation():
 
 
 def test_the_default_recipe_and_its_sampler_for_the_data_size():
-    from negspace.training.config import (DEFAULT_RECIPE, FULL_SOFTMAX_MAX_CELLS,
+    from negspace.config import (DEFAULT_RECIPE, FULL_SOFTMAX_MAX_CELLS,
                                           FULL_SOFTMAX_MAX_ITEMS, resolve_for_data,
                                           with_default_recipe)
     cfg = make_config(with_default_recipe({"dim": 32}))

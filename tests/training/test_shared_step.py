@@ -6,6 +6,7 @@ import torch
 
 from negspace.models.mf import MF
 from negspace.samplers.shared import SharedNegativeSampler, positives_of
+from negspace.samplers import mask_kernels
 from negspace.training import shared_kernels
 from negspace.training.objective import Objective
 from negspace.training.optim import RowAdam, SparseFriendlyAdam
@@ -83,7 +84,7 @@ def test_compiled_positive_mask_equals_numpy():
     position = np.full(inter.n_items, -1, np.int64)
     position[distinct] = np.arange(len(distinct))
     small = np.zeros((len(users), len(distinct)), bool)
-    shared_kernels.positives_mask(inter.indptr, inter.indices, users, position, small)
+    mask_kernels.positives_mask(inter.indptr, inter.indices, users, position, small)
     np.testing.assert_array_equal(small[:, inverse], positives_of(inter, users, items))
 
 
@@ -93,7 +94,7 @@ def test_compiled_keep_mask_equals_numpy():
     users, items = rng.integers(0, 40, 100), rng.integers(0, 60, 300)  # many repeats
     head = np.full(inter.n_items, -1, np.int64)
     keep = np.ones((len(users), len(items)), bool)
-    shared_kernels.keep_mask(inter.indptr, inter.indices, users, items, head,
+    mask_kernels.keep_mask(inter.indptr, inter.indices, users, items, head,
                              np.empty(len(items), np.int64), keep)
     np.testing.assert_array_equal(keep, ~positives_of(inter, users, items))
     assert (head == -1).all()

@@ -4,9 +4,9 @@ caller's count; `threads` sets both."""
 import pytest
 import torch
 
-from negspace.experiments.run import run_training
+from negspace.pipeline.fit import run_training
 from negspace.training import trainer as trainer_module
-from negspace.training.config import make_config
+from negspace.config import make_config
 
 
 @pytest.fixture

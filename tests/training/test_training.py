@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from negspace.data.loaders import find_data_dir
-from negspace.experiments.run import run_training
-from negspace.training.config import make_config
+from negspace.pipeline.fit import run_training
+from negspace.config import make_config
 
 
 

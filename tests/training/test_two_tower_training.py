@@ -17,9 +17,9 @@ from safetensors.torch import load_file
 from negspace.cli import main
 from negspace.data.features import FeatureEncoder
 from negspace.errors import NegspaceError
-from negspace.experiments.run import build_model, build_objective, build_sampler, run_training
-from negspace.experiments.towers import cold_vectors, load_towers, recommend_cold
-from negspace.training.config import make_config
+from negspace.pipeline.fit import build_model, build_objective, build_sampler, run_training
+from negspace.pipeline.towers import cold_vectors, load_towers, recommend_cold
+from negspace.config import make_config
 from negspace.training.trainer import Trainer, TrainerOptions
 
 from ..conftest import random_interactions
@@ -239,7 +239,7 @@ def test_bad_options_fail_in_one_line(values, message):
 
 def test_new_options_enter_the_fingerprint_only_away_from_their_defaults():
     """Checkpoints written before these options existed still resume; changing one is refused."""
-    from negspace.experiments.run import fingerprint
+    from negspace.pipeline.fit import fingerprint
 
     inter = random_interactions(n_users=10, n_items=20, seed=4, dense_user=False)
     base = make_config(dict(sampler="uniform"))

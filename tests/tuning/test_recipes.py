@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from negspace.data.catalogue import REGISTRY
-from negspace.training.config import load_toml, make_config
+from negspace.config import load_toml, make_config
 
 RECIPES = sorted((Path(__file__).resolve().parents[2] / "configs" / "recipes").glob("*.toml"))
 

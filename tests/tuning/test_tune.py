@@ -14,7 +14,7 @@ import optuna  # noqa: E402
 
 from negspace.cli import main  # noqa: E402
 from negspace.errors import NegspaceError  # noqa: E402
-from negspace.training.config import load_toml, make_config  # noqa: E402
+from negspace.config import load_toml, make_config  # noqa: E402
 from negspace.tuning import load_space, run_tune  # noqa: E402
 from negspace.tuning.study import kept_epochs, parse_budget  # noqa: E402
 
@@ -71,7 +71,7 @@ def _tune(space: Path, toy: Path, out: Path, trials: int, **kw):
 
 
 def test_study_recipe_refit_and_report(space, toy, tmp_path, monkeypatch):
-    import negspace.experiments.run as run
+    import negspace.pipeline.fit as run
     test_reads = []
     real = run.evaluate
     monkeypatch.setattr(run, "evaluate", lambda *a, **k: test_reads.append(1) or real(*a, **k))
@@ -123,7 +123,7 @@ def test_resume_continues_the_study_and_reuses_the_refit(space, toy, tmp_path, m
     assert study.trials[3].params != study.trials[2].params
     assert result.counts.get("complete", 0) + result.counts.get("pruned", 0) == 5
     # nothing left to run: the same choice, and the finished refit is reused, not retrained
-    import negspace.experiments.run as run
+    import negspace.pipeline.fit as run
     monkeypatch.setattr(run, "run_training", lambda *a, **k: pytest.fail("refit retrained"))
     again = _tune(space, toy, out, trials=5)
     assert again.refit_metrics["ndcg@50"] == result.refit_metrics["ndcg@50"]

@@ -21,6 +21,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from negspace.data.readers import _find_file
+from negspace.data.roots import default_cache_dir, search_roots
 from negspace.errors import NegspaceError
 
 _CHUNK = 1 << 20
@@ -60,11 +62,6 @@ SOURCES: dict[str, str] = {
     "book-crossing-caserec-subset": "Processed Datasets/BookCrossing/book_crossing.zip in "
                                     "github.com/caserec/Datasets-for-Recommender-Systems",
 }
-
-
-def default_cache_dir() -> Path:
-    """`~/.cache/negspace/data`, where fetched datasets go when no data dir is given."""
-    return Path.home() / ".cache" / "negspace" / "data"
 
 
 def _mirror_url(url: str, base_url: str | None) -> str:
@@ -110,12 +107,10 @@ def find_present(name: str, data_dir: str | None = None) -> Path | None:
     """The folder holding every file `fetch_dataset` would store for `name` (each as is or .gz),
     searched where `load_dataset` looks: `data_dir`, else $NEGSPACE_DATA, else `../shared/data`
     beside the repository; then `~/.cache/negspace/data`. None when no folder holds them all."""
-    from negspace.data.loaders import _find_file, _roots  # loaders imports this module
-
     spec = DOWNLOADS.get(name)
     if spec is None:
         return None
-    for root in _roots(data_dir):
+    for root in search_roots(data_dir):
         if all(_find_file(root / name, f) is not None for f in spec.files):
             return root / name
     return None

@@ -33,12 +33,12 @@ for the dataset of the same kind):
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from negspace.data.catalogue import REGISTRY, DatasetSpec, _complete
 from negspace.data.dataset import Dataset
-from negspace.data.fetch import DOWNLOADS, SOURCES, default_cache_dir
+from negspace.data.fetch import DOWNLOADS, SOURCES
+from negspace.data.roots import search_roots
 from negspace.data.formats import Filters, load_given_split, load_table
 from negspace.errors import NegspaceError
 
@@ -52,24 +52,6 @@ from negspace.data.readers import (  # noqa: F401
 # ---------------------------------------------------------------------------------------------
 # Finding files
 
-def _repo_shared_data() -> Path | None:
-    for parent in Path(__file__).resolve().parents:
-        if (parent / "pyproject.toml").is_file():
-            candidate = parent.parent / "shared" / "data"
-            return candidate if candidate.is_dir() else None
-    return None
-
-
-def _roots(data_dir: str | None) -> list[Path]:
-    """Folders searched for a named dataset, in order."""
-    env = os.environ.get("NEGSPACE_DATA")
-    primary = (Path(data_dir).expanduser() if data_dir else Path(env).expanduser() if env
-               else _repo_shared_data())
-    roots = [primary] if primary is not None else []
-    cache = default_cache_dir()
-    return roots + ([cache] if cache not in roots else [])
-
-
 def find_data_dir(data_dir: str | None) -> Path | None:
     """The first existing folder that named datasets are looked up in.
 
@@ -80,14 +62,14 @@ def find_data_dir(data_dir: str | None) -> Path | None:
     Returns:
         The folder, or None when none of them exists.
     """
-    return next((root for root in _roots(data_dir) if root.is_dir()), None)
+    return next((root for root in search_roots(data_dir) if root.is_dir()), None)
 
 
 # ---------------------------------------------------------------------------------------------
 # Named datasets, folders and files
 
 def _locate(spec: DatasetSpec, data_dir: str | None) -> Path:
-    roots = _roots(data_dir)
+    roots = search_roots(data_dir)
     for root in roots:
         if _complete(root / spec.name, spec.required):
             return root / spec.name
@@ -154,7 +136,7 @@ def load_dataset(name_or_path: str, data_dir: str | None = None, *,
         raise NegspaceError(f"{path} holds neither train.txt and test.txt nor a known dataset")
     if path.is_file():
         return load_table(path, str(path), filters_for(Filters()), columns)
-    for root in _roots(data_dir):  # an unregistered train/test folder beside the named ones
+    for root in search_roots(data_dir):  # an unregistered train/test folder beside the named ones
         if _complete(root / name_or_path, ("train.txt", "test.txt")):
             return load_given_split(root / name_or_path, name_or_path, filters_for(Filters()))
     raise NegspaceError(f"unknown dataset {name_or_path!r}: neither a known name "

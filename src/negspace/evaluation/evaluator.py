@@ -51,7 +51,7 @@ def evaluate(score_fn: ScoreFn, train: Interactions, test: Interactions,
 def metrics_from_top(top: np.ndarray, users: np.ndarray, train: Interactions, test: Interactions,
                      ks: Sequence[int]) -> dict[str, float]:
     """The metrics of `evaluate` from the ranked lists (several processes can rank parts of the
-    users and gather the lists; training/distributed.py).
+    users and gather the lists; distributed/process_group.py).
 
     Args:
         top: [len(users), max(ks)] ranked items, -1 padding.

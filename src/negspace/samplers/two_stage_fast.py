@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from negspace.training.kernels import numba
+from negspace.compiled import numba
 
 AVAILABLE = numba is not None
 # Rejection is used where log w(hi) - log w(0) is at most this (acceptance >= admissible share

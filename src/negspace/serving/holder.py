@@ -22,7 +22,7 @@ import numpy as np
 
 from negspace.api import Recommender
 from negspace.errors import NegspaceError
-from negspace.experiments.rundir import METRICS_FILE
+from negspace.pipeline.rundir import METRICS_FILE
 from negspace.models.two_tower import TwoTower
 from negspace.retrieval import ann
 

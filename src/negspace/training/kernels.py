@@ -10,12 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-try:
-    import numba
-except ImportError:  # numba missing (a platform without its wheels): the torch paths run
-    numba = None
-
-AVAILABLE = numba is not None
+from negspace.compiled import AVAILABLE, numba
 NORM_EPS = 1e-12  # F.normalize's floor on the norm (training/fused.py uses it too)
 
 

@@ -1,5 +1,5 @@
-"""Compiled (numba) loops of the shared-negative cosine step (training/shared_step.py) and of the
-shared sampler's positive mask. The matrix products stay in torch (BLAS); these loops do the
+"""Compiled (numba) loops of the shared-negative cosine step (training/shared_step.py); the
+shared sampler's positive masks are in samplers/mask_kernels.py. The matrix products stay in torch (BLAS); these loops do the
 lookups, normalisations, the MML/CCL terms and their gradient, and the back-projection through
 the normalisation, with no intermediate tensors. Optional like training/kernels.py.
 """
@@ -92,37 +92,9 @@ def _finish_grads(g_u, g_p, g_n, u, p, n, g_pos, ru, rp, rn):  # pragma: no cove
                 g[i, j] = (g[i, j] - v[i, j] * s) / r[i]
 
 
-def _positives_mask(indptr, indices, users, position, out):  # pragma: no cover -- compiled
-    """out[r, position[i]] = True for every training positive i of users[r] with position >= 0."""
-    for r in range(users.shape[0]):
-        for e in range(indptr[users[r]], indptr[users[r] + 1]):
-            c = position[indices[e]]
-            if c >= 0:
-                out[r, c] = True
-
-
-def _keep_mask(indptr, indices, users, items, head, nxt, keep):  # pragma: no cover -- compiled
-    """keep[r, j] = False where items[j] is a training positive of users[r] (keep starts True).
-    Repeated items are chained (head[item] -> first column, nxt[column] -> the next one), so no
-    distinct/inverse pass is needed; `head` (all -1, one per item) is left as it was found."""
-    for j in range(items.shape[0]):
-        nxt[j] = head[items[j]]
-        head[items[j]] = j
-    for r in range(users.shape[0]):
-        for e in range(indptr[users[r]], indptr[users[r] + 1]):
-            j = head[indices[e]]
-            while j >= 0:
-                keep[r, j] = False
-                j = nxt[j]
-    for j in range(items.shape[0]):
-        head[items[j]] = -1
-
-
 if AVAILABLE:
     _jit = numba.njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract", "nsz"})
     _gather_unit = gather_unit = _jit(_gather_unit)
     prepare = _jit(_prepare)
     margin_terms = _jit(_margin_terms)
     finish_grads = _jit(_finish_grads)
-    positives_mask = _jit(_positives_mask)
-    keep_mask = _jit(_keep_mask)

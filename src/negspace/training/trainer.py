@@ -105,7 +105,7 @@ class Trainer(TrainerCheckpoints):
         # (batch users, batch items, future of their draw, sampler state before that draw)
         self._pending: tuple[torch.Tensor, torch.Tensor, Future, dict] | None = None
         self.following: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.dist: Any = None  # a DistContext under --nproc (training/distributed.py attaches it)
+        self.dist: Any = None  # a DistContext under --nproc (distributed/process_group.py attaches it)
         self.device_step = DeviceStep.build(self, options.precision, options.device_step)
 
     def _draw(self, users: torch.Tensor, items: torch.Tensor) -> Any:
@@ -175,7 +175,7 @@ class Trainer(TrainerCheckpoints):
             else:
                 loss = self.objective(self.model, users, items, neg)
         value = float(loss.detach())
-        if self.dist is not None:  # the global batch's loss (training/distributed.py)
+        if self.dist is not None:  # the global batch's loss (distributed/process_group.py)
             value = self.dist.global_loss(value, users, self.global_step)
         if not math.isfinite(value):  # before the update: the parameters stay as they were
             raise self._diverged(f"loss became {value} at epoch {self.epoch}, step "

@@ -44,7 +44,7 @@ from typing import Any
 
 from negspace.errors import NegspaceError
 from negspace.evaluation.metrics import RANKING_METRICS
-from negspace.training.config import normalise_keys
+from negspace.config import normalise_keys
 
 PRUNERS = ("median", "hyperband", "none")
 STUDY_DEFAULTS: dict[str, Any] = {"metric": None, "pruner": "median", "prune_after_trials": 4,

@@ -116,8 +116,8 @@ class Objective:
         self.job = job
 
     def __call__(self, trial: Any) -> float:
-        from negspace.experiments.run import run_training
-        from negspace.training.config import make_config
+        from negspace.pipeline.fit import run_training
+        from negspace.config import make_config
 
         optuna = _optuna()
         job = self.job

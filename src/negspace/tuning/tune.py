@@ -145,8 +145,8 @@ def _schedule_note(lrs: list[Any], best_epoch: int, epochs: int) -> list[str]:
 def _metric(space: Space) -> tuple[str, str]:
     """The validation metric: [study] metric, else [fixed] select_metric, else the trainer's
     default for the dataset's protocol (which loading the dataset tells, and checks it exists)."""
-    from negspace.experiments.run import load_for
-    from negspace.training.config import make_config
+    from negspace.pipeline.fit import load_for
+    from negspace.config import make_config
 
     data_keys = ("dataset", "data_dir", "rating_threshold", "min_user_interactions",
                  "min_item_interactions")
@@ -183,8 +183,8 @@ def _open_study(space: Space, url: str, name: str, metric: str) -> Any:
 def _refit(options: dict[str, Any], space: Space, out_dir: Path) -> dict[str, float]:
     """Trains the recipe on all training data in OUT/refit and evaluates it on the test split.
     A refit already finished with the same options is reused: the test split is read once."""
-    from negspace.experiments.run import run_training
-    from negspace.training.config import make_config
+    from negspace.pipeline.fit import run_training
+    from negspace.config import make_config
 
     extra = {k: space.fixed[k] for k in ("data_dir", "threads") if k in space.fixed}
     cfg = make_config({**options, **extra, "progress": False})

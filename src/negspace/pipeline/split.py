@@ -16,7 +16,7 @@ from negspace.data.interactions import Interactions
 from negspace.data.splits import (holdout_split, kfold_split, last_split, sample_users,
                                   time_split)
 from negspace.errors import NegspaceError
-from negspace.training.config import TrainConfig
+from negspace.config import TrainConfig
 
 
 def _mode(cfg: TrainConfig, dataset: Dataset) -> str:

@@ -6,7 +6,6 @@ import dataclasses
 import hashlib
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,10 +16,12 @@ from negspace.data.dataset import Dataset
 from negspace.data.interactions import Interactions
 from negspace.data.loaders import Columns, load_dataset
 from negspace.evaluation.evaluator import evaluate
-from negspace.training import distributed
-from negspace.experiments.splitting import split_parts, split_with_validation
-from negspace.experiments.towers import TowerFeatures, plot_drift, save_towers, tower_features
-from negspace.experiments.rundir import (METRICS_FILE, check_run_dir, code_commit,
+from negspace.distributed import process_group as distributed
+from negspace.pipeline.split import split_parts, split_with_validation
+from negspace.pipeline.output import RunOutput
+from negspace.pipeline.refit import train_with_refit
+from negspace.pipeline.towers import TowerFeatures, plot_drift, save_towers, tower_features
+from negspace.pipeline.rundir import (METRICS_FILE, check_run_dir, code_commit,
                                          remove_temporaries, save_interactions, save_vectors,
                                          start_run_dir, write_history)
 from negspace.io import write_json
@@ -31,7 +32,7 @@ from negspace.samplers import (NegativeSampler, PopularitySampler, SharedNegativ
 from negspace.samplers.in_batch import FullCatalogueSampler, InBatchSampler, UniformSoftmaxSampler
 from negspace.samplers.memory_bank import MemoryBankSampler
 from negspace.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
-from negspace.training.config import TrainConfig, config_fields, make_config, resolve_for_data
+from negspace.config import TrainConfig, config_fields, make_config, resolve_for_data
 from negspace.training.objective import Objective
 from negspace.training.device import configure, resolve_device
 from negspace.training.trainer import Trainer, TrainerOptions, score_fn
@@ -135,18 +136,8 @@ def load_for(cfg: TrainConfig) -> Dataset:
 
 def split_for(cfg: TrainConfig, dataset: Dataset) -> tuple[Interactions, Interactions]:
     """(training interactions, test interactions) of this run: the given split, fold `cfg.fold`,
-    or a time split (experiments/splitting.py)."""
+    or a time split (pipeline/split.py)."""
     return split_parts(cfg, dataset)[:2]
-
-
-@dataclass
-class RunOutput:
-    metrics: dict[str, float]
-    history: list[dict]
-    model: EmbeddingModel
-    train: Interactions
-    test: Interactions
-    seconds: float
 
 
 def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: bool = False,
@@ -170,7 +161,7 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
             must not read it; in memory only, `out` None) returns only `best_epoch` as metrics.
         selection: a --refit run's validated run (its history, written to selection.csv and
             counted in the training seconds, and what it chose, added to the metrics); set by
-            experiments/refit.py.
+            pipeline/refit.py.
         dataset: the data `cfg` names, when the caller has loaded it already (the refit's two
             runs); None loads it.
 
@@ -182,7 +173,7 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
     device = resolve_device(cfg.device)  # before the data: a missing GPU is a one-line error
     configure(device, cfg.precision, cfg.deterministic)
     run_dir = Path(out) if out is not None else None
-    dist = None  # --nproc: this rank's DistContext (training/distributed.py); rank 0 writes
+    dist = None  # --nproc: this rank's DistContext (distributed/process_group.py); rank 0 writes
     if cfg.nproc > 1 or distributed.in_worker():
         distributed.check_supported(cfg.sampler, max(cfg.nproc, 2), cfg.device)
         device = resolve_device("cpu")  # gloo on CPUs (--device auto means the CPU here)
@@ -191,7 +182,7 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
                 check_run_dir(run_dir, overwrite)
             if on_epoch is not None or not evaluate_test:
                 raise NegspaceError("--nproc > 1 runs from the command line or run_training only")
-            return distributed.launch(dataclasses.asdict(cfg), cfg.nproc,
+            return distributed.launch(_rank_entry, dataclasses.asdict(cfg), cfg.nproc,
                                       None if out is None else str(out), overwrite, resume)
         dist = distributed.init_worker()
         cfg = dataclasses.replace(cfg, nproc=dist.world, progress=cfg.progress and dist.is_main)
@@ -204,8 +195,8 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
     cfg = resolve_for_data(cfg, train.n_users, train.n_items)  # sampler "auto" (default recipe)
     select = cfg.select_metric or ("ndcg@50" if dataset.protocol == "kfold" else "recall@20")
     if cfg.refit == "yes":  # train with validation in memory, then again on all training data
-        from negspace.experiments.refit import train_with_refit
-        return train_with_refit(cfg, select, out, overwrite, on_epoch, evaluate_test, dataset)
+        return train_with_refit(run_training, cfg, select, out, overwrite, on_epoch,
+                                evaluate_test, dataset)
     features = tower_features(dataset) if cfg.model == "two-tower" and cfg.side_features else None
     model = build_model(cfg, train.n_users, train.n_items, history=fit_on,
                         features=features).to(device)
@@ -261,6 +252,11 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
                       if selection is not None else {})})
     metrics["train_seconds"] = train_seconds
     return RunOutput(metrics, result.history, model, train, test, seconds)
+
+
+def _rank_entry(values: dict[str, Any], out: str | None, overwrite: bool, resume: bool) -> RunOutput:
+    """One rank of a `--nproc` run (distributed/process_group.py launches it)."""
+    return run_training(make_config(values), out, overwrite=overwrite, resume=resume)
 
 
 # Options that change neither the numbers nor the bytes a run produces: a resumed run may change them.

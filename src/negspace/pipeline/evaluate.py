@@ -9,12 +9,12 @@ import numpy as np
 import torch
 
 from negspace.evaluation.evaluator import evaluate
-from negspace.experiments.rundir import load_run
+from negspace.pipeline.rundir import load_run
 from negspace.io import write_json
 from negspace.evaluation.scoring import BufferedScorer
 from negspace.retrieval.topk import topk_items
 from negspace.errors import NegspaceError
-from negspace.training.config import config_fields, make_config
+from negspace.config import config_fields, make_config
 from negspace.training.device import resolve_device
 
 
@@ -39,7 +39,7 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None,
     refused in one line: evaluate it with `Recommender.evaluate(test)`. `device`: where the
     scores are computed (--device; a GPU's metrics may differ from the CPU's by float rounding).
     """
-    from negspace.experiments.run import load_for, split_for
+    from negspace.pipeline.fit import load_for, split_for
 
     run = load_run(run_dir)
     known = {f.name for f in config_fields()}

@@ -33,7 +33,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
-    from negspace.training.config import config_fields
+    from negspace.config import config_fields
 
     for f in config_fields():
         flag = "--" + f.name.replace("_", "-")
@@ -51,7 +51,7 @@ _DEVICE_HELP = "auto (a GPU when there is one), cpu, cuda or cuda:N"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from negspace.training.config import COMBINATIONS_HELP
+    from negspace.config import COMBINATIONS_HELP
 
     parser = _Parser(prog="negspace", description="Embedding recommenders trained with better negatives.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -148,8 +148,8 @@ def _add_serve_parser(sub: Any) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from negspace.experiments.run import run_training
-    from negspace.training.config import config_fields, load_toml, make_config, with_default_recipe
+    from negspace.pipeline.fit import run_training
+    from negspace.config import config_fields, load_toml, make_config, with_default_recipe
 
     values: dict[str, Any] = load_toml(args.config) if args.config else {}
     for f in config_fields():
@@ -158,7 +158,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume is not None:
         if args.out is not None or args.overwrite:
             raise NegspaceError("--resume writes into the run it continues; drop --out and --overwrite")
-        from negspace.experiments.run import resume_training
+        from negspace.pipeline.fit import resume_training
         out, where = resume_training(args.resume, values), args.resume
     elif args.out is None:
         raise NegspaceError("train: --out RUN_DIR (or --resume RUN_DIR) is required")
@@ -189,7 +189,7 @@ def _print_metrics(metrics: dict[str, float]) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from negspace.experiments.evaluate import evaluate_run
+    from negspace.pipeline.evaluate import evaluate_run
 
     metrics = evaluate_run(args.run_dir, data_dir=args.data_dir, device=args.device)
     _print_metrics(metrics)
@@ -197,14 +197,14 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _recommend(args: argparse.Namespace) -> int:
-    from negspace.experiments.evaluate import recommend_for
+    from negspace.pipeline.evaluate import recommend_for
 
     if args.k < 1:
         raise NegspaceError(f"-k must be >= 1; got {args.k}")
     if (args.user is None) == (args.features is None):
         raise NegspaceError("give either --user or --features")
     if args.features is not None:
-        from negspace.experiments.towers import read_cold_user, recommend_cold
+        from negspace.pipeline.towers import read_cold_user, recommend_cold
         features, known = read_cold_user(args.features)
         items, scores = recommend_cold(args.run_dir, features, known, args.k)
     elif args.faiss:
@@ -241,7 +241,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _grid(args: argparse.Namespace) -> int:
-    from negspace.experiments.grid import run_grid
+    from negspace.tuning.grid import run_grid
 
     run_grid(args.config, out=args.out, dry_run=args.dry_run, device=args.device)
     return 0

@@ -20,18 +20,18 @@ from negspace.data.splits import holdout_split, sample_users
 from negspace.errors import NegspaceError, did_you_mean
 from negspace.evaluation.evaluator import evaluate
 from negspace.data.features import encode_side_features
-from negspace.experiments.rundir import (code_commit, load_run, prepare_run_dir,
+from negspace.pipeline.rundir import (code_commit, load_run, prepare_run_dir,
                                          save_interactions, save_vectors, write_history)
-from negspace.experiments.towers import (FEATURES_FILE, TOWERS_FILE, TowerFeatures, load_towers,
+from negspace.pipeline.towers import (FEATURES_FILE, TOWERS_FILE, TowerFeatures, load_towers,
                                          save_towers)
 from negspace.io import write_json
 from negspace.models.base import EmbeddingModel
 from negspace.models.simplex import SimpleX
 from negspace.models.two_tower import TwoTower
-from negspace.recommender_query import RecommenderQueries
+from negspace.api.queries import RecommenderQueries
 from negspace.retrieval import ann
 from negspace.samplers.base import NegativeSampler
-from negspace.training.config import (TrainConfig, config_fields, make_config, resolve_for_data,
+from negspace.config import (TrainConfig, config_fields, make_config, resolve_for_data,
                                      with_default_recipe)
 from negspace.training.device import configure, resolve_device
 
@@ -47,7 +47,7 @@ class Recommender(RecommenderQueries):
 
     Args:
         model: None (with no sampler, objective, loss or batch unit either: the default recipe
-            of `negspace train`, training/config.py DEFAULT_RECIPE), "cml", "mf" or another
+            of `negspace train`, config/schema.py DEFAULT_RECIPE), "cml", "mf" or another
             name `negspace train --model` knows, or a factory
             `(n_users, n_items) -> EmbeddingModel` (the default loss is then the one of the
             built model's class, when it is one of the library's).
@@ -123,7 +123,7 @@ class Recommender(RecommenderQueries):
             self. A `validation` share of each user's items (option, default 0.1) is held out
             for early stopping; they stay in `train`, so they are never recommended.
         """
-        from negspace.experiments.run import (build_model, build_objective, build_sampler,
+        from negspace.pipeline.fit import (build_model, build_objective, build_sampler,
                                               trainer_options)
         from negspace.training.trainer import Trainer
 
@@ -168,7 +168,7 @@ class Recommender(RecommenderQueries):
 
         model, result = train_once(cfg, fit_on, validation)
         if cfg.refit == "yes":  # again on every training interaction, for the chosen epochs
-            from negspace.experiments.refit import refit_config
+            from negspace.pipeline.refit import refit_config
             cfg = self.config = refit_config(cfg, result.history, result.best_epoch, select)
             model, result = train_once(cfg, train, None)
         model.eval()
@@ -187,7 +187,7 @@ class Recommender(RecommenderQueries):
         `negspace evaluate` can read it again; anything else is data held in memory."""
         _check_columns(columns, ("user_features", "item_features"))
         if isinstance(data, (str, Path)):
-            from negspace.experiments.run import load_for
+            from negspace.pipeline.fit import load_for
             self.config.dataset = str(data)
             if columns.get("data_dir") is not None:
                 self.config.data_dir = str(columns.pop("data_dir"))

@@ -31,7 +31,7 @@ import pandas as pd
 
 from negspace.errors import NegspaceError, TrainingInterrupted
 from negspace.io import write_text
-from negspace.training.config import make_config, normalise_keys
+from negspace.config import make_config, normalise_keys
 
 DEFAULT_METRICS = ["map@50", "ndcg@50", "mmr@50", "recall@20", "ndcg@20"]
 
@@ -85,7 +85,7 @@ def run_grid(path: str | Path, out: str | Path | None = None, dry_run: bool = Fa
     """Runs every unfinished cell (a cell is finished when its metrics.json exists), then writes
     results.csv, results.md and the plots into the output folder. `device` (--device) overrides
     the file's for every cell."""
-    from negspace.experiments.run import run_training
+    from negspace.pipeline.fit import run_training
 
     spec = load_grid(path)
     out_dir = Path(out or spec.get("out") or Path(path).with_suffix(""))

@@ -320,22 +320,23 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(values: dict[str, Any], out: str | None, overwrite: bool, resume: bool) -> Any:
-    """Entry point of each local rank: the same `run_training`, now inside the process group."""
-    from negspace.experiments.run import run_training
-    from negspace.training.config import make_config
-
+def _worker(entry: Callable[..., Any], values: dict[str, Any], out: str | None, overwrite: bool,
+            resume: bool) -> Any:
+    """Entry point of each local rank: `entry` (the pipeline's one training run) inside the
+    process group; a NegspaceError becomes this rank's one-line message and exit code 2."""
     try:
-        result = run_training(make_config(values), out, overwrite=overwrite, resume=resume)
+        result = entry(values, out, overwrite, resume)
     except NegspaceError as e:
         print(f"negspace (rank {os.environ.get('RANK')}): {e}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     return result if int(os.environ.get("RANK", "0")) == 0 else None
 
 
-def launch(values: dict[str, Any], nproc: int, out: str | None, overwrite: bool,
-           resume: bool) -> Any:
-    """Runs `run_training` in nproc local processes through torch.distributed's launcher.
+def launch(entry: Callable[..., Any], values: dict[str, Any], nproc: int, out: str | None,
+           overwrite: bool, resume: bool) -> Any:
+    """Runs `entry(values, out, overwrite, resume)` in nproc local processes through
+    torch.distributed's launcher (the pipeline passes its training run; a module-level function,
+    so that spawned processes can import it).
 
     Returns:
         Rank 0's RunOutput.
@@ -352,7 +353,7 @@ def launch(values: dict[str, Any], nproc: int, out: str | None, overwrite: bool,
                           monitor_interval=0.2, start_method="spawn")
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # as torchrun does for several local workers
     try:
-        results = elastic_launch(config, _worker)(values, out, overwrite, resume)
+        results = elastic_launch(config, _worker)(entry, values, out, overwrite, resume)
     except ChildFailedError as e:
         rank, failure = e.get_first_failure()  # the cause; the others were stopped after it
         code = failure.exitcode

@@ -46,61 +46,7 @@ learning rate drops 10x and the best weights come back after each validation wit
 """
 
 
-# What `negspace train` and `Recommender()` train when no model, loss, sampler, negative mode or
-# batch unit is named (on the command line, in --config, or as keyword): MF on cosine scores with
-# the softmax loss, plateau decay. Chosen on validation splits only (docs/results.md, "Default
-# recipe"); it reads nothing of the dataset but its size. dim 0 means "by the data's size"
-# (resolve_for_data), as sampler "auto" does; a value given by the user stays.
-DEFAULT_RECIPE: dict[str, Any] = {
-    "model": "mf", "loss": "softmax", "sampler": "auto", "dim": 0, "negatives": 1000,
-    "batch_size": 256, "lr": 0.01, "temperature": 0.15, "init_std": 0.01, "refit": "auto",
-}
-# Up to this many user x item cells an epoch of the full softmax at d 512 stays cheap (ML-1M's
-# 1.8e7: about 5 s on one core), and d 512 at T 0.15 scored above d 128 at T 0.2 on the validation
-# split of every such dataset we have (ML-100k, ML-1M, Last.fm, Book-Crossing: +2% to +9%);
-# above it d 256 at T 0.15 (the Amazon sets: above d 128 at T 0.2 on validation by 4% to 5% after
-# 8 of its epochs, each costing twice one at d 128).
-SMALL_DATA_MAX_CELLS = 1e8
-SMALL_DATA = {"dim": 512}
-LARGE_DATA = {"dim": 256}
-# sampler "auto": the full softmax batched by users while an epoch's n_users x n_items scores stay
-# affordable (up to this many: Amazon-Book's 1.8e9 take about 40 s an epoch on one core at d 128)
-# and a step's B_users x n_items scores fit in memory (n_items up to the second cap), else
-# per-pair batches with the --negatives shared uniform negatives (sampled softmax). On Amazon-CDs
-# the full softmax beat the sampled one on validation in a third of the epochs: docs/results.md,
-# "Default recipe".
-FULL_SOFTMAX_MAX_CELLS = 4e9
-FULL_SOFTMAX_MAX_ITEMS = 200_000
-BY_SIZE = ("dim",)  # 0 in these: chosen by resolve_for_data
-
-
-def resolve_for_data(cfg: "TrainConfig", n_users: int, n_items: int) -> "TrainConfig":
-    """`cfg` with sampler "auto" (and dim 0) and refit "auto" replaced by what the data's size
-    calls for (see above)."""
-    cells = n_users * n_items
-    if cfg.refit == "auto":  # small data: the second run costs seconds, the 10% held out counts
-        small = cells <= SMALL_DATA_MAX_CELLS and cfg.validation > 0 and cfg.nproc <= 1
-        cfg = dataclasses.replace(cfg, refit="yes" if small else "no")
-    if cfg.sampler != "auto":
-        return cfg
-    sized = SMALL_DATA if cells <= SMALL_DATA_MAX_CELLS else LARGE_DATA
-    picks = {k: sized[k] for k in BY_SIZE if getattr(cfg, k) == 0}
-    # --confidence weights the draw of positive pairs: user batches have none to weight
-    fits = cells <= FULL_SOFTMAX_MAX_CELLS and n_items <= FULL_SOFTMAX_MAX_ITEMS
-    if fits and getattr(cfg, "confidence", 0) == 0:
-        return dataclasses.replace(cfg, sampler="full", batch_by="user", **picks).validate()
-    return dataclasses.replace(cfg, sampler="uniform", **picks).validate()
-
-
-RECIPE_CHOICES = ("model", "loss", "sampler", "negative_mode", "batch_by")
-
-
-def with_default_recipe(values: dict[str, Any]) -> dict[str, Any]:
-    """`values` on top of DEFAULT_RECIPE when they name none of RECIPE_CHOICES; else unchanged
-    (naming a model, loss or sampler starts from the per-option defaults, which suit it)."""
-    if any(values.get(k) is not None for k in RECIPE_CHOICES):
-        return values
-    return {**DEFAULT_RECIPE, **{k: v for k, v in values.items() if v is not None}}
+BY_SIZE = ("dim",)  # 0 in these: chosen by the data's size (config/recipe.py)
 
 
 def _opt(help: str, choices: tuple[str, ...] | None = None, low: float | None = None,

@@ -5,7 +5,7 @@ the plateau decays need, but the model trained without it has seen less data. A 
 twice: first with validation, in memory, which chooses the epochs (and the decays, replayed at
 the same epochs: training/schedule.py `refit_plan`); then on every training interaction for
 those epochs, the model kept and evaluated. This is what `negspace tune` does with its best trial,
-and the default recipe does it on small data (training/config.py, refit "auto").
+and the default recipe does it on small data (config/schema.py, refit "auto").
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from negspace.training.config import TrainConfig
+from negspace.config import TrainConfig
 from negspace.training.schedule import refit_plan
 
 if TYPE_CHECKING:
     from negspace.data.dataset import Dataset
-    from negspace.experiments.run import RunOutput
+    from negspace.pipeline.output import RunOutput
 
 
 def refit_config(cfg: TrainConfig, history: list[dict], best_epoch: int,
@@ -44,12 +44,14 @@ def refit_config(cfg: TrainConfig, history: list[dict], best_epoch: int,
                                epochs=plan["epochs"], **schedule).validate()
 
 
-def train_with_refit(cfg: TrainConfig, select: str, out: str | Path | None, overwrite: bool,
+def train_with_refit(run_training: Callable[..., "RunOutput"], cfg: TrainConfig, select: str,
+                     out: str | Path | None, overwrite: bool,
                      on_epoch: Callable[[dict], bool | None] | None,
                      evaluate_test: bool, dataset: "Dataset") -> "RunOutput":
     """Trains `cfg` with validation in memory, then its refit (see the module docstring).
 
     Args:
+        run_training: the pipeline's one run (pipeline/fit.py), called for both runs.
         cfg: a configuration with refit "yes" (resolved for the data).
         select: the validation metric.
         out: run directory of the refit (selection.csv holds the validated run's history).
@@ -62,7 +64,6 @@ def train_with_refit(cfg: TrainConfig, select: str, out: str | Path | None, over
         The refit's output; its metrics add `selection_best_epoch`, `selection_val_<metric>`
         and `refit_epochs`.
     """
-    from negspace.experiments.run import run_training
     chosen = run_training(dataclasses.replace(cfg, refit="no"), None, on_epoch=on_epoch,
                           evaluate_test=False, dataset=dataset)
     best = int(chosen.metrics["best_epoch"])

@@ -1,12 +1,12 @@
 """Querying a fitted recommender: top-k for known users, new users (fold-in or the two-tower cold
 start), similar items, the array ranking behind them (`negspace serve`) and the faiss index.
-Mixed into `api.Recommender`, whose attributes these methods read (`train`, `config`,
+Mixed into `api.recommender.Recommender`, whose attributes these methods read (`train`, `config`,
 `user_vectors`, `item_vectors`, `measure`, `index`, `model`, ...) and whose `_need_fitted` and
 `_device` they call."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Self, Sequence
 
 import numpy as np
 import pandas as pd
@@ -15,16 +15,12 @@ import torch
 
 from negspace.data.interactions import Interactions
 from negspace.errors import NegspaceError
-from negspace.experiments.towers import cold_vectors
+from negspace.pipeline.towers import cold_vectors
 from negspace.models.base import score_matrix
 from negspace.models.two_tower import TwoTower
 from negspace.retrieval import ann
 from negspace.retrieval.foldin import fold_in
 from negspace.retrieval.topk import csr_entries, topk_items
-
-if TYPE_CHECKING:
-    from negspace.api import Recommender
-
 
 class RecommenderQueries:
     """`Recommender`'s rankings (a mixin: the vectors, id maps and options are set by
@@ -220,7 +216,7 @@ class RecommenderQueries:
 
     # -- faiss ----------------------------------------------------------------------------------
 
-    def build_index(self, kind: str = "flat", **params: Any) -> "Recommender":
+    def build_index(self, kind: str = "flat", **params: Any) -> Self:
         """Builds a faiss index over the item vectors ("flat" exact, "ivf" or "hnsw"); see
         `negspace.retrieval.ann.build_index` for `params`. Needs the `faiss` extra."""
         self._need_fitted()

@@ -80,7 +80,7 @@ def load_towers(run_dir: str | Path) -> tuple[TwoTower, dict[str, Any], Any]:
     Returns:
         (model in eval mode, the features.json content, the run as `load_run` reads it).
     """
-    from negspace.experiments.rundir import load_run
+    from negspace.pipeline.rundir import load_run
 
     run_dir = Path(run_dir)
     run = load_run(run_dir)

@@ -1,0 +1,1 @@
+"""Multi-process data-parallel training (`--nproc`): the process group and its collectives."""

@@ -1,0 +1,20 @@
+"""What one training run returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from negspace.data.interactions import Interactions
+from negspace.models.base import EmbeddingModel
+
+
+@dataclass
+class RunOutput:
+    """Test metrics (with `train_seconds`), history, the selected model, the split, seconds."""
+
+    metrics: dict[str, float]
+    history: list[dict]
+    model: EmbeddingModel
+    train: Interactions
+    test: Interactions
+    seconds: float
