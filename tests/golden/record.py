@@ -38,11 +38,8 @@ RESUMED = "cml-uniform-resumed"  # trained 2 epochs, stopped, resumed to 4
 
 
 def _api():
-    try:
-        from negspace.pipeline.fit import resume_training, run_training
-    except ImportError:
-        from negspace.experiments.run import resume_training, run_training
-    from negspace.training.config import make_config
+    from negspace.config import make_config
+    from negspace.pipeline.fit import resume_training, run_training
     return run_training, resume_training, make_config
 
 

@@ -97,7 +97,7 @@ def test_in_batch_and_uniform_candidates_and_log_q(inter):
 def test_every_positive_of_the_user_is_masked_by_default(inter):
     """The README promises that every sampler excludes the user's training positives: the
     embedding-level samplers do so unless told otherwise (--no-mask-positives)."""
-    from negspace.pipeline.fit import build_sampler
+    from negspace.pipeline.build import build_sampler
     from negspace.config import make_config
 
     users, items = _batch(inter, 32, 1)

@@ -9,7 +9,8 @@ from safetensors.torch import load_file
 
 from negspace.cli import main
 from negspace.errors import NegspaceError
-from negspace.pipeline.fit import build_sampler, run_training
+from negspace.pipeline.build import build_sampler
+from negspace.pipeline.fit import run_training
 from negspace.models import CML, MF, SimpleX
 from negspace.samplers import SharedNegativeSampler
 from negspace.config import make_config

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from negspace.data.loaders import load_dataset
-from negspace.pipeline.fit import build_model, build_objective, build_sampler, split_for
+from negspace.pipeline.build import build_model, build_objective, build_sampler
+from negspace.pipeline.fit import split_for
 from negspace.models.cml import CML
 from negspace.models.mf import MF
 from negspace.training import kernels

@@ -6,7 +6,8 @@ import copy
 import pytest
 import torch
 
-from negspace.pipeline.fit import build_model, build_objective, build_sampler, split_for
+from negspace.pipeline.build import build_model, build_objective, build_sampler
+from negspace.pipeline.fit import split_for
 from negspace.data.loaders import load_dataset
 from negspace.config import make_config
 from negspace.training import trainer as trainer_module

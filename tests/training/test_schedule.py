@@ -4,7 +4,7 @@ after `patience` validations without improvement."""
 import pytest
 import torch
 
-from negspace.pipeline.fit import build_model, build_objective, build_sampler
+from negspace.pipeline.build import build_model, build_objective, build_sampler
 from negspace.config import make_config
 from negspace.training.schedule import PlateauSchedule
 from negspace.training.trainer import Trainer, TrainerOptions

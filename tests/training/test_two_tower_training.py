@@ -17,7 +17,8 @@ from safetensors.torch import load_file
 from negspace.cli import main
 from negspace.data.features import FeatureEncoder
 from negspace.errors import NegspaceError
-from negspace.pipeline.fit import build_model, build_objective, build_sampler, run_training
+from negspace.pipeline.build import build_model, build_objective, build_sampler
+from negspace.pipeline.fit import run_training
 from negspace.pipeline.towers import cold_vectors, load_towers, recommend_cold
 from negspace.config import make_config
 from negspace.training.trainer import Trainer, TrainerOptions

@@ -20,6 +20,8 @@ from negspace.data.splits import holdout_split, sample_users
 from negspace.errors import NegspaceError, did_you_mean
 from negspace.evaluation.evaluator import evaluate
 from negspace.data.features import encode_side_features
+from negspace.pipeline.build import ModelFactory, build_trainer
+from negspace.pipeline.fit import trainer_options
 from negspace.pipeline.rundir import (code_commit, load_run, prepare_run_dir,
                                          save_interactions, save_vectors, write_history)
 from negspace.pipeline.towers import (FEATURES_FILE, TOWERS_FILE, TowerFeatures, load_towers,
@@ -35,8 +37,6 @@ from negspace.config import (TrainConfig, config_fields, make_config, resolve_fo
                                      with_default_recipe)
 from negspace.training.device import configure, resolve_device
 
-ModelFactory = Callable[[int, int], EmbeddingModel]
-"""(n_users, n_items) -> an initialised model."""
 
 
 class Recommender(RecommenderQueries):
@@ -123,10 +123,6 @@ class Recommender(RecommenderQueries):
             self. A `validation` share of each user's items (option, default 0.1) is held out
             for early stopping; they stay in `train`, so they are never recommended.
         """
-        from negspace.pipeline.fit import (build_model, build_objective, build_sampler,
-                                              trainer_options)
-        from negspace.training.trainer import Trainer
-
         cfg = self.config
         if cfg.nproc > 1:  # the launcher runs `negspace train` workers, not this object
             raise NegspaceError("nproc > 1 trains through `negspace train --nproc N` or "
@@ -148,23 +144,11 @@ class Recommender(RecommenderQueries):
 
         def train_once(cfg: TrainConfig, fit_on: Interactions,
                        validation: Interactions | None) -> tuple[EmbeddingModel, Any]:
-            torch.manual_seed(cfg.seed)
-            if self._model_factory is not None:
-                model = self._model_factory(train.n_users, train.n_items)
-            elif cfg.model in ("simplex", "two-tower"):  # the models that read the histories
-                model = build_model(cfg, train.n_users, train.n_items, history=fit_on,
-                                    features=features)
-            else:
-                model = build_model(cfg, train.n_users, train.n_items)
-            model = model.to(device)
-            if self._model_factory is not None:
-                # the default loss and the saved config.json follow the model actually built
-                names = {"CML": "cml", "MF": "mf", "SimpleX": "simplex"}
-                cfg.model = names.get(type(model).__name__, cfg.model)
-            sampler = self._sampler or build_sampler(cfg)
-            objective = self._objective or build_objective(cfg)
-            options = trainer_options(cfg, select)
-            return model, Trainer(model, sampler, objective, fit_on, options, validation).fit()
+            trainer = build_trainer(cfg, train.n_users, train.n_items, fit_on, validation,
+                                    trainer_options(cfg, select), device, features=features,
+                                    model_factory=self._model_factory, sampler=self._sampler,
+                                    objective=self._objective)
+            return trainer.model, trainer.fit()
 
         model, result = train_once(cfg, fit_on, validation)
         if cfg.refit == "yes":  # again on every training interaction, for the chosen epochs

@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from negspace import registry
+from negspace.config.values import coerce, floats
 from negspace.errors import NegspaceError, did_you_mean
+from negspace.samplers.base import SamplerKind
 
-MODELS = ("cml", "mf", "simplex", "two-tower")
-LOSSES = ("triplet", "bpr", "ccl", "mml", "softmax", "bsl")
-SOFTMAX_LOSSES = ("softmax", "bsl")
+# Names and capabilities come from the registry (registry.py), the one place they are declared.
+MODELS = tuple(registry.MODELS)
+LOSSES = tuple(registry.LOSSES)
+SOFTMAX_LOSSES = tuple(n for n, s in registry.LOSSES.items() if s.family == "softmax")
+COSINE_LOSSES = tuple(n for n, s in registry.LOSSES.items() if s.needs_cosine)
 INITS = ("normal", "xavier")
-COSINE_LOSSES = ("ccl", "mml")
 NEGATIVE_MODES = ("per-row", "shared")
 SHARED_MIN_NEGATIVES = 200  # default negative mode of the cosine losses: shared from here on
-SAMPLER_NAMES = ("uniform", "popularity", "two-stage", "two-stage-released", "in-batch",
-                 "uniform-softmax", "memory-bank", "full", "auto")
-EMBEDDING_SAMPLERS = ("in-batch", "uniform-softmax", "memory-bank", "full")  # negatives scored as vectors
+SAMPLER_NAMES = (*registry.SAMPLERS, registry.AUTO_SAMPLER)
+# negatives scored as vectors
+EMBEDDING_SAMPLERS = tuple(n for n, s in registry.SAMPLERS.items()
+                           if s.kind is SamplerKind.CANDIDATES)
+SHARED_LAWS = tuple(n for n, s in registry.SAMPLERS.items() if s.shared_law)
 
 # `negspace train --help` shows this after the options; validate() enforces it.
 COMBINATIONS_HELP = """\
@@ -154,7 +159,8 @@ class TrainConfig:
 
     @property
     def resolved_loss(self) -> str:
-        return self.loss or {"cml": "triplet", "simplex": "ccl", "two-tower": "softmax"}.get(self.model, "bpr")
+        spec = registry.MODELS.get(self.model)  # an unknown model is refused by validate()
+        return self.loss or (spec.default_loss if spec else "bpr")
 
     @property
     def lr_step_list(self) -> tuple[int, ...]:
@@ -184,11 +190,11 @@ class TrainConfig:
 
     @property
     def margin_list(self) -> list[float]:
-        return _floats("margins", self.margins)
+        return floats("margins", self.margins)
 
     @property
     def margin_weight_list(self) -> list[float]:
-        return _floats("margin-weights", self.margin_weights)
+        return floats("margin-weights", self.margin_weights)
 
     @property
     def resolved_negative_mode(self) -> str:
@@ -199,7 +205,7 @@ class TrainConfig:
         # The foundation losses keep the per-row negatives their experiments used.
         if self.negative_mode is not None:
             return self.negative_mode
-        if (self.resolved_loss in COSINE_LOSSES and self.sampler in ("uniform", "popularity")
+        if (self.resolved_loss in COSINE_LOSSES and self.sampler in SHARED_LAWS
                 and self.negatives >= SHARED_MIN_NEGATIVES):
             return "shared"
         if (self.resolved_loss in SOFTMAX_LOSSES and self.sampler == "uniform"
@@ -246,9 +252,14 @@ class TrainConfig:
 
     def _validate_softmax(self) -> None:
         loss = self.resolved_loss
-        if self.sampler in EMBEDDING_SAMPLERS and loss not in (*SOFTMAX_LOSSES, "triplet", *COSINE_LOSSES):
-            raise NegspaceError(f"--sampler {self.sampler} needs --loss softmax, bsl, triplet, ccl "
-                                f"or mml; got {loss}")
+        spec = registry.LOSSES[loss]
+        if self.sampler in EMBEDDING_SAMPLERS and not spec.candidates:
+            able = ", ".join(n for n, s in registry.LOSSES.items() if s.candidates)
+            raise NegspaceError(f"--sampler {self.sampler} needs --loss {able}; got {loss}")
+        if self.resolved_negative_mode == "shared" and not spec.shared:
+            able = ", ".join(n for n, s in registry.LOSSES.items() if s.shared)
+            raise NegspaceError(f"--negative-mode shared needs --loss {able}; got {loss} "
+                                "(per-row negatives)")
         if self.sampler in EMBEDDING_SAMPLERS and self.negative_mode == "shared":
             raise NegspaceError(f"--sampler {self.sampler} already shares its negatives; "
                                 "drop --negative-mode shared")
@@ -297,7 +308,11 @@ class TrainConfig:
             raise NegspaceError(f"--margin-weights must be >= 0 and sum to 1; got {self.margin_weights}")
         if loss in COSINE_LOSSES and self.model == "cml" and self.norm != "sphere":
             raise NegspaceError(f"--loss {loss} needs cosine scores: use --norm sphere with cml")
-        if self.resolved_negative_mode == "shared" and self.sampler not in ("uniform", "popularity"):
+        if loss in COSINE_LOSSES and self.resolved_measure == "dot" \
+                and "cosine" in registry.MODELS[self.model].measures:
+            raise NegspaceError(f"--loss {loss} needs cosine scores: use --measure cosine with "
+                                f"{self.model}")
+        if self.resolved_negative_mode == "shared" and self.sampler not in SHARED_LAWS:
             raise NegspaceError(f"--negative-mode shared needs --sampler uniform or popularity "
                                 f"(2-stage draws depend on the row's user); got {self.sampler}")
 
@@ -309,17 +324,6 @@ class TrainConfig:
         d["negative_mode"] = self.resolved_negative_mode
         d["measure"] = self.resolved_measure if self.model in ("mf", "two-tower") else None
         return d
-
-
-def _floats(name: str, text: str) -> list[float]:
-    """Parses "0.6,0.7" (the CLI and TOML form of a list of floats)."""
-    try:
-        values = [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise NegspaceError(f"--{name} expects comma-separated numbers; got {text!r}") from None
-    if not values:
-        raise NegspaceError(f"--{name} needs at least one number; got {text!r}")
-    return values
 
 
 def _flag(name: str) -> str:
@@ -361,34 +365,5 @@ def make_config(values: dict[str, Any]) -> TrainConfig:
     if unknown:  # a misspelt keyword (Recommender(epoch=2)) or another library's name (factors=)
         raise NegspaceError(f"unknown option {unknown[0]!r}{did_you_mean(unknown[0], types)}")
     for name, value in values.items():
-        kwargs[name] = _coerce(name, value, types[name])
+        kwargs[name] = coerce(name, value, types[name])
     return TrainConfig(**kwargs).validate()
-
-
-def _coerce(name: str, value: Any, typ: str) -> Any:
-    if value is None:
-        return None
-    base = typ.replace(" | None", "")
-    try:
-        if base == "bool":
-            if isinstance(value, str):
-                if value.lower() in ("true", "1", "yes"):
-                    return True
-                if value.lower() in ("false", "0", "no"):
-                    return False
-                raise ValueError
-            return bool(value)
-        if base == "int":
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(value)
-        if base == "float":
-            number = float(value)
-            if not math.isfinite(number):  # nan and inf pass every range check
-                raise ValueError
-            return number
-        if isinstance(value, list):  # a TOML list of margins or weights
-            return ",".join(str(v) for v in value)
-        return str(value)
-    except (TypeError, ValueError):
-        raise NegspaceError(f"--{_flag(name)} expects {base}; got {value!r}") from None

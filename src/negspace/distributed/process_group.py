@@ -24,7 +24,7 @@ What each rank does (design and limits: docs/scale.md):
   so that `--resume` continues each rank exactly; all ranks read it.
 Only rank 0 writes the run directory.
 
-Embedding-level samplers (`wrap_sampler`): in-batch and memory-bank candidates are the global
+Candidate samplers (`NegativeSampler.share_batch`): in-batch and memory-bank candidates are the global
 batch (ids gathered, vectors gathered with gradient through torch.distributed.nn's all_gather;
 the bank enqueues the whole gathered batch in rank order, so every rank holds the same bank);
 uniform sampled softmax takes rank 0's draw; the full catalogue needs nothing.
@@ -178,42 +178,11 @@ class DistContext:
             dist.all_gather(parts, padded.detach())
         return torch.cat([part[:size] for part, size in zip(parts, sizes)])
 
-    def wrap_sampler(self, sampler: Any) -> None:
-        """Makes an embedding-level sampler's candidates those of the global batch.
-
-        In-batch and memory-bank: the candidate ids are every rank's positives in rank order
-        (ids gathered; log q and the accidental-hit masks of this rank's rows computed from
-        them; the vectors gathered with gradient in the objective), and every rank enqueues the
-        whole gathered batch, so the banks stay equal. Uniform sampled softmax: rank 0's draw
-        (seeded as one process's) is broadcast. The full catalogue needs nothing.
-        """
-        if not getattr(sampler, "embedding_level", False):
-            return
-        own_candidates, own_enqueue = sampler.candidates, sampler.enqueue
-        name = getattr(sampler, "name", "")
-
-        def candidates(users: np.ndarray, items: np.ndarray, n: int) -> Any:
-            cands = own_candidates(users, items, n)
-            if name in ("in-batch", "memory-bank"):
-                ids = self.gather_rows(cands.ids)
-                cands.gather = lambda p: self.gather_rows(p, with_grad=True)
-            elif name == "uniform-softmax":
-                ids = cands.ids.clone()
-                dist.broadcast(ids, src=0)
-            else:
-                return cands
-            idx = ids.numpy()
-            cands.ids = ids
-            cands.log_q = torch.as_tensor(sampler.log_q[idx] if name != "uniform-softmax"
-                                          else cands.log_q.numpy(), dtype=torch.float32)
-            cands.mask = torch.from_numpy(sampler._mask(np.asarray(users, np.int64),
-                                                        np.asarray(items, np.int64), idx))
-            return cands
-
-        def enqueue(items: torch.Tensor, vectors: torch.Tensor) -> None:
-            own_enqueue(self.gather_rows(items), self.gather_rows(vectors.detach()))
-
-        sampler.candidates, sampler.enqueue = candidates, enqueue
+    def broadcast(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Rank 0's `tensor` on every rank (a uniform sampled-softmax draw: samplers/in_batch.py)."""
+        out = tensor.clone()
+        dist.broadcast(out, src=0)
+        return out
 
     def broadcast_parameters(self, model: torch.nn.Module) -> None:
         """Rank 0's parameters and buffers on every rank."""
@@ -301,7 +270,7 @@ def attach(trainer: Any, ctx: DistContext) -> None:
         ctx.rows = lambda users: int(degrees[users].sum())
     trainer.n_steps = ctx.local_steps(len(trainer.users), trainer.opt.batch_size)
     ctx.broadcast_parameters(trainer.model)
-    ctx.wrap_sampler(trainer.sampler)
+    trainer.sampler.share_batch(ctx)  # candidate samplers: the global batch's candidates
 
 
 def _maybe_fault(rank: int, global_step: int) -> None:

@@ -20,90 +20,18 @@ from negspace.distributed import process_group as distributed
 from negspace.pipeline.split import split_parts, split_with_validation
 from negspace.pipeline.output import RunOutput
 from negspace.pipeline.refit import train_with_refit
-from negspace.pipeline.towers import TowerFeatures, plot_drift, save_towers, tower_features
+from negspace.pipeline.towers import plot_drift, save_towers, tower_features
 from negspace.pipeline.rundir import (METRICS_FILE, check_run_dir, code_commit,
                                          remove_temporaries, save_interactions, save_vectors,
                                          start_run_dir, write_history)
 from negspace.io import write_json
 from negspace.errors import NegspaceError
-from negspace.models import CML, MF, EmbeddingModel, SimpleX, TwoTower
-from negspace.samplers import (NegativeSampler, PopularitySampler, SharedNegativeSampler,
-                               TwoStageSampler, UniformSampler)
-from negspace.samplers.in_batch import FullCatalogueSampler, InBatchSampler, UniformSoftmaxSampler
-from negspace.samplers.memory_bank import MemoryBankSampler
+from negspace.models import EmbeddingModel, SimpleX, TwoTower
+from negspace.pipeline.build import build_trainer
 from negspace.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from negspace.config import TrainConfig, config_fields, make_config, resolve_for_data
-from negspace.training.objective import Objective
 from negspace.training.device import configure, resolve_device
-from negspace.training.trainer import Trainer, TrainerOptions, score_fn
-
-
-def build_sampler(cfg: TrainConfig) -> NegativeSampler:
-    if cfg.resolved_negative_mode == "shared":
-        return SharedNegativeSampler(law=cfg.sampler, beta=cfg.beta, seed=cfg.seed)
-    # The triplet loss's negatives must never be positives of the row's user (as per-row samplers).
-    mask_all = cfg.mask_positives or cfg.resolved_loss != "softmax"
-    if cfg.sampler == "in-batch":
-        return InBatchSampler(mask_positives=mask_all, seed=cfg.seed)
-    if cfg.sampler == "full":
-        return FullCatalogueSampler(mask_positives=mask_all, seed=cfg.seed)
-    if cfg.sampler == "uniform-softmax":
-        return UniformSoftmaxSampler(mask_positives=mask_all, seed=cfg.seed)
-    if cfg.sampler == "memory-bank":
-        return MemoryBankSampler(size=cfg.bank_size, warmup=cfg.warmup, mask_positives=mask_all,
-                                 seed=cfg.seed)
-    if cfg.sampler == "uniform":
-        return UniformSampler(seed=cfg.seed)
-    if cfg.sampler == "popularity":
-        return PopularitySampler(beta=cfg.beta, seed=cfg.seed)
-    return TwoStageSampler(n_candidates=cfg.candidates, beta=cfg.beta,
-                           temperature=cfg.two_stage_temperature, cap=cfg.two_stage_cap,
-                           released=cfg.sampler == "two-stage-released",
-                           refresh_every=cfg.refresh_every, seed=cfg.seed)
-
-
-def build_model(cfg: TrainConfig, n_users: int, n_items: int,
-                history: Interactions | None = None,
-                features: TowerFeatures | None = None) -> EmbeddingModel:
-    """Args:
-        history: the training interactions; SimpleX and the two-tower model read the users'
-            histories from them.
-        features: the two-tower model's encoded side features (None: ids and history only).
-    """
-    torch.manual_seed(cfg.seed)
-    if cfg.model == "two-tower":
-        if history is None:
-            raise NegspaceError("the two-tower model needs the training interactions (its histories)")
-        f = features or TowerFeatures()
-        return TwoTower(n_users, n_items, cfg.dim, history, f.users, f.items,
-                        history_len=cfg.history_len, measure=cfg.resolved_measure, seed=cfg.seed)
-    if cfg.model == "cml":
-        return CML(n_users, n_items, cfg.dim, norm=cfg.norm)
-    if cfg.model == "simplex":
-        if history is None:
-            raise NegspaceError("the simplex model needs the training interactions (its histories)")
-        return SimpleX(n_users, n_items, cfg.dim, history, aggregator=cfg.aggregator,
-                       gamma=cfg.gamma, history_len=cfg.history_len, dropout=cfg.dropout,
-                       seed=cfg.seed)
-    cosine = cfg.resolved_measure == "cosine"
-    # Cosine scores ignore the norms, so a small start makes Adam's steps large relative to the
-    # vectors (SimpleX starts at 1e-4): on the validation split of MovieLens-100k, 1e-3 learnt in
-    # 1 epoch what 0.1 did not in 6.
-    std = cfg.init_std or (1e-3 if cosine else 0.1)
-    return MF(n_users, n_items, cfg.dim, measure="cosine" if cosine else "dot", init_std=std,
-              init=cfg.init, item_bias=cfg.item_bias, user_dropout=cfg.user_dropout,
-              sparse=cfg.batch_by != "user")
-
-
-def build_objective(cfg: TrainConfig) -> Objective:
-    return Objective(loss=cfg.resolved_loss, margin=cfg.resolved_margin,
-                     rank_weight=cfg.rank_weight, gor_weight=cfg.resolved_gor_weight,
-                     cov_weight=cfg.cov_weight, l2_weight=cfg.l2_weight,
-                     margins=tuple(cfg.margin_list), margin_weights=tuple(cfg.margin_weight_list),
-                     negative_weight=cfg.negative_weight, positive_weight=cfg.positive_weight,
-                     temperature=cfg.temperature, logq_strength=cfg.logq_strength,
-                     split_bank_gradient=cfg.split_bank_gradient,
-                     negative_temperature=cfg.negative_temperature)
+from negspace.training.trainer import TrainerOptions, score_fn
 
 
 def trainer_options(cfg: TrainConfig, select_metric: str, **extra: Any) -> TrainerOptions:
@@ -198,8 +126,6 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
         return train_with_refit(run_training, cfg, select, out, overwrite, on_epoch,
                                 evaluate_test, dataset)
     features = tower_features(dataset) if cfg.model == "two-tower" and cfg.side_features else None
-    model = build_model(cfg, train.n_users, train.n_items, history=fit_on,
-                        features=features).to(device)
     options = trainer_options(cfg, select,
                               checkpoint=run_dir / CHECKPOINT_FILE if run_dir else None,
                               checkpoint_every=cfg.checkpoint_every,
@@ -207,8 +133,9 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
                               on_epoch=on_epoch)
     sampler_cfg = cfg if dist is None else dataclasses.replace(
         cfg, seed=distributed.sampler_seed(cfg.seed, dist.rank))  # seeded by (seed, rank)
-    trainer = Trainer(model, build_sampler(sampler_cfg), build_objective(cfg), fit_on, options,
-                      validation)
+    trainer = build_trainer(cfg, train.n_users, train.n_items, fit_on, validation, options,
+                            device, features=features, sampler_cfg=sampler_cfg)
+    model = trainer.model
     if dist is not None:
         distributed.attach(trainer, dist)
     state = None
@@ -352,5 +279,4 @@ def write_run(run_dir: Path, cfg: TrainConfig, dataset: Dataset, model: Embeddin
 
 
 __all__ = ["tower_features", "run_training", "resume_training", "fingerprint", "unseen_test_items",
-           "build_model",
-           "build_sampler", "build_objective", "split_for", "load_for", "RunOutput"]
+           "split_for", "load_for", "RunOutput"]

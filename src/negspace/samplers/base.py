@@ -7,7 +7,8 @@ returned item is never one of them, whatever the random draw.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from enum import Enum
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -16,15 +17,46 @@ from negspace.data.interactions import Interactions
 from negspace.errors import NegspaceError
 
 
+class SamplerKind(Enum):
+    """The three sampler protocols; the trainer's step is chosen by the sampler's kind.
+
+    PER_ROW: `sample(users, items, n, model)` -> [B, n] item indices, one row per positive pair.
+    SHARED: `sample_shared(users, items, n)` -> (N item indices drawn once for the batch, [B, N]
+        keep mask: False where the item is a training positive of the row's user).
+    CANDIDATES: `candidates(users, items, n)` -> CandidateSet scored as vectors by the objective,
+        and `enqueue(items, vectors)` after each step's loss (the memory bank keeps them).
+    Samplers of the last two kinds keep `sample` too (a per-row fallback: the triplet loss
+    draws its per-row negatives from it).
+    """
+
+    PER_ROW = "per-row"
+    SHARED = "shared"
+    CANDIDATES = "candidates"
+
+
+class Collectives(Protocol):
+    """What a candidate sampler needs from a process group to make its candidates those of the
+    global batch under `--nproc` (distributed/process_group.py DistContext implements it)."""
+
+    def gather_rows(self, local: torch.Tensor, with_grad: bool = False) -> torch.Tensor: ...
+
+    def broadcast(self, tensor: torch.Tensor) -> torch.Tensor: ...
+
+
 class NegativeSampler(ABC):
     """Base class. Subclasses implement `_sample`; `fit` must be called with the training data first.
+
+    Class attributes (the sampler's contract, read by the trainer and the device step):
+        kind: which protocol its draws follow (SamplerKind).
+        reads_model: sampling reads the current embeddings (its draws cannot be prefetched).
 
     Args:
         seed: seeds the sampler's own numpy generator (its state is saved in checkpoints).
     """
 
     name: str = "base"
-    needs_model: bool = False  # True when sampling reads the current embeddings
+    kind: ClassVar[SamplerKind] = SamplerKind.PER_ROW
+    reads_model: ClassVar[bool] = False
 
     def __init__(self, seed: int = 0) -> None:
         self.rng = np.random.default_rng(seed)
@@ -50,7 +82,7 @@ class NegativeSampler(ABC):
             users: [B] user indices of the batch rows.
             items: [B] positive item index of each row.
             n: negatives per row.
-            model: the model being trained (read by samplers with `needs_model`).
+            model: the model being trained (read by samplers with `reads_model`).
 
         Returns:
             [B, n] int64 item indices, none of them a training positive of the row's user.
@@ -63,6 +95,19 @@ class NegativeSampler(ABC):
 
     @abstractmethod
     def _sample(self, users: np.ndarray, items: np.ndarray, n: int, model: Any) -> np.ndarray: ...
+
+    def epoch_notes(self) -> dict[str, float]:
+        """Columns this sampler adds to each epoch's history row (none by default)."""
+        return {}
+
+    @property
+    def has_device_law(self) -> bool:
+        """Whether samplers/device.py can draw this sampler's law on an accelerator."""
+        return True
+
+    def share_batch(self, collectives: Collectives) -> None:
+        """Under `--nproc`: make the draws those of the global batch. Per-row and shared draws
+        need nothing (each rank draws for its own rows, seeded by rank)."""
 
     def state_dict(self) -> dict:
         return {"rng": self.rng.bit_generator.state}

@@ -296,7 +296,7 @@ SUPPORTED = (UniformSampler, PopularitySampler, SharedNegativeSampler, TwoStageS
 def device_sampler(host: NegativeSampler, device: torch.device) -> DeviceSampler | None:
     """The device version of a fitted host sampler, or None where there is none (then the trainer
     draws on the host and copies the indices over)."""
-    if not isinstance(host, SUPPORTED) or getattr(host, "released", False):
+    if not isinstance(host, SUPPORTED) or not host.has_device_law:
         return None
     return DeviceSampler(host, device)
 

@@ -7,7 +7,8 @@ import numpy as np
 import torch
 
 from negspace.data.interactions import Interactions
-from negspace.samplers.base import NegativeSampler, PerRowFallback, to_tensor
+from negspace.samplers.base import (Collectives, NegativeSampler, PerRowFallback, SamplerKind,
+                                    to_tensor)
 from negspace.samplers.candidates import CandidateSet, accidental_hit_mask, popularity_log_q
 from negspace.samplers.shared import row_entries
 from negspace.samplers.uniform import UniformSampler
@@ -26,13 +27,26 @@ class EmbeddingSampler(PerRowFallback, NegativeSampler):
         seed: seeds the generator.
     """
 
-    embedding_level = True
+    kind = SamplerKind.CANDIDATES
 
     def __init__(self, mask_positives: bool = True, seed: int = 0) -> None:
         super().__init__(seed)
         self.mask_positives = mask_positives
         self.per_row = UniformSampler(seed)
         self.log_q = np.zeros(0)
+        self.collectives: Collectives | None = None  # set by share_batch under --nproc
+
+    def share_batch(self, collectives: Collectives) -> None:
+        """Under `--nproc` the candidates become those of the global batch (`_global_ids`), and
+        every rank enqueues the whole gathered batch, so that the banks stay equal."""
+        self.collectives = collectives
+
+    def _global_ids(self, ids: np.ndarray, log_q: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(ids, log q, whether the objective gathers the candidates' vectors) of the global
+        batch from this rank's; the batch's own positives by default: every rank's positives
+        in rank order, their log q and vectors read across ranks."""
+        ids = self.collectives.gather_rows(to_tensor(ids)).numpy()
+        return ids, self.log_q[ids], True
 
     def _fit(self, train: Interactions) -> None:
         self.per_row.fit(train)
@@ -44,9 +58,16 @@ class EmbeddingSampler(PerRowFallback, NegativeSampler):
             raise RuntimeError("call fit(train) before candidates()")
         users, items = np.asarray(users, np.int64), np.asarray(items, np.int64)
         ids, log_q = self._candidates(users, items, n)
-        return CandidateSet(to_tensor(ids), torch.as_tensor(log_q, dtype=torch.float32),
-                            to_tensor(self._mask(users, items, ids)),
-                            torch.as_tensor(self._log_q_pos(items), dtype=torch.float32))
+        gathered = False
+        if self.collectives is not None:
+            ids, log_q, gathered = self._global_ids(ids, log_q)
+        cands = CandidateSet(to_tensor(ids), torch.as_tensor(log_q, dtype=torch.float32),
+                             to_tensor(self._mask(users, items, ids)),
+                             torch.as_tensor(self._log_q_pos(items), dtype=torch.float32))
+        if gathered:
+            collectives = self.collectives
+            cands.gather = lambda p: collectives.gather_rows(p, with_grad=True)
+        return cands
 
     def _log_q_pos(self, items: np.ndarray) -> np.ndarray:
         # The positives are candidates drawn from the data, at their training frequency.
@@ -83,6 +104,10 @@ class UniformSoftmaxSampler(EmbeddingSampler):
         n_items = self.train.n_items
         return self.rng.integers(0, n_items, n), np.full(n, -np.log(n_items))
 
+    def _global_ids(self, ids: np.ndarray, log_q: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+        # rank 0's draw (seeded as one process's) on every rank; log q is the same for all
+        return self.collectives.broadcast(to_tensor(ids)).numpy(), log_q, False
+
     def _log_q_pos(self, items: np.ndarray) -> np.ndarray:
         # As in TensorFlow's sampled softmax, the true class is corrected by the sampler's q too.
         return np.full(len(items), -np.log(self.train.n_items))
@@ -109,6 +134,9 @@ class FullCatalogueSampler(EmbeddingSampler):
 
     def _log_q_pos(self, items: np.ndarray) -> np.ndarray:
         return np.zeros(len(items))  # every item is a candidate with probability 1
+
+    def _global_ids(self, ids: np.ndarray, log_q: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+        return ids, log_q, False  # the whole catalogue on every rank already
 
     def _mask(self, users: np.ndarray, items: np.ndarray, ids: np.ndarray) -> np.ndarray:
         # [B, n_items] written directly from the users' CSR rows (ids is the whole catalogue)

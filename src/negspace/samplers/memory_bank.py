@@ -60,7 +60,11 @@ class MemoryBankSampler(InBatchSampler):
         return cands
 
     def enqueue(self, items: torch.Tensor, vectors: torch.Tensor) -> None:
-        """Stores the newest vectors over the oldest ones (first in, first out)."""
+        """Stores the newest vectors over the oldest ones (first in, first out); under `--nproc`
+        those of the whole global batch, on every rank."""
+        if self.collectives is not None:
+            items, vectors = (self.collectives.gather_rows(items),
+                              self.collectives.gather_rows(vectors.detach()))
         vectors = vectors.detach()[-self.size:]
         items = items[-self.size:]
         if self.vectors is None:

@@ -8,7 +8,7 @@ import numpy as np
 
 from negspace.data.interactions import Interactions
 from negspace.errors import NegspaceError
-from negspace.samplers.base import NegativeSampler, PerRowFallback
+from negspace.samplers.base import NegativeSampler, PerRowFallback, SamplerKind
 from negspace.samplers.popularity import PopularitySampler
 from negspace.samplers.uniform import UniformSampler
 from negspace.samplers import mask_kernels
@@ -32,7 +32,7 @@ class SharedNegativeSampler(PerRowFallback, NegativeSampler):
     """
 
     name = "shared"
-    shared = True
+    kind = SamplerKind.SHARED
 
     def __init__(self, law: str = "uniform", beta: float = 1.0, seed: int = 0) -> None:
         super().__init__(seed)

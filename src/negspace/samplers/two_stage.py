@@ -86,7 +86,7 @@ class TwoStageSampler(SecondStageDraws, NegativeSampler):
     """
 
     name = "two-stage"
-    needs_model = True
+    reads_model = True
 
     def __init__(self, n_candidates: int = 2000, beta: float = 1.0, temperature: float = 1.0,
                  cap: float | None = None, released: bool = False, refresh_every: int = 1,
@@ -304,6 +304,14 @@ class TwoStageSampler(SecondStageDraws, NegativeSampler):
         if missing.any():
             out = self._fill_short_rows(users, items, out, missing, n)
         return out
+
+    def epoch_notes(self) -> dict[str, float]:
+        # the released variant's share of rows that fell back to uniform (float32 overflow)
+        return {"fallback_rows": self.last_fallback_rows} if self.released else {}
+
+    @property
+    def has_device_law(self) -> bool:
+        return not self.released  # its fallback reproduces float32 overflows of the host code
 
     def state_dict(self) -> dict:
         # The cached item vectors (refresh_every > 1) are the memory bank the next batches read:

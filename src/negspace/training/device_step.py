@@ -17,6 +17,7 @@ import torch
 
 from negspace.errors import NegspaceError
 from negspace.models.two_tower import TwoTower
+from negspace.samplers.base import SamplerKind
 from negspace.samplers.device import DeviceSampler, device_sampler
 from negspace.samplers.in_batch import positive_rows
 from negspace.training.device import autocast, model_device
@@ -72,12 +73,12 @@ class DeviceStep:
                 rows, cols = positive_rows(t.train, host_users)  # from the host CSR, copied over
                 loss = objective.multinomial(model, users, (rows.to(self.device, non_blocking=True),
                                                             cols.to(self.device, non_blocking=True)))
-            elif getattr(t.sampler, "embedding_level", False):
+            elif t.sampler.kind is SamplerKind.CANDIDATES:
                 cands = ds.candidates(users, items, n)
                 neg = ds.sample(users, items, n, model) if objective.loss == "triplet" else None
                 loss = objective.with_candidates(model, users, items, cands, neg)
                 enqueue = True
-            elif getattr(t.sampler, "shared", False):
+            elif t.sampler.kind is SamplerKind.SHARED:
                 neg, keep = ds.sample_shared(users, items, n)
                 loss = objective(model, users, items, neg, keep)
             else:

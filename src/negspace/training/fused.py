@@ -17,7 +17,7 @@ import torch
 from negspace.errors import NegspaceError
 from negspace.models.cml import CML
 from negspace.models.base import EmbeddingModel
-from negspace.samplers.base import NegativeSampler
+from negspace.samplers.base import NegativeSampler, SamplerKind
 from negspace.training.objective import Objective
 from negspace.training import kernels
 from negspace.training.optim import RowAdam, sum_rows
@@ -54,8 +54,7 @@ class CMLTripletStep:
         return (type(model) is CML and model.norm == "sphere" and optimizer is not None
                 and objective.loss == "triplet" and not objective.cov_weight
                 and not objective.l2_weight
-                and not getattr(sampler, "embedding_level", False)
-                and not getattr(sampler, "shared", False))
+                and sampler.kind is SamplerKind.PER_ROW)
 
     @torch.no_grad()
     def __call__(self, users: torch.Tensor, items: torch.Tensor,

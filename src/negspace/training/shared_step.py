@@ -17,7 +17,7 @@ import torch
 
 from negspace.models.base import EmbeddingModel
 from negspace.models.mf import MF
-from negspace.samplers.base import NegativeSampler
+from negspace.samplers.base import NegativeSampler, SamplerKind
 from negspace.training import kernels, shared_kernels
 from negspace.training.objective import Objective
 from negspace.training.optim import RowAdam
@@ -55,8 +55,7 @@ class SharedCosineStep:
                 and optimizer is not None and model.users.weight.device.type == "cpu"
                 and objective.loss in ("mml", "ccl") and not objective.gor_weight
                 and not objective.cov_weight and not objective.l2_weight
-                and getattr(sampler, "shared", False)
-                and not getattr(sampler, "embedding_level", False))
+                and sampler.kind is SamplerKind.SHARED)
 
     @torch.no_grad()
     def __call__(self, users: torch.Tensor, items: torch.Tensor, negatives: torch.Tensor,

@@ -21,7 +21,7 @@ from negspace.errors import NegspaceError
 from negspace.evaluation.evaluator import evaluate
 from negspace.evaluation.scoring import model_scorer
 from negspace.models.base import EmbeddingModel, score_matrix
-from negspace.samplers.base import NegativeSampler, to_tensor
+from negspace.samplers.base import NegativeSampler, SamplerKind, to_tensor
 from negspace.samplers.in_batch import positive_rows
 from negspace.training.checkpoint import StopSignals
 from negspace.training.drift import DriftMeter
@@ -99,8 +99,8 @@ class Trainer(TrainerCheckpoints):
         self.drift = DriftMeter(train.n_items, seed=options.seed) if options.drift else None
         # Prefetching is exact only for draws that depend on nothing a step changes.
         self.can_prefetch = (options.prefetch and usable_cores() >= 2
-                             and not getattr(sampler, "embedding_level", False)
-                             and not getattr(sampler, "needs_model", False))
+                             and sampler.kind is not SamplerKind.CANDIDATES
+                             and not sampler.reads_model)
         self._executor: ThreadPoolExecutor | None = None
         # (batch users, batch items, future of their draw, sampler state before that draw)
         self._pending: tuple[torch.Tensor, torch.Tensor, Future, dict] | None = None
@@ -109,7 +109,7 @@ class Trainer(TrainerCheckpoints):
         self.device_step = DeviceStep.build(self, options.precision, options.device_step)
 
     def _draw(self, users: torch.Tensor, items: torch.Tensor) -> Any:
-        if getattr(self.sampler, "shared", False):
+        if self.sampler.kind is SamplerKind.SHARED:
             return self.sampler.sample_shared(users.numpy(), items.numpy(), self.opt.negatives)
         return self.sampler.sample(users.numpy(), items.numpy(), self.opt.negatives, self.model)
 
@@ -152,7 +152,7 @@ class Trainer(TrainerCheckpoints):
         enqueue, update = False, None
         if self.opt.batch_by == "user":  # the multinomial likelihood over the whole catalogue
             loss = self.objective.multinomial(self.model, users, positive_rows(self.train, users))
-        elif getattr(self.sampler, "embedding_level", False):
+        elif self.sampler.kind is SamplerKind.CANDIDATES:
             # In-batch, uniform sampled-softmax or memory-bank negatives, scored as vectors.
             cands = self.sampler.candidates(users.numpy(), items.numpy(), self.opt.negatives)
             neg = None
@@ -161,7 +161,7 @@ class Trainer(TrainerCheckpoints):
                                                     self.opt.negatives, self.model))
             loss = self.objective.with_candidates(self.model, users, items, cands, neg)
             enqueue = True
-        elif getattr(self.sampler, "shared", False):
+        elif self.sampler.kind is SamplerKind.SHARED:
             # One draw for the whole batch, scored by one matmul; rows mask their own positives.
             neg, keep = self._negatives(users, items, following)
             if self.shared_step is not None:  # loss now, update after the check
@@ -300,8 +300,7 @@ class Trainer(TrainerCheckpoints):
         result.train_seconds += seconds
         row: dict = {"epoch": epoch, "loss": loss, "seconds": round(seconds, 4),
                      "cpu_seconds": round(self.epoch_cpu, 4)}
-        if getattr(self.sampler, "released", False):
-            row["fallback_rows"] = self.sampler.last_fallback_rows
+        row.update(self.sampler.epoch_notes())
         if self.drift is not None:
             row.update(self.drift.epoch_summary())
         last = epoch == self.opt.epochs
