@@ -47,6 +47,9 @@ def test_every_registered_name_is_covered():
     from negspace import registry
     assert seen == {"model": set(registry.MODELS), "sampler": set(registry.SAMPLERS),
                     "loss": set(registry.LOSSES)}
+    # every model trains with every loss in some combination (simplex with its own ccl too)
+    pairs = {(c["model"], c["loss"]) for c in COMBINATIONS}
+    assert pairs == {(m, loss) for m in registry.MODELS for loss in registry.LOSSES}
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -19,7 +19,7 @@ _EXPORTS = {
     "Interactions": "negspace.data.interactions",
     "NegspaceError": "negspace.errors",
     "TrainConfig": "negspace.config.schema",
-    "recommend_cold": "negspace.pipeline.towers",
+    "recommend_cold": "negspace.api.cold",
 }
 __all__ = [*_EXPORTS, "__version__"]
 

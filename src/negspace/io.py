@@ -42,3 +42,20 @@ def _jsonable(x: Any) -> Any:
     if hasattr(x, "tolist"):
         return x.tolist()
     raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+def read_toml(path: str | Path, kind: str) -> dict[str, Any]:
+    """A TOML file's tables; a missing file, a directory or invalid TOML is a one-line error
+    naming the `kind` of file ("config", "grid", "space")."""
+    import tomllib
+
+    from negspace.errors import NegspaceError
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise NegspaceError(f"{kind} file not found: {path}") from None
+    except IsADirectoryError:
+        raise NegspaceError(f"{kind} file is a directory: {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise NegspaceError(f"{path}: invalid TOML: {e}") from None

@@ -9,6 +9,7 @@ A new sampler is one module under samplers/ (a NegativeSampler of one SamplerKin
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
@@ -111,42 +112,42 @@ class SamplerSpec:
         name: the `--sampler` value.
         kind: the protocol of its draws (SamplerKind).
         shared_law: can be the law of `--negative-mode shared` (one draw per batch).
-        device_law: draws on an accelerator (samplers/device.py); else on the host.
         distributed: runs under `--nproc` (its draws made those of the global batch).
+    Whether it also draws on an accelerator is the sampler's own `has_device_law`
+    (samplers/device.py holds the laws; without one the trainer draws on the host).
         build: (config, mask every positive of the row's user) -> an unfitted sampler.
     """
 
     name: str
     kind: SamplerKind
     shared_law: bool
-    device_law: bool
     distributed: bool
     build: Callable[["TrainConfig", bool], NegativeSampler]
 
 
 SAMPLERS: dict[str, SamplerSpec] = {s.name: s for s in (
-    SamplerSpec("uniform", SamplerKind.PER_ROW, True, True, True,
+    SamplerSpec("uniform", SamplerKind.PER_ROW, True, True,
                 lambda c, m: UniformSampler(seed=c.seed)),
-    SamplerSpec("popularity", SamplerKind.PER_ROW, True, True, True,
+    SamplerSpec("popularity", SamplerKind.PER_ROW, True, True,
                 lambda c, m: PopularitySampler(beta=c.beta, seed=c.seed)),
-    SamplerSpec("two-stage", SamplerKind.PER_ROW, False, True, True,
+    SamplerSpec("two-stage", SamplerKind.PER_ROW, False, True,
                 lambda c, m: TwoStageSampler(
                     n_candidates=c.candidates, beta=c.beta, temperature=c.two_stage_temperature,
                     cap=c.two_stage_cap, released=False, refresh_every=c.refresh_every,
                     seed=c.seed)),
-    SamplerSpec("two-stage-released", SamplerKind.PER_ROW, False, False, True,
+    SamplerSpec("two-stage-released", SamplerKind.PER_ROW, False, True,
                 lambda c, m: TwoStageSampler(
                     n_candidates=c.candidates, beta=c.beta, temperature=c.two_stage_temperature,
                     cap=c.two_stage_cap, released=True, refresh_every=c.refresh_every,
                     seed=c.seed)),
-    SamplerSpec("in-batch", SamplerKind.CANDIDATES, False, True, True,
+    SamplerSpec("in-batch", SamplerKind.CANDIDATES, False, True,
                 lambda c, m: InBatchSampler(mask_positives=m, seed=c.seed)),
-    SamplerSpec("uniform-softmax", SamplerKind.CANDIDATES, False, True, True,
+    SamplerSpec("uniform-softmax", SamplerKind.CANDIDATES, False, True,
                 lambda c, m: UniformSoftmaxSampler(mask_positives=m, seed=c.seed)),
-    SamplerSpec("memory-bank", SamplerKind.CANDIDATES, False, True, True,
+    SamplerSpec("memory-bank", SamplerKind.CANDIDATES, False, True,
                 lambda c, m: MemoryBankSampler(size=c.bank_size, warmup=c.warmup,
                                                mask_positives=m, seed=c.seed)),
-    SamplerSpec("full", SamplerKind.CANDIDATES, False, True, True,
+    SamplerSpec("full", SamplerKind.CANDIDATES, False, True,
                 lambda c, m: FullCatalogueSampler(mask_positives=m, seed=c.seed)),
 )}
 AUTO_SAMPLER = "auto"  # resolved by the data's size (config/recipe.py)
@@ -164,12 +165,20 @@ def build_sampler(cfg: "TrainConfig") -> NegativeSampler:
 
 # --------------------------------------------------------------------------------------- losses
 
+class LossFamily(Enum):
+    """How a loss turns scores into a value; the objective's paths follow the family."""
+
+    HINGE = "hinge"  # triplet: the hardest of N negatives against a margin, summed
+    PAIRWISE = "pairwise"  # bpr: log-sigmoid of positive minus negative, averaged
+    SOFTMAX = "softmax"  # softmax, bsl: the positive among the negatives, with logQ correction
+    COSINE = "cosine"  # ccl, mml: margins on cosine scores
+
+
 @dataclass(frozen=True)
 class LossSpec:
     """Args:
         name: the `--loss` value.
-        family: "hinge" (triplet), "pairwise" (bpr), "softmax" (softmax, bsl) or "cosine"
-            (ccl, mml: margins on cosine scores).
+        family: its LossFamily.
         needs_cosine: its margins are on cosine scores (mf/two-tower on cosine, simplex, cml on
             the sphere).
         candidates: takes negatives scored as vectors (SamplerKind.CANDIDATES).
@@ -177,21 +186,21 @@ class LossSpec:
     """
 
     name: str
-    family: str
+    family: LossFamily
     needs_cosine: bool
     candidates: bool
     shared: bool
 
 
 LOSSES: dict[str, LossSpec] = {s.name: s for s in (
-    LossSpec("triplet", "hinge", False, True, False),
-    LossSpec("bpr", "pairwise", False, False, False),
-    LossSpec("ccl", "cosine", True, True, True),
-    LossSpec("mml", "cosine", True, True, True),
-    LossSpec("softmax", "softmax", False, True, True),
-    LossSpec("bsl", "softmax", False, True, True),
+    LossSpec("triplet", LossFamily.HINGE, False, True, False),
+    LossSpec("bpr", LossFamily.PAIRWISE, False, False, False),
+    LossSpec("ccl", LossFamily.COSINE, True, True, True),
+    LossSpec("mml", LossFamily.COSINE, True, True, True),
+    LossSpec("softmax", LossFamily.SOFTMAX, False, True, True),
+    LossSpec("bsl", LossFamily.SOFTMAX, False, True, True),
 )}
 
 
-__all__ = ["AUTO_SAMPLER", "LOSSES", "MODELS", "SAMPLERS", "LossSpec", "ModelSpec", "SamplerSpec",
+__all__ = ["AUTO_SAMPLER", "LOSSES", "LossFamily", "MODELS", "SAMPLERS", "LossSpec", "ModelSpec", "SamplerSpec",
            "build_model", "build_sampler"]

@@ -116,12 +116,11 @@ def test_api_uses_the_index_with_exact_filtering(tmp_path):
     assert set(restricted.item) <= {"i1", "i2", "i3", "i4"}
 
 
-def test_load_ranks_exactly_unless_the_index_is_asked_for(tmp_path):
+def test_load_ranks_exactly_unless_the_index_is_asked_for(tmp_path, capsys):
     """After `export --index ivf`, Recommender.load(DIR) must not answer from the approximate
     index: the guide promises that an exact answer never silently becomes an approximate one."""
     from negspace import Recommender
     from negspace.cli import main
-    from negspace.pipeline.evaluate import recommend_for
 
     run = _toy_run(tmp_path, "mf", 1)
     with pytest.raises(NegspaceError, match="no faiss index"):
@@ -129,7 +128,9 @@ def test_load_ranks_exactly_unless_the_index_is_asked_for(tmp_path):
     assert main(["export", str(run), "--faiss", "--index", "ivf"]) == 0
     plain = Recommender.load(run)
     assert plain.index is None
-    items, _ = recommend_for(run, "u4", 6)
+    capsys.readouterr()
+    assert main(["recommend", str(run), "--user", "u4", "-k", "6", "--json"]) == 0
+    items = json.loads(capsys.readouterr().out)["items"]  # the CLI answers exactly too
     assert plain.recommend("u4", k=6).item.tolist() == items
     with pytest.raises(NegspaceError, match="no faiss index"):
         plain.recommend("u4", k=6, use_index=True)

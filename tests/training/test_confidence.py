@@ -49,7 +49,7 @@ class _Recorder(Trainer):
 
 def _epoch_counts(train: Interactions, weighted: bool, epochs: int) -> dict[int, int]:
     trainer = _Recorder(MF(3, 4, 4), UniformSampler(seed=0), Objective(loss="bpr"), train,
-                        TrainerOptions(batch_size=4, negatives=1, seed=0, progress=False,
+                        TrainerOptions(batch_size=4, negatives=1, seed=0, progress=False, epochs=20,
                                        prefetch=False, weighted=weighted))
     trainer.seen = []
     for _ in range(epochs):
@@ -131,4 +131,4 @@ def test_confidence_needs_pair_batches():
     train = confidence(_weighted(), 1.0)
     with pytest.raises(NegspaceError, match="batch_by user draws users"):
         Trainer(MF(3, 4, 4), UniformSampler(seed=0), Objective(loss="bpr"), train,
-                TrainerOptions(batch_by="user", weighted=True, progress=False))
+                TrainerOptions(batch_by="user", weighted=True, progress=False, epochs=20))

@@ -66,7 +66,8 @@ def test_the_kept_weights_are_the_best_epochs():
     torch.manual_seed(0)
     trainer = Recording(MF(60, 40, 8), UniformSampler(seed=0), Objective(loss="bpr"), fit_on,
                         TrainerOptions(batch_size=32, negatives=2, epochs=8, lr=0.1, patience=8,
-                                       min_epochs=0, progress=False, prefetch=False),
+                                       min_epochs=0, progress=False, prefetch=False,
+                                       lr_schedule="none"),
                         validation)
     trainer.seen = []
     result = trainer.fit()

@@ -19,7 +19,8 @@ from negspace.data.features import FeatureEncoder
 from negspace.errors import NegspaceError
 from negspace.pipeline.build import build_model, build_objective, build_sampler
 from negspace.pipeline.fit import run_training
-from negspace.pipeline.towers import cold_vectors, load_towers, recommend_cold
+from negspace.api.cold import recommend_cold
+from negspace.pipeline.towers import cold_vectors, load_towers
 from negspace.config import make_config
 from negspace.training.trainer import Trainer, TrainerOptions
 
@@ -137,7 +138,8 @@ def test_bank_is_filled_after_the_loss_with_the_vectors_before_the_update(model,
                            negatives=3, dim=8, lr=0.05, **extra))
     net = build_model(cfg, inter.n_users, inter.n_items, history=inter)
     trainer = Trainer(net, build_sampler(cfg), build_objective(cfg), inter,
-                      TrainerOptions(batch_size=16, negatives=3, progress=False, drift=True))
+                      TrainerOptions(batch_size=16, negatives=3, progress=False, drift=True,
+                                     epochs=20))
     users, items = (torch.from_numpy(a[:16]) for a in inter.pairs())
     with torch.no_grad():
         before = net.item_vectors(items).clone()
@@ -228,7 +230,7 @@ def test_split_bank_gradient_gives_the_item_side_the_in_batch_gradient_and_the_u
 
 @pytest.mark.parametrize("values, message", [
     # Python terms (loss, bank_size): the same messages read --loss, --bank-size on the CLI
-    (dict(sampler="in-batch", loss="bpr"), "needs loss softmax, (bsl, )?triplet, ccl or mml"),
+    (dict(sampler="in-batch", loss="bpr"), "needs loss triplet, ccl, mml, softmax or bsl"),
     (dict(model="two-tower", loss="softmax", negative_mode="shared", sampler="popularity"), "softmax"),
     (dict(model="two-tower", bank_size=0), "^bank_size must be >= 1"),
     (dict(model="two-tower", temperature=0), "^temperature must be > 0"),

@@ -21,7 +21,6 @@ from negspace.errors import NegspaceError, did_you_mean
 from negspace.evaluation.evaluator import evaluate
 from negspace.data.features import encode_side_features
 from negspace.pipeline.build import ModelFactory, build_trainer
-from negspace.pipeline.fit import trainer_options
 from negspace.pipeline.rundir import (code_commit, load_run, prepare_run_dir,
                                          save_interactions, save_vectors, write_history)
 from negspace.pipeline.towers import (FEATURES_FILE, TOWERS_FILE, TowerFeatures, load_towers,
@@ -36,6 +35,7 @@ from negspace.samplers.base import NegativeSampler
 from negspace.config import (TrainConfig, config_fields, make_config, resolve_for_data,
                                      with_default_recipe)
 from negspace.training.device import configure, resolve_device
+from negspace.training.options import TrainerOptions, selection_metric
 
 
 
@@ -140,12 +140,12 @@ class Recommender(RecommenderQueries):
             fit_on, validation = train, None
         cfg = self.config = resolve_for_data(cfg, train.n_users, train.n_items)
         features = self._side_features(train, user_features, item_features)
-        select = cfg.select_metric or "ndcg@50"
+        select = selection_metric(cfg, "python")
 
         def train_once(cfg: TrainConfig, fit_on: Interactions,
                        validation: Interactions | None) -> tuple[EmbeddingModel, Any]:
             trainer = build_trainer(cfg, train.n_users, train.n_items, fit_on, validation,
-                                    trainer_options(cfg, select), device, features=features,
+                                    TrainerOptions.from_config(cfg, select), device, features=features,
                                     model_factory=self._model_factory, sampler=self._sampler,
                                     objective=self._objective)
             return trainer.model, trainer.fit()

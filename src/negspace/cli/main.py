@@ -197,24 +197,24 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _recommend(args: argparse.Namespace) -> int:
-    from negspace.pipeline.evaluate import recommend_for
+    from negspace.api import Recommender
 
     if args.k < 1:
         raise NegspaceError(f"-k must be >= 1; got {args.k}")
     if (args.user is None) == (args.features is None):
         raise NegspaceError("give either --user or --features")
     if args.features is not None:
-        from negspace.pipeline.towers import read_cold_user, recommend_cold
+        from negspace.api.cold import recommend_cold
+        from negspace.pipeline.towers import read_cold_user
         features, known = read_cold_user(args.features)
-        items, scores = recommend_cold(args.run_dir, features, known, args.k)
-    elif args.faiss:
-        from negspace.api import Recommender
-        from negspace.retrieval.ann import require_faiss
-        require_faiss()  # says what to install, rather than that no index was loaded
-        recs = Recommender.load(args.run_dir, index=True).recommend(args.user, args.k, use_index=True)
-        items, scores = recs.item.tolist(), recs.score.tolist()
-    else:
-        items, scores = recommend_for(args.run_dir, args.user, args.k, device=args.device)
+        items, scores = recommend_cold(args.run_dir, features, known, args.k, device=args.device)
+    else:  # the same query code as Recommender and `negspace serve`
+        if args.faiss:
+            from negspace.retrieval.ann import require_faiss
+            require_faiss()  # says what to install, rather than that no index was loaded
+        recs = Recommender.load(args.run_dir, index=args.faiss, device=args.device).recommend(
+            args.user, args.k, use_index=args.faiss)
+        items, scores = recs.item.tolist(), [float(s) for s in recs.score]
     if args.json:
         print(json.dumps({"user": args.user, "items": items, "scores": scores}))
     else:

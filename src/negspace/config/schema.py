@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -11,12 +10,13 @@ from typing import Any
 from negspace import registry
 from negspace.config.values import coerce, floats
 from negspace.errors import NegspaceError, did_you_mean
+from negspace.io import read_toml
 from negspace.samplers.base import SamplerKind
 
 # Names and capabilities come from the registry (registry.py), the one place they are declared.
 MODELS = tuple(registry.MODELS)
 LOSSES = tuple(registry.LOSSES)
-SOFTMAX_LOSSES = tuple(n for n, s in registry.LOSSES.items() if s.family == "softmax")
+SOFTMAX_LOSSES = tuple(n for n, s in registry.LOSSES.items() if s.family is registry.LossFamily.SOFTMAX)
 COSINE_LOSSES = tuple(n for n, s in registry.LOSSES.items() if s.needs_cosine)
 INITS = ("normal", "xavier")
 NEGATIVE_MODES = ("per-row", "shared")
@@ -254,12 +254,13 @@ class TrainConfig:
         loss = self.resolved_loss
         spec = registry.LOSSES[loss]
         if self.sampler in EMBEDDING_SAMPLERS and not spec.candidates:
-            able = ", ".join(n for n, s in registry.LOSSES.items() if s.candidates)
-            raise NegspaceError(f"--sampler {self.sampler} needs --loss {able}; got {loss}")
+            able = [n for n, s in registry.LOSSES.items() if s.candidates]
+            raise NegspaceError(f"--sampler {self.sampler} needs --loss {', '.join(able[:-1])} or "
+                                f"{able[-1]}; got {loss}")
         if self.resolved_negative_mode == "shared" and not spec.shared:
-            able = ", ".join(n for n, s in registry.LOSSES.items() if s.shared)
-            raise NegspaceError(f"--negative-mode shared needs --loss {able}; got {loss} "
-                                "(per-row negatives)")
+            able = [n for n, s in registry.LOSSES.items() if s.shared]
+            raise NegspaceError(f"--negative-mode shared needs --loss {', '.join(able[:-1])} or "
+                                f"{able[-1]}; got {loss} (per-row negatives)")
         if self.sampler in EMBEDDING_SAMPLERS and self.negative_mode == "shared":
             raise NegspaceError(f"--sampler {self.sampler} already shares its negatives; "
                                 "drop --negative-mode shared")
@@ -308,8 +309,8 @@ class TrainConfig:
             raise NegspaceError(f"--margin-weights must be >= 0 and sum to 1; got {self.margin_weights}")
         if loss in COSINE_LOSSES and self.model == "cml" and self.norm != "sphere":
             raise NegspaceError(f"--loss {loss} needs cosine scores: use --norm sphere with cml")
-        if loss in COSINE_LOSSES and self.resolved_measure == "dot" \
-                and "cosine" in registry.MODELS[self.model].measures:
+        measures = registry.MODELS[self.model].measures
+        if loss in COSINE_LOSSES and len(measures) > 1 and self.resolved_measure == "dot":
             raise NegspaceError(f"--loss {loss} needs cosine scores: use --measure cosine with "
                                 f"{self.model}")
         if self.resolved_negative_mode == "shared" and self.sampler not in SHARED_LAWS:
@@ -336,14 +337,7 @@ def config_fields() -> list[dataclasses.Field]:
 
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Reads a TOML file of TrainConfig keys (dashes or underscores); unknown keys are an error."""
-    try:
-        with open(path, "rb") as f:
-            raw = tomllib.load(f)
-    except FileNotFoundError:
-        raise NegspaceError(f"config file not found: {path}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise NegspaceError(f"{path}: invalid TOML: {e}") from None
-    return normalise_keys(raw, str(path))
+    return normalise_keys(read_toml(path, "config"), str(path))
 
 
 def normalise_keys(raw: dict[str, Any], where: str) -> dict[str, Any]:

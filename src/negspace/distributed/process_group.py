@@ -52,10 +52,10 @@ import torch.distributed as dist
 
 from negspace.data.interactions import Interactions
 from negspace.errors import NegspaceError
+from negspace.registry import SAMPLERS, LossFamily
 
 TIMEOUT_ENV = "NEGSPACE_DIST_TIMEOUT"  # seconds a collective may wait for a lost rank
 FAULT_ENV = "NEGSPACE_FAULT_AT"  # "RANK:STEP": that rank kills itself before that global step (tests)
-NOT_DISTRIBUTED: tuple[str, ...] = ()  # every sampler runs under --nproc now
 _RANK_SEED = 1_000_003  # rank r's sampler seed is seed + r * this: rank 0 draws as one process does
 
 
@@ -75,7 +75,7 @@ def check_supported(sampler: str, world: int, device: str = "auto") -> None:
         raise NegspaceError(f"--nproc > 1 trains on CPUs with gloo (NCCL has no sparse "
                             f"all-reduce for the embedding tables; docs/scale.md); drop "
                             f"--device {device} or train in one process")
-    if world > 1 and sampler in NOT_DISTRIBUTED:
+    if world > 1 and sampler in SAMPLERS and not SAMPLERS[sampler].distributed:
         raise NegspaceError(f"--sampler {sampler} is not supported with --nproc > 1 yet (its "
                             "candidates would have to be gathered across ranks); use a per-row "
                             "or shared sampler, or one process")
@@ -264,7 +264,7 @@ def attach(trainer: Any, ctx: DistContext) -> None:
     if getattr(trainer, "device_step", None) is not None:
         raise NegspaceError("--nproc > 1 trains on the CPU with gloo; the accelerator step "
                             "(--device) is not distributed yet")
-    ctx.summed_loss = trainer.objective.loss == "triplet"
+    ctx.summed_loss = trainer.objective.family is LossFamily.HINGE  # summed, not averaged
     if getattr(trainer.opt, "batch_by", "pair") == "user":  # the multinomial loss: mean over pairs
         degrees = torch.from_numpy(trainer.train.user_degrees())
         ctx.rows = lambda users: int(degrees[users].sum())

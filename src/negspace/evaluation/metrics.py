@@ -26,14 +26,7 @@ def _ideal(n_relevant: np.ndarray, k: int) -> np.ndarray:
 
 def average_precision(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
     """AP@k: sum over the hits in the top k of precision-at-that-rank, / min(n_relevant, k).
-
-    Args:
-        hits: [n_users, K] hit indicators in rank order.
-        n_relevant: [n_users] test items per user (> 0).
-        k: cut-off.
-
-    Returns:
-        [n_users] float64.
+    Arguments and result as `recall`'s.
     """
     h = _top(hits, k)
     precision_at = np.cumsum(h, axis=1) / np.arange(1, h.shape[1] + 1)
@@ -43,14 +36,7 @@ def average_precision(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.nd
 def ndcg(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
     """NDCG@k with binary gains: DCG = sum hit_r / log2(r + 1) over ranks r = 1..k, divided by
     the DCG of min(n_relevant, k) hits placed first.
-
-    Args:
-        hits: [n_users, K] hit indicators in rank order.
-        n_relevant: [n_users] test items per user (> 0).
-        k: cut-off.
-
-    Returns:
-        [n_users] float64.
+    Arguments and result as `recall`'s.
     """
     h = _top(hits, k)
     discount = 1.0 / np.log2(np.arange(2, k + 2))  # ranks 1..k
@@ -75,30 +61,14 @@ def recall(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
 
 
 def precision(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
-    """Precision@k: hits in the top k / k (padding slots count as misses).
-
-    Args:
-        hits: [n_users, K] hit indicators in rank order.
-        n_relevant: [n_users] test items per user (unused; same signature as the others).
-        k: cut-off.
-
-    Returns:
-        [n_users] float64.
-    """
+    """Precision@k: hits in the top k / k (padding slots count as misses). Arguments and result
+    as `recall`'s (`n_relevant` unused: one signature for every metric)."""
     return _top(hits, k).sum(axis=1) / k
 
 
 def hit_rate(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
-    """HitRate@k: 1 when any of the top k is a test item, else 0.
-
-    Args:
-        hits: [n_users, K] hit indicators in rank order.
-        n_relevant: [n_users] test items per user (unused; same signature as the others).
-        k: cut-off.
-
-    Returns:
-        [n_users] float64.
-    """
+    """HitRate@k: 1 when any of the top k is a test item, else 0. Arguments and result as
+    `recall`'s (`n_relevant` unused)."""
     return (_top(hits, k).sum(axis=1) > 0).astype(np.float64)
 
 

@@ -12,7 +12,6 @@ from negspace.evaluation.evaluator import evaluate
 from negspace.pipeline.rundir import load_run
 from negspace.io import write_json
 from negspace.evaluation.scoring import BufferedScorer
-from negspace.retrieval.topk import topk_items
 from negspace.errors import NegspaceError
 from negspace.config import config_fields, make_config
 from negspace.training.device import resolve_device
@@ -72,14 +71,3 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None,
 
 def _same_ids(a: np.ndarray, b: np.ndarray) -> bool:
     return len(a) == len(b) and bool((a.astype(str) == b.astype(str)).all())
-
-
-def recommend_for(run_dir: str | Path, user: str, k: int,
-                  device: str | None = "auto") -> tuple[list, list[float]]:
-    """Top-k external item ids and scores for an external user id, never the user's training items."""
-    run = load_run(run_dir)
-    row = run.train.user_index(user)
-    items, scores = topk_items(_scorer(run.user_vectors, run.item_vectors, run.measure, device),
-                               np.array([row]), k, exclude=run.train)
-    keep = items[0] >= 0
-    return run.train.item_ids[items[0][keep]].tolist(), scores[0][keep].astype(float).tolist()

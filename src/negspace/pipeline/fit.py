@@ -31,28 +31,8 @@ from negspace.pipeline.build import build_trainer
 from negspace.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from negspace.config import TrainConfig, config_fields, make_config, resolve_for_data
 from negspace.training.device import configure, resolve_device
-from negspace.training.trainer import TrainerOptions, score_fn
-
-
-def trainer_options(cfg: TrainConfig, select_metric: str, **extra: Any) -> TrainerOptions:
-    """The training loop's options that follow from the configuration (one place for the CLI,
-    the Python API and the benchmarks).
-
-    Args:
-        cfg: the configuration.
-        select_metric: the validation metric that selects the epoch.
-        **extra: further TrainerOptions fields (checkpointing, hooks) or overrides.
-
-    Returns:
-        TrainerOptions.
-    """
-    values = dict(batch_size=cfg.batch_size, negatives=cfg.negatives, epochs=cfg.epochs,
-                  lr=cfg.lr, seed=cfg.seed, eval_every=cfg.eval_every, patience=cfg.patience,
-                  min_epochs=cfg.min_epochs, select_metric=select_metric, progress=cfg.progress,
-                  step_threads=cfg.step_threads, lr_schedule=cfg.lr_schedule,
-                  batch_by=cfg.batch_by, lr_steps=cfg.lr_step_list, lr_decay=cfg.lr_decay,
-                  lr_floor=cfg.lr_floor, precision=cfg.precision, weighted=cfg.confidence > 0)
-    return TrainerOptions(**{**values, **extra})
+from negspace.training.options import TrainerOptions, selection_metric
+from negspace.training.trainer import score_fn
 
 
 def load_for(cfg: TrainConfig) -> Dataset:
@@ -121,16 +101,14 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
     dataset = load_for(cfg) if dataset is None else dataset
     train, test, fit_on, validation = split_with_validation(cfg, dataset)
     cfg = resolve_for_data(cfg, train.n_users, train.n_items)  # sampler "auto" (default recipe)
-    select = cfg.select_metric or ("ndcg@50" if dataset.protocol == "kfold" else "recall@20")
+    select = selection_metric(cfg, dataset.protocol)
     if cfg.refit == "yes":  # train with validation in memory, then again on all training data
         return train_with_refit(run_training, cfg, select, out, overwrite, on_epoch,
                                 evaluate_test, dataset)
     features = tower_features(dataset) if cfg.model == "two-tower" and cfg.side_features else None
-    options = trainer_options(cfg, select,
-                              checkpoint=run_dir / CHECKPOINT_FILE if run_dir else None,
-                              checkpoint_every=cfg.checkpoint_every,
-                              fingerprint=fingerprint(cfg, train), drift=cfg.model == "two-tower",
-                              on_epoch=on_epoch)
+    options = TrainerOptions.from_config(
+        cfg, select, checkpoint=run_dir / CHECKPOINT_FILE if run_dir else None,
+        fingerprint=fingerprint(cfg, train), drift=cfg.model == "two-tower", on_epoch=on_epoch)
     sampler_cfg = cfg if dist is None else dataclasses.replace(
         cfg, seed=distributed.sampler_seed(cfg.seed, dist.rank))  # seeded by (seed, rank)
     trainer = build_trainer(cfg, train.n_users, train.n_items, fit_on, validation, options,

@@ -17,7 +17,6 @@ from negspace.data.dataset import Dataset
 from negspace.data.features import FeatureEncoder, encode_side_features
 from negspace.errors import NegspaceError
 from negspace.io import atomic_write, write_json
-from negspace.models.base import score_matrix
 from negspace.models.two_tower import TwoTower
 
 TOWERS_FILE = "towers.safetensors"
@@ -115,42 +114,11 @@ def read_cold_user(path: str | Path) -> tuple[dict[str, Any], list]:
     return data.get("features", {}), data.get("items", [])
 
 
-def recommend_cold(run_dir: str | Path, features: dict[str, Any] | None, items: list,
-                   k: int = 10) -> tuple[list, list[float]]:
-    """Top-k items for a user unseen in training, from side features and the items they know.
-
-    Args:
-        run_dir: a finished two-tower run directory.
-        features: the user's side features by column name (as in the dataset's user file);
-            missing columns (or None) encode as unknown; a column the run does not read, a
-            category value absent from the training data, a non-number for a numeric column,
-            or any feature for a run without user features is an error naming the valid ones.
-        items: external ids of items the user interacted with (excluded from the ranking).
-        k: number of items.
-
-    Returns:
-        (external item ids, scores), best first.
-    """
-    model, meta, run = load_towers(run_dir)
-    known = {str(v): j for j, v in enumerate(run.train.item_ids)}
-    unknown = [str(i) for i in items if str(i) not in known]
-    if unknown:
-        raise NegspaceError(f"item(s) not in the run's catalogue: {', '.join(unknown[:5])}")
-    history = [known[str(i)] for i in items]
-    user = cold_vectors(model, meta["user"], [features], [history])
-    with torch.no_grad():
-        scores = score_matrix(user, run.item_vectors, run.measure)[0]
-    scores[history] = float("-inf")
-    k = min(k, run.train.n_items - len(set(history)))
-    top = torch.topk(scores, k)
-    return (run.train.item_ids[top.indices.numpy()].tolist(),
-            top.values.to(torch.float64).tolist())
-
-
 def cold_vectors(model: TwoTower, user_encoder: list | None, features: list,
                  histories: list[list[int]]) -> torch.Tensor:
     """User vectors of new users from their side features and known item indices (the towers'
-    cold start, shared by `recommend_cold`, `Recommender.recommend_new` and `negspace serve`).
+    cold start, shared by `Recommender.recommend_new`, `negspace recommend --features` and
+    `negspace serve`).
 
     Args:
         model: the trained towers.

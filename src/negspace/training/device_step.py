@@ -17,6 +17,7 @@ import torch
 
 from negspace.errors import NegspaceError
 from negspace.models.two_tower import TwoTower
+from negspace.registry import LossFamily
 from negspace.samplers.base import SamplerKind
 from negspace.samplers.device import DeviceSampler, device_sampler
 from negspace.samplers.in_batch import positive_rows
@@ -75,7 +76,7 @@ class DeviceStep:
                                                             cols.to(self.device, non_blocking=True)))
             elif t.sampler.kind is SamplerKind.CANDIDATES:
                 cands = ds.candidates(users, items, n)
-                neg = ds.sample(users, items, n, model) if objective.loss == "triplet" else None
+                neg = ds.sample(users, items, n, model) if objective.family is LossFamily.HINGE else None
                 loss = objective.with_candidates(model, users, items, cands, neg)
                 enqueue = True
             elif t.sampler.kind is SamplerKind.SHARED:

@@ -17,6 +17,7 @@ import torch
 from negspace.errors import NegspaceError
 from negspace.models.cml import CML
 from negspace.models.base import EmbeddingModel
+from negspace.registry import LossFamily
 from negspace.samplers.base import NegativeSampler, SamplerKind
 from negspace.training.objective import Objective
 from negspace.training import kernels
@@ -52,7 +53,7 @@ class CMLTripletStep:
                 optimizer: RowAdam | None) -> bool:
         """Whether this step computes exactly what the autograd step would."""
         return (type(model) is CML and model.norm == "sphere" and optimizer is not None
-                and objective.loss == "triplet" and not objective.cov_weight
+                and objective.family is LossFamily.HINGE and not objective.cov_weight
                 and not objective.l2_weight
                 and sampler.kind is SamplerKind.PER_ROW)
 
@@ -93,11 +94,7 @@ class CMLTripletStep:
 
         def update() -> None:
             item_ids = np.concatenate([i_np, n_np.reshape(-1)])
-            for weight, ids, grads in ((wu, u_np, g_u), (wi, item_ids, item_grads)):
-                exp_avg, exp_avg_sq, step_size, (beta1, beta2, eps) = self.optimizer.advance(weight)
-                kernels.adam_rows(weight.detach().numpy(), exp_avg.numpy(), exp_avg_sq.numpy(),
-                                  ids, np.argsort(ids, kind="stable"), grads, beta1, beta2, eps,
-                                  step_size)
+            kernels.update_rows(self.optimizer, ((wu, u_np, g_u), (wi, item_ids, item_grads)))
         return torch.tensor(float(loss)), update
 
     @torch.no_grad()

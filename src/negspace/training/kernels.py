@@ -8,6 +8,8 @@ The maths is CMLTripletStep.loss_and_grads's and RowAdam.update_rows's; the test
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from negspace.compiled import AVAILABLE, numba
@@ -155,3 +157,13 @@ if AVAILABLE:
     _unit, _dist2, _dot, _unproject = _jit(_unit), _jit(_dist2), _jit(_dot), _jit(_unproject)
     loss_and_grads = _jit(_loss_and_grads)
     adam_rows = _jit(_adam_rows)
+
+
+def update_rows(optimizer: Any, tables: Any) -> None:
+    """Lazy Adam, in place, on the touched rows of each (weight, row ids, row gradients) of
+    `tables`: the update of the hand-written steps (training/fused.py, shared_step.py), with
+    `optimizer` (RowAdam) advancing each weight's step count and giving its state."""
+    for weight, ids, grads in tables:
+        exp_avg, exp_avg_sq, step_size, (beta1, beta2, eps) = optimizer.advance(weight)
+        adam_rows(weight.detach().numpy(), exp_avg.numpy(), exp_avg_sq.numpy(), ids,
+                  np.argsort(ids, kind="stable"), grads, beta1, beta2, eps, step_size)

@@ -10,6 +10,7 @@ from negspace.errors import NegspaceError
 from negspace.losses import bpr, cosine_contrastive, multi_margin, triplet_hinge
 from negspace.losses.sampled_softmax import bilateral_softmax, sampled_softmax
 from negspace.models.base import EmbeddingModel, score_matrix
+from negspace.registry import LOSSES, LossFamily
 from negspace.regularizers import covariance, embedding_l2, gor
 from negspace.samplers.candidates import CandidateSet
 from negspace.training import shared_loss
@@ -55,6 +56,14 @@ class Objective:
     split_bank_gradient: bool = False
     negative_temperature: float | None = None
 
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise NegspaceError(f"unknown loss {self.loss!r}; the losses are {', '.join(LOSSES)}")
+
+    @property
+    def family(self) -> LossFamily:
+        return LOSSES[self.loss].family
+
     def _softmax_terms(self, pos: torch.Tensor, neg: torch.Tensor,
                        log_q_pos: torch.Tensor | None = None, log_q_neg: torch.Tensor | None = None,
                        mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -84,9 +93,10 @@ class Objective:
         """
         u = model.user_vectors_for_pairs(users, items)
         p = model.item_vectors(items)
-        if self.loss in ("ccl", "mml"):
+        family = self.family
+        if family is LossFamily.COSINE:
             return self._cosine(model, u, p, negatives, negative_mask)
-        if self.loss in ("softmax", "bsl") and negatives.dim() == 1:
+        if family is LossFamily.SOFTMAX and negatives.dim() == 1:
             return self._shared_softmax(model, u, p, negatives, negative_mask, log_q)
         if negatives.dim() != 2 or negative_mask is not None:
             raise NegspaceError(f"the {self.loss} loss needs per-row negatives")
@@ -100,13 +110,19 @@ class Objective:
                 extra.append(score_matrix(u, bank.bank_vectors, model.measure)
                              .masked_fill(~bank.bank_mask, float("-inf")))
             neg = torch.cat([neg, *extra], dim=1)
-        if self.loss == "triplet":
+        if family is LossFamily.HINGE:
             # For l2 models -score is D^2; for dot/cosine models it is the negated similarity.
             total = triplet_hinge(-pos, -neg, self.margin, self.rank_weight, model.n_items).sum()
-        elif self.loss in ("softmax", "bsl"):  # per-row: no logQ correction (exact for uniform)
+        elif family is LossFamily.SOFTMAX:  # per-row: no logQ correction (exact for uniform)
             total = self._softmax_terms(pos, neg).mean()
         else:
             total = bpr(pos, neg).mean()
+        return self._regularised(total, u, p, n)
+
+    def _regularised(self, total: torch.Tensor, u: torch.Tensor, p: torch.Tensor,
+                     n: torch.Tensor) -> torch.Tensor:
+        """`total` plus the configured regularisers of the batch's user, positive and [B, N, d]
+        negative vectors."""
         if self.gor_weight:
             total = total + self.gor_weight * gor(p, n)
         if self.cov_weight:
@@ -129,11 +145,12 @@ class Objective:
             Scalar loss: the mean sampled-softmax or CCL/MML term (the candidates and the bank's
             vectors are every row's negatives), or the summed triplet terms.
         """
-        if self.loss == "triplet":
+        family = self.family
+        if family is LossFamily.HINGE:
             if negatives is None:
                 raise NegspaceError("the triplet loss needs per-row negatives")
             return self(model, users, items, negatives, bank=candidates)
-        if self.loss not in ("softmax", "bsl", "ccl", "mml"):
+        if not LOSSES[self.loss].candidates:
             raise NegspaceError(f"in-batch and memory-bank negatives need --loss softmax, ccl, mml "
                                 f"or triplet; got {self.loss}")
         u = model.user_vectors_for_pairs(users, items)
@@ -145,7 +162,7 @@ class Objective:
         gather = getattr(candidates, "gather", None)  # --nproc: the global batch, with gradient
         n = (gather(p) if gather is not None else p if same
              else model.item_vectors(None if full else candidates.ids))
-        cosine = self.loss in ("ccl", "mml")
+        cosine = family is LossFamily.COSINE
         if cosine:  # dot products of unit vectors, as in _cosine (CML's score is -distance^2)
             _require_unit_vectors(model, self.loss)
         scores = (lambda a, b: a @ b.T) if cosine else (lambda a, b: score_matrix(a, b, model.measure))
@@ -233,14 +250,7 @@ class Objective:
             n_rows = model.item_vectors(negatives.reshape(-1)).reshape(*negatives.shape, -1)
             neg = torch.bmm(n_rows, u.unsqueeze(-1)).squeeze(-1)
         pos = (u * p).sum(-1)
-        total = self._cosine_terms(pos, neg, mask)
-        if self.gor_weight:
-            total = total + self.gor_weight * gor(p, n_rows)
-        if self.cov_weight:
-            total = total + self.cov_weight * covariance(torch.cat([u, p]))
-        if self.l2_weight:
-            total = total + self.l2_weight * embedding_l2(u, p, n_rows.reshape(-1, n_rows.shape[-1]))
-        return total
+        return self._regularised(self._cosine_terms(pos, neg, mask), u, p, n_rows)
 
 
     def _cosine_terms(self, pos: torch.Tensor, neg: torch.Tensor,

@@ -1,10 +1,32 @@
-"""The training loop's options (`TrainerOptions`) and its outcome (`TrainResult`)."""
+"""The training loop's options (`TrainerOptions`) and its outcome (`TrainResult`).
+
+The options that are configuration (batch size, epochs, learning rate, schedule, ...) take their
+defaults from `TrainConfig`, the only source of defaults; `TrainerOptions.from_config` copies a
+configuration's values. The rest are the loop's runtime hooks (checkpoint file, callbacks).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
+
+from negspace.config import TrainConfig
+
+_CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def _configured(name: str) -> Any:
+    """A field whose default is TrainConfig's field of the same name."""
+    return field(default=_CONFIG_FIELDS[name].default)
+
+
+def selection_metric(cfg: TrainConfig, protocol: str) -> str:
+    """The validation metric that selects the epoch: `select_metric` when given, else NDCG@50 for
+    k-fold data and data held in memory (the Python API), Recall@20 for given splits (the
+    metric their published results report)."""
+    return cfg.select_metric or ("recall@20" if protocol == "given" else "ndcg@50")
 
 
 @dataclass
@@ -58,32 +80,49 @@ class TrainerOptions:
             pruning). Not part of checkpoints.
     """
 
-    batch_size: int = 256
-    negatives: int = 5
-    epochs: int = 20
-    lr: float = 1e-3
-    seed: int = 0
-    eval_every: int = 1
-    patience: int = 3
-    min_epochs: int = 5
-    select_metric: str = "ndcg@50"
-    progress: bool = True
+    batch_size: int = _configured('batch_size')
+    negatives: int = _configured('negatives')
+    epochs: int = _configured('epochs')
+    lr: float = _configured('lr')
+    seed: int = _configured('seed')
+    eval_every: int = _configured('eval_every')
+    patience: int = _configured('patience')
+    min_epochs: int = _configured('min_epochs')
+    select_metric: str = "ndcg@50"  # a resolved name (selection_metric), not a config default
+    progress: bool = _configured('progress')
     checkpoint: Path | None = None
-    checkpoint_every: int = 0
+    checkpoint_every: int = _configured('checkpoint_every')
     fingerprint: str = ""
     drift: bool = False
     prefetch: bool = True
     step_threads: int | None = None
     fused: bool = True
     on_epoch: Callable[[dict], bool | None] | None = None
-    lr_schedule: str = "none"
+    lr_schedule: str = _configured('lr_schedule')
     lr_steps: tuple[int, ...] = ()
-    batch_by: str = "pair"
-    lr_decay: float = 0.1
-    lr_floor: float = 1e-6
-    precision: str = "fp32"
+    batch_by: str = _configured('batch_by')
+    lr_decay: float = _configured('lr_decay')
+    lr_floor: float = _configured('lr_floor')
+    precision: str = _configured('precision')
     device_step: bool | None = None
     weighted: bool = False
+
+
+    @classmethod
+    def from_config(cls, cfg: TrainConfig, select_metric: str, **runtime: Any) -> "TrainerOptions":
+        """The loop's options that follow from `cfg` (one place for the CLI, the Python API, the
+        tuner and the benchmarks), copied field by field where the names agree.
+
+        Args:
+            cfg: the configuration.
+            select_metric: the validation metric that selects the epoch (`selection_metric`).
+            **runtime: further fields (checkpoint, fingerprint, on_epoch, drift, ...) or overrides.
+        """
+        own = {f.name for f in dataclasses.fields(cls)}
+        values = {k: getattr(cfg, k) for k in own & set(_CONFIG_FIELDS)}
+        values.update(select_metric=select_metric, step_threads=cfg.step_threads,
+                      lr_steps=cfg.lr_step_list, weighted=cfg.confidence > 0)
+        return cls(**{**values, **runtime})
 
 
 @dataclass

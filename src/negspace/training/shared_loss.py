@@ -12,13 +12,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from negspace.registry import LossFamily
 from negspace.training import shared_kernels
 
 
 def applies(objective: Any, u: torch.Tensor) -> bool:
     """Whether `shared_margin_loss` computes the objective's whole loss for these vectors."""
     return (shared_kernels.AVAILABLE and u.device.type == "cpu" and u.dtype == torch.float32
-            and objective.loss in ("mml", "ccl") and not objective.gor_weight
+            and objective.family is LossFamily.COSINE and not objective.gor_weight
             and not objective.cov_weight and not objective.l2_weight)
 
 

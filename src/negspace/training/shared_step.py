@@ -17,6 +17,7 @@ import torch
 
 from negspace.models.base import EmbeddingModel
 from negspace.models.mf import MF
+from negspace.registry import LossFamily
 from negspace.samplers.base import NegativeSampler, SamplerKind
 from negspace.training import kernels, shared_kernels
 from negspace.training.objective import Objective
@@ -53,7 +54,7 @@ class SharedCosineStep:
         return (AVAILABLE and type(model) is MF and cosine and model.measure == "cosine"
                 and getattr(model, "bias", None) is None and getattr(model, "dropout", None) is None
                 and optimizer is not None and model.users.weight.device.type == "cpu"
-                and objective.loss in ("mml", "ccl") and not objective.gor_weight
+                and objective.family is LossFamily.COSINE and not objective.gor_weight
                 and not objective.cov_weight and not objective.l2_weight
                 and sampler.kind is SamplerKind.SHARED)
 
@@ -72,11 +73,7 @@ class SharedCosineStep:
         wu, wi = self.model.users.weight, self.model.items.weight
 
         def update() -> None:
-            for weight, ids, grads in ((wu, u_ids, g_u), (wi, item_ids, item_grads)):
-                exp_avg, exp_avg_sq, step_size, (beta1, beta2, eps) = self.optimizer.advance(weight)
-                kernels.adam_rows(weight.detach().numpy(), exp_avg.numpy(), exp_avg_sq.numpy(),
-                                  ids, np.argsort(ids, kind="stable"), grads, beta1, beta2, eps,
-                                  step_size)
+            kernels.update_rows(self.optimizer, ((wu, u_ids, g_u), (wi, item_ids, item_grads)))
         return torch.tensor(float(loss)), update
 
     def loss_and_grads(self, users: torch.Tensor, items: torch.Tensor, negatives: torch.Tensor,

@@ -21,6 +21,7 @@ from negspace.errors import NegspaceError
 from negspace.evaluation.evaluator import evaluate
 from negspace.evaluation.scoring import model_scorer
 from negspace.models.base import EmbeddingModel, score_matrix
+from negspace.registry import LossFamily
 from negspace.samplers.base import NegativeSampler, SamplerKind, to_tensor
 from negspace.samplers.in_batch import positive_rows
 from negspace.training.checkpoint import StopSignals
@@ -156,7 +157,7 @@ class Trainer(TrainerCheckpoints):
             # In-batch, uniform sampled-softmax or memory-bank negatives, scored as vectors.
             cands = self.sampler.candidates(users.numpy(), items.numpy(), self.opt.negatives)
             neg = None
-            if self.objective.loss == "triplet":  # per-row negatives, the bank's joining them
+            if self.objective.family is LossFamily.HINGE:  # per-row negatives, the bank's joining them
                 neg = to_tensor(self.sampler.sample(users.numpy(), items.numpy(),
                                                     self.opt.negatives, self.model))
             loss = self.objective.with_candidates(self.model, users, items, cands, neg)

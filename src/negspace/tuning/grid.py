@@ -23,27 +23,20 @@ import itertools
 import json
 import signal
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from negspace.errors import NegspaceError, TrainingInterrupted
-from negspace.io import write_text
+from negspace.io import read_toml, write_text
 from negspace.config import make_config, normalise_keys
 
 DEFAULT_METRICS = ["map@50", "ndcg@50", "mmr@50", "recall@20", "ndcg@20"]
 
 
 def load_grid(path: str | Path) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as f:
-            spec = tomllib.load(f)
-    except FileNotFoundError:
-        raise NegspaceError(f"grid file not found: {path}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise NegspaceError(f"{path}: invalid TOML: {e}") from None
+    spec = read_toml(path, "grid")
     unknown = set(spec) - {"out", "metrics", "base", "grid", "restrict"}
     if unknown:
         raise NegspaceError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}")

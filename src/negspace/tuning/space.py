@@ -37,12 +37,12 @@ dashes or underscores):
 from __future__ import annotations
 
 import json
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from negspace.errors import NegspaceError
+from negspace.io import read_toml
 from negspace.evaluation.metrics import RANKING_METRICS
 from negspace.config import normalise_keys
 
@@ -135,15 +135,7 @@ def load_space(path: str | Path, overrides: dict[str, Any] | None = None) -> Spa
         The parsed space; any problem is a one-line NegspaceError naming the file and key.
     """
     where = str(path)
-    try:
-        with open(path, "rb") as f:
-            raw = tomllib.load(f)
-    except FileNotFoundError:
-        raise NegspaceError(f"space file not found: {path}") from None
-    except IsADirectoryError:
-        raise NegspaceError(f"space file is a directory: {path}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise NegspaceError(f"{where}: invalid TOML: {e}") from None
+    raw = read_toml(path, "space")
     unknown = set(raw) - {"study", "fixed", "search", "seeds"}
     if unknown:
         raise NegspaceError(f"{where}: unknown section(s) {', '.join(sorted(unknown))}; "
