@@ -21,7 +21,8 @@ OUTDIR=${OUT:-runs/gpu}
 mkdir -p "$OUTDIR"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 if [ -z "${NEGSPACE_DATA:-}" ]; then
-    if [ -d .gpudata ]; then export NEGSPACE_DATA="$PWD/.gpudata"; else export NEGSPACE_DATA=/work/shared/data; fi
+    [ -d .gpudata ] || { echo "set NEGSPACE_DATA, or copy the datasets to .gpudata" >&2; exit 2; }
+    export NEGSPACE_DATA="$PWD/.gpudata"
 fi
 T0=$(date +%s)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"

@@ -8,7 +8,7 @@ its peak RSS is its own) the steps of `negspace train --dataset FILE --model cml
 epoch, the full test evaluation (every user, every item); plus a validation on a 10k-user sample
 (`--val-users 10000`) as each epoch would run it.
 
-    python bench/scale.py --sizes 1M,10M,30M --workdir /tmp/negspace-scale [--eval-users 30000]
+    python bench/scale.py --sizes 1M,10M,30M --workdir runs/scale [--eval-users 30000]
 
 Prints one JSON line per size and a Markdown table at the end. The item catalogue is fixed, so
 the evaluation (users x items) grows with users, i.e. linearly in interactions.
@@ -132,7 +132,7 @@ def child(path: Path, batch: int, dim: int, val_users: int, eval_users: int) -> 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="1M,10M,30M")
-    p.add_argument("--workdir", default="/tmp/negspace-scale")
+    p.add_argument("--workdir", default="runs/scale")
     p.add_argument("--batch-size", type=int, default=4096)
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--val-users", type=int, default=10_000)

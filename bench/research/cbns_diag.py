@@ -5,7 +5,7 @@ tower learns from the softmax over positive + batch + bank with the item side he
 tower from the in-batch softmax alone with the user side held fixed, so the bank's constants no
 longer dilute the push the item tower gets from its live negatives.
 
-    python bench/cbns_diag.py fresh-detached|fresh-grad|split [cosine|dot]
+    python bench/research/cbns_diag.py fresh-detached|fresh-grad|split [cosine|dot]
 """
 import sys, torch
 from negspace.losses.sampled_softmax import sampled_softmax

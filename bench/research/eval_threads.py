@@ -1,7 +1,7 @@
 """evaluate() of an untrained CML model with 1 and 2 torch threads, alternately (why negspace keeps
 every core for evaluation while its training steps run on one thread).
 
-Run:  NEGSPACE_DATA=... .venv/bin/python bench/eval_threads.py [DATASET ...] [--rounds 2]
+Run:  NEGSPACE_DATA=... .venv/bin/python bench/research/eval_threads.py [DATASET ...] [--rounds 2]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Validation Recall@20 per epoch of cosine MF-CCL for one (lr, start scale), the check behind
 the N(0, 1e-3) start of the cosine models (docs/results.md, issue 4). Validation split only.
 
-    python bench/init_scale.py DATASET LR INIT_STD NEGATIVES EPOCHS
+    python bench/research/init_scale.py DATASET LR INIT_STD NEGATIVES EPOCHS
 """
 
 import sys

@@ -1,7 +1,7 @@
 """Seconds per training step (and per epoch, extrapolated) of per-row vs shared negatives for the
 cosine losses, on one thread.
 
-    python bench/negative_modes.py [--dataset movielens-1m-lcfn] [--steps 60]
+    python bench/research/negative_modes.py [--dataset movielens-1m-lcfn] [--steps 60]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Runs the unfinished cells of grid files on several processes (one thread each), in the run
 directory layout `negspace grid` uses, so that `negspace grid FILE` afterwards only summarises.
 
-    python bench/parallel_cells.py configs/grid-mml-ml1m-mf.toml ... --workers 16 [--data-dir D]
+    python bench/research/parallel_cells.py configs/grid-mml-ml1m-mf.toml ... --workers 16 [--data-dir D]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """SimpleX + CCL with 800 shared negatives on ML-1M: the trainer's loop per step with the margin
 terms as the compiled autograd function (training/shared_loss.py) and as torch operations.
 
-Run:  NEGSPACE_DATA=/work/shared/data .venv/bin/python bench/shared_loss_simplex.py [--steps 100]
+Run:  NEGSPACE_DATA=... .venv/bin/python bench/research/shared_loss_simplex.py [--steps 100]
 
 One torch thread, no background draw, d 64, B 256; the two variants alternate, two rounds.
 """

@@ -1,7 +1,7 @@
 """The compiled 2-stage draw (samplers/two_stage_fast.py) and the torch path train to the same
 quality: CML with 2-stage negatives (T 64, cap 0.875), same seed, each path, test metrics.
 
-Run:  NEGSPACE_DATA=/work/shared/data .venv/bin/python bench/two_stage_paths.py [--epochs 5]
+Run:  NEGSPACE_DATA=... .venv/bin/python bench/research/two_stage_paths.py [--epochs 5]
 
 ML-1M, d 64, B 256, N 5, lr 0.01, no validation (the last epoch's model); the two paths draw
 from the same law with other random numbers, so the metrics should agree within seed noise.

@@ -1,6 +1,6 @@
 """One-run ratio of a 2-stage epoch to a uniform one (issue 13's CPU target: at most 2x).
 
-Run:  .venv/bin/python bench/two_stage_ratio.py [--dataset movielens-1m-lcfn] [--rounds 2]
+Run:  .venv/bin/python bench/research/two_stage_ratio.py [--dataset movielens-1m-lcfn] [--rounds 2]
                                              [--batch-size 256] [--exact]
 
 CML (d 64, N 5, lr 0.01, seed 0), one epoch each, the trainer's own loop with negspace's default
