@@ -9,7 +9,7 @@ STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 RUN_DIR ?= runs/demo
 
-.PHONY: run test bench clean
+.PHONY: run test bench results clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: $(STAMP_TEST)
 
 bench: $(STAMP_RUN)
 	$(BIN)/python bench/samplers.py
+
+# docs/results.md from bench/records/*.jsonl (standard library only: no venv needed)
+results:
+	$(PY) -m bench.report
 
 clean:
 	rm -rf $(VENV) runs
