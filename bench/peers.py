@@ -103,7 +103,7 @@ NEGSPACE: dict[str, dict[str, Any]] = {
                        "two_stage_cap": 0.875, "negatives": 10, "batch_size": 1024, "lr": 0.03,
                        "epochs": 20, "patience": 3, "min_epochs": 5},
     # the library's default sampler (uniform) with CML: no model reads while sampling, so the
-    # draw runs in the background and the compiled step applies (issue 6, session 4)
+    # draw runs in the background and the compiled step applies (issue 6)
     "cml-uniform": {"model": "cml", "sampler": "uniform", "negatives": 5, "batch_size": 1024,
                     "lr": 0.01, "epochs": 30, "patience": 3, "min_epochs": 5},
     "mf-mml": {"model": "mf", "loss": "mml", "sampler": "uniform", "negative_mode": "shared",
