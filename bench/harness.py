@@ -23,6 +23,7 @@ import platform
 import re
 import shlex
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -79,6 +80,25 @@ def load_text(info: dict[str, Any] | None = None) -> str:
     return f"{word} (load average {one:.1f} on {info['cores']} cores)"
 
 
+# ---------------------------------------------------------------- the benchmarked settings
+
+# One configuration per sampler (the settings bench/peers.py trains with, N = 5 per-row), as
+# TrainConfig options: profile_steps.py times each step, gpu_bench.py each epoch.
+CASES: dict[str, dict[str, Any]] = {
+    "uniform": {"model": "cml", "sampler": "uniform", "negatives": 5, "lr": 0.01},
+    "popularity": {"model": "cml", "sampler": "popularity", "negatives": 5, "lr": 0.01},
+    "two-stage": {"model": "cml", "sampler": "two-stage", "two_stage_temperature": 64.0,
+                  "two_stage_cap": 0.875, "negatives": 5, "lr": 0.01},
+    "shared-800 (mf, mml)": {"model": "mf", "loss": "mml", "sampler": "uniform",
+                             "negative_mode": "shared", "negatives": 800, "lr": 1e-3},
+    "in-batch (two-tower)": {"model": "two-tower", "loss": "softmax", "sampler": "in-batch",
+                             "lr": 1e-3, "side_features": False},
+    "memory-bank (two-tower)": {"model": "two-tower", "loss": "softmax",
+                                "sampler": "memory-bank", "bank_size": 2048, "lr": 1e-3,
+                                "side_features": False},
+}
+
+
 # ---------------------------------------------------------------- timing
 
 @contextmanager
@@ -109,19 +129,23 @@ def load_split(dataset: str, fold: int = 0, seed: int = 0, **values: Any) -> tup
 # ---------------------------------------------------------------- records
 
 def command(argv: list[str] | None = None, script: str | None = None) -> str:
-    """This process's command line, path-free: the script relative to the repository, the data
-    folder as $NEGSPACE_DATA, other paths under the repository relative to it."""
+    """This process's command line, path-free: the script and other paths in the repository
+    relative to it, the data folder as $NEGSPACE_DATA, the temporary folder as $TMPDIR and the
+    home folder as ~."""
     argv = list(sys.argv if argv is None else argv)
     head = script or (Path(argv[0]).resolve().relative_to(ROOT).as_posix() if argv else "")
-    data = os.environ.get("NEGSPACE_DATA")
+    prefixes = [(str(ROOT) + "/", ""), (str(ROOT), "."),
+                (tempfile.gettempdir(), "$TMPDIR"), (str(Path.home()), "~")]
+    if os.environ.get("NEGSPACE_DATA"):
+        prefixes.insert(0, (os.environ["NEGSPACE_DATA"].rstrip("/"), "$NEGSPACE_DATA"))
     words = []
     for word in argv[1:]:
-        if data and data in word:
-            word = word.replace(data.rstrip("/"), "$NEGSPACE_DATA")
-        elif word.startswith(str(ROOT)):
-            word = os.path.relpath(word, ROOT)
-        words.append(word)
-    return " ".join(["python", head, *(shlex.quote(w) if "$" not in w else w for w in words)])
+        for prefix, short in prefixes:
+            if prefix not in ("", "/") and prefix in word:
+                word = word.replace(prefix, short)
+                break
+        words.append(word if word[:1] in "$~" or "=$" in word else shlex.quote(word))
+    return " ".join(["python", head, *words])
 
 
 def check(record: dict[str, Any]) -> list[str]:

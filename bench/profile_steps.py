@@ -50,20 +50,10 @@ from negspace.training.config import make_config
 from negspace.training.fused import CMLTripletStep
 from negspace.training.trainer import Trainer, TrainerOptions, score_fn, to_tensor
 
-# One configuration per sampler (the settings bench/peers.py trains with, N = 5 per-row).
-CASES: dict[str, dict[str, Any]] = {
-    "uniform": {"model": "cml", "sampler": "uniform", "negatives": 5, "lr": 0.01},
-    "popularity": {"model": "cml", "sampler": "popularity", "negatives": 5, "lr": 0.01},
-    "two-stage": {"model": "cml", "sampler": "two-stage", "two_stage_temperature": 64.0,
-                  "two_stage_cap": 0.875, "negatives": 5, "lr": 0.01},
-    "shared-800 (mf, mml)": {"model": "mf", "loss": "mml", "sampler": "uniform",
-                             "negative_mode": "shared", "negatives": 800, "lr": 1e-3},
-    "in-batch (two-tower)": {"model": "two-tower", "loss": "softmax", "sampler": "in-batch",
-                             "lr": 1e-3, "side_features": False},
-    "memory-bank (two-tower)": {"model": "two-tower", "loss": "softmax",
-                                "sampler": "memory-bank", "bank_size": 2048, "lr": 1e-3,
-                                "side_features": False},
-}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+CASES = harness.CASES  # one configuration per sampler, shared with gpu_bench.py
 
 
 _now = time.perf_counter  # --clock cpu: time.process_time (CPU time of all the process's threads)

@@ -27,6 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
+
 N_ITEMS = 200_000
 PER_USER = 33
 
@@ -139,6 +142,7 @@ def main() -> None:
     p.add_argument("--eval-users", type=int, default=0,
                    help="rank a seeded sample of this many test users (0: all) and estimate the "
                         "full evaluation's time from it (ranking cost is linear in users)")
+    p.add_argument("--record", metavar="TOPIC", help="append each size to bench/records/TOPIC.jsonl")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -167,6 +171,16 @@ def main() -> None:
         row = {"size": size, **json.loads(proc.stdout.strip().splitlines()[-1])}
         rows.append(row)
         print(json.dumps(row), flush=True)
+        if args.record:
+            ev = row["evaluation"]
+            harness.record(args.record, id=f"scale-{size}-{int(time.time())}", section="scale",
+                           dataset=f"synthetic power law, 200k items, {size} rows",
+                           method=f"load, split, one CML epoch (B {args.batch_size}, d {args.dim}), evaluation",
+                           metrics={"interactions": row["interactions"], "users": row["users"],
+                                    "load s": row["load"]["seconds"], "epoch s": row["epoch"]["train_seconds"],
+                                    f"eval s ({ev['users']} users)": ev["seconds"],
+                                    "full eval est. s": ev["full_estimate_s"], "peak GB": row["peak_gb"]},
+                           command=harness.command())
     print("\n| rows | interactions | users | load s | load peak GB | epoch s | eval s (users; "
           f"user/sys CPU s) | full eval est. s | val {args.val_users} users s | peak GB |")
     print("|---|---|---|---|---|---|---|---|---|---|")

@@ -63,3 +63,12 @@ def test_harness_records_what_the_report_reads(tmp_path):
     assert rec["machine"].startswith(f"{harness.machine_info()['cores']}-core") and rec["load"]
     with pytest.raises(ValueError, match="absolute"):
         harness.record("speed", folder=tmp_path, **{**rec, "command": "x --out /" + "tmp/run"})
+
+
+def test_commands_are_recorded_path_free(monkeypatch, tmp_path):
+    monkeypatch.setenv("NEGSPACE_DATA", str(tmp_path / "data"))
+    line = harness.command([str(harness.ROOT / "bench" / "scale.py"), "--csv", str(tmp_path / "data" / "x.csv"),
+                            "--out", str(harness.ROOT / "runs" / "a b"), "--cases", "cml uniform"])
+    assert line == "python bench/scale.py --csv $NEGSPACE_DATA/x.csv --out 'runs/a b' --cases 'cml uniform'"
+    assert not harness.check({"id": "x", "section": "s", "dataset": "d", "method": "m", "metrics": {},
+                              "command": line, "date": "2026-12-07", "machine": "m"})
