@@ -27,6 +27,7 @@ OUT = ROOT / "docs" / "results.md"
 SECTIONS = {"summary": "Headline results", "accuracy": "Accuracy: defaults, recipes and tuned peers",
             "published-protocol": "Published protocol (epoch chosen on test; for comparison with papers only)",
             "peers": "Peers at their issue-6 settings, and negspace's other models",
+            "samplers": "Negative samplers for CML (the grid of Tran et al., SIGIR 2019)",
             "schedule": "Schedules", "speed": "Speed", "scale": "Scale and distributed training",
             "serving": "Serving", "gpu": "GPU"}
 # summary columns: (title, does a record's method belong to it)
@@ -48,12 +49,18 @@ def number(v: Any) -> str:
     return f"{v:.4f}" if 0.001 <= abs(v) < 1 and round(v, 4) == v else repr(v)
 
 
+def seconds(v: Any) -> str:
+    return str(int(v)) if isinstance(v, (int, float)) and float(v).is_integer() else str(v)
+
+
 def cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def metrics_text(metrics: dict[str, Any]) -> str:
-    return ", ".join(f"{k} {number(v)}" for k, v in metrics.items())
+    """'k v' pairs; a key's spread, stored as 'k std', follows its value as '+- s'."""
+    return ", ".join(f"{k} {number(v)}" + (f" +- {number(metrics[k + ' std'])}" if k + " std" in metrics else "")
+                     for k, v in metrics.items() if not (k.endswith(" std") and k[:-4] in metrics))
 
 
 def validated(rec: dict[str, Any]) -> bool:
@@ -75,7 +82,9 @@ def summary(records: list[dict[str, Any]]) -> list[str]:
              "|---" * (len(COLUMNS) + 3) + "|"]
     for ds in datasets:
         rows = [r for r in eligible if r["dataset"] == ds]
-        keys = list(rows[0]["metrics"])[:2]
+        # the metrics of the first record in a column (e.g. the default's), else of the first
+        lead = next((r for r in rows if any(belongs(r["method"]) for _, belongs in COLUMNS)), rows[0])
+        keys = list(lead["metrics"])[:2]
         best = {}
         for title, belongs in COLUMNS:
             mine = [r for r in rows if belongs(r["method"]) and keys[0] in r["metrics"]]
@@ -90,7 +99,7 @@ def summary(records: list[dict[str, Any]]) -> list[str]:
                 continue
             text = " / ".join(number(r["metrics"][k]) if k in r["metrics"] else "-" for k in keys)
             text = f"**{text}**" if r["metrics"][keys[0]] == top else text
-            cells.append(text + (f" ({number(r['train_s'])} s)" if "train_s" in r else ""))
+            cells.append(text + (f" ({seconds(r['train_s'])} s)" if "train_s" in r else ""))
         pub = [r for r in published if r["dataset"] == ds and keys[0] in r["metrics"]]
         ours = [r for r in pub if r["method"].startswith("negspace")]
         shown = ([max(ours, key=lambda r: r["metrics"][keys[0]])] if ours else []) + \
@@ -109,7 +118,7 @@ def section(records: list[dict[str, Any]]) -> list[str]:
         for r in (r for r in records if r["dataset"] == ds):
             where = r["machine"] + (f"; {r['load']}" if r.get("load") else "")
             lines.append("| " + " | ".join(cell(x) for x in (
-                r["method"], metrics_text(r["metrics"]), number(r["train_s"]) if "train_s" in r else "-",
+                r["method"], metrics_text(r["metrics"]), seconds(r["train_s"]) if "train_s" in r else "-",
                 r.get("protocol", "-"), r["date"], where)) + f" | `{cell(r['command'])}` | "
                 + cell(r.get("note", "")) + " |")
         lines.append("")

@@ -32,7 +32,8 @@ def test_any_record_renders_grouped_by_section_and_dataset(tmp_path):
            {**BASE, "id": "c", "method": "EASE", "metrics": {"recall@20": 0.19}, "protocol": "validation-chosen, test read once"},
            {**BASE, "id": "d", "method": "negspace recipe", "metrics": {"recall@20": 0.2},
             "protocol": "epoch chosen on test (published protocol)", "section": "published-protocol"},
-           {**BASE, "id": "e", "method": "sampler draw", "metrics": {"ms": 1.5}, "section": "new-topic", "dataset": "synthetic"})
+           {**BASE, "id": "e", "method": "sampler draw", "metrics": {"ms": 1.5, "ms std": 0.25}, "section": "new-topic",
+            "dataset": "synthetic"})
     out = tmp_path / "results.md"
     assert report.main(["--records", str(tmp_path / "rec"), "--out", str(out)]) == 0
     text = out.read_text()
@@ -42,7 +43,7 @@ def test_any_record_renders_grouped_by_section_and_dataset(tmp_path):
     assert row.count("| - |") == 2 and "negspace recipe 0.2000" in row
     assert text.index("## Accuracy") < text.index("## Published protocol") < text.index("## new-topic")
     assert "a \\| pipe" in text and "`negspace train --dataset gowalla-lightgcn`" in text
-    assert "### synthetic" in text
+    assert "### synthetic" in text and "| ms 1.5 +- 0.2500 |" in text
 
 
 @pytest.mark.parametrize("bad, message", [
