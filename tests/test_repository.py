@@ -39,4 +39,4 @@ def test_no_machine_paths_and_no_session_diary():
 
 def test_the_check_finds_what_it_looks_for():
     assert MACHINE_PATH.search("--out /" + "tmp/run") and MACHINE_PATH.search("/" + "home/x")
-    assert DIARY.search("Session 4 added") and not MACHINE_PATH.search("$NEGSPACE_DATA/ml")
+    assert DIARY.search("Session " + "4 added") and not MACHINE_PATH.search("$NEGSPACE_DATA/ml")
