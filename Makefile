@@ -1,22 +1,25 @@
 # Every target creates .venv when missing, so a fresh clone needs only `make run` or `make test`.
+# pyproject.toml declares compatible ranges; constraints.txt holds the exact versions installed
+# here (and by CI), and a change to either reinstalls.
 PY ?= python3
-VENV := .venv
+VENV ?= .venv
+CONSTRAINTS := constraints.txt
 BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 RUN_DIR ?= runs/demo
 
-.PHONY: run test bench clean
+.PHONY: run test bench results clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
-$(STAMP_RUN): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+$(STAMP_RUN): pyproject.toml $(CONSTRAINTS) | $(BIN)/python
+	$(BIN)/pip install -q -c $(CONSTRAINTS) -e ".[plot]"
 	touch $@
 
-$(STAMP_TEST): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e ".[test]"
+$(STAMP_TEST): pyproject.toml $(CONSTRAINTS) | $(BIN)/python
+	$(BIN)/pip install -q -c $(CONSTRAINTS) -e ".[test]"
 	touch $@ $(STAMP_RUN)
 
 run: $(STAMP_RUN)
@@ -28,6 +31,10 @@ test: $(STAMP_TEST)
 
 bench: $(STAMP_RUN)
 	$(BIN)/python bench/samplers.py
+
+# docs/results.md from bench/records/*.jsonl (standard library only: no venv needed)
+results:
+	$(PY) -m bench.report
 
 clean:
 	rm -rf $(VENV) runs

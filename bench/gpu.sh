@@ -21,7 +21,8 @@ OUTDIR=${OUT:-runs/gpu}
 mkdir -p "$OUTDIR"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 if [ -z "${NEGSPACE_DATA:-}" ]; then
-    if [ -d .gpudata ]; then export NEGSPACE_DATA="$PWD/.gpudata"; else export NEGSPACE_DATA=/work/shared/data; fi
+    [ -d .gpudata ] || { echo "set NEGSPACE_DATA, or copy the datasets to .gpudata" >&2; exit 2; }
+    export NEGSPACE_DATA="$PWD/.gpudata"
 fi
 T0=$(date +%s)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
@@ -31,6 +32,8 @@ timeout 150 $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/trainin
     tests/samplers/test_device_samplers.py 2>&1 | tail -25 | tee "$OUTDIR/gpu_tests.txt"
 echo "== benchmark"
 LEFT=$(( 450 - ($(date +%s) - T0) ))  # the whole script within 8 minutes, with a margin
-timeout $(( LEFT > 60 ? LEFT : 60 )) $PY bench/gpu_bench.py $SMOKE --budget-s $(( LEFT > 120 ? LEFT - 90 : 30 )) \
+# a real run also writes records ($OUT/gpu.jsonl: copy its lines into bench/records/gpu.jsonl)
+RECORD=""; [ -z "$SMOKE" ] && RECORD="--record gpu --records-dir $OUTDIR"
+timeout $(( LEFT > 60 ? LEFT : 60 )) $PY bench/gpu_bench.py $SMOKE $RECORD --budget-s $(( LEFT > 120 ? LEFT - 90 : 30 )) \
     --out "$OUTDIR/gpu_results.md"
 echo "== done in $(( $(date +%s) - T0 )) s; results in $OUTDIR"

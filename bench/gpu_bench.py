@@ -32,22 +32,19 @@ import torch  # noqa: E402
 from negspace.data.interactions import Interactions  # noqa: E402
 from negspace.data.loaders import load_dataset  # noqa: E402
 from negspace.evaluation.evaluator import evaluate  # noqa: E402
-from negspace.experiments.run import build_model, build_objective, build_sampler, split_for  # noqa: E402
-from negspace.training.config import make_config  # noqa: E402
+from negspace.pipeline.build import build_model, build_objective, build_sampler  # noqa: E402
+from negspace.pipeline.fit import split_for  # noqa: E402
+from negspace.config import make_config  # noqa: E402
 from negspace.training.device import configure, device_name, resolve_device, synchronize  # noqa: E402
 from negspace.training.trainer import Trainer, TrainerOptions, score_fn  # noqa: E402
 
-CASES: dict[str, dict[str, Any]] = {
-    "cml uniform": {"model": "cml", "sampler": "uniform", "negatives": 5, "lr": 0.01},
-    "cml 2-stage": {"model": "cml", "sampler": "two-stage", "two_stage_temperature": 64.0,
-                    "two_stage_cap": 0.875, "negatives": 5, "lr": 0.01},
-    "mf mml shared-800": {"model": "mf", "loss": "mml", "sampler": "uniform",
-                          "negative_mode": "shared", "negatives": 800, "lr": 1e-3},
-    "two-tower in-batch": {"model": "two-tower", "loss": "softmax", "sampler": "in-batch",
-                           "lr": 1e-3, "side_features": False},
-    "two-tower bank": {"model": "two-tower", "loss": "softmax", "sampler": "memory-bank",
-                       "bank_size": 2048, "lr": 1e-3, "side_features": False},
-}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
+
+# bench/profile_steps.py's cases (harness.CASES), under the names this bench's tables use
+CASES: dict[str, dict[str, Any]] = {name: harness.CASES[key] for name, key in (
+    ("cml uniform", "uniform"), ("cml 2-stage", "two-stage"), ("mf mml shared-800", "shared-800 (mf, mml)"),
+    ("two-tower in-batch", "in-batch (two-tower)"), ("two-tower bank", "memory-bank (two-tower)"))}
 BATCH = {"movielens-1m-lcfn": 1024, "amazon-book-kgat": 1024, "synthetic": 4096}
 
 
@@ -138,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quality-epochs", type=int, default=5)
     p.add_argument("--budget-s", type=float, default=330.0, help="skip what is left after this")
     p.add_argument("--out", default=None, help="also write the tables (markdown) and JSON here")
+    p.add_argument("--record", metavar="TOPIC", help="append each timed case to RECORDS/TOPIC.jsonl")
+    p.add_argument("--records-dir", type=Path, default=harness.RECORDS,
+                   help="where --record writes (gpu.sh: its $OUT, to copy into bench/records/)")
     args = p.parse_args(argv)
     if args.cpu_smoke:
         args.device, args.synthetic_items, args.synthetic_nnz = "cpu", 20_000, 300_000
@@ -194,6 +194,17 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {case} on {label}: {row[label]}", flush=True)
             records.append(row)
             lines.append(_row(row))
+            if args.record and not args.cpu_smoke and "epoch_s" in row["gpu"] and "epoch_s" in row["cpu"]:
+                g, c = row["gpu"], row["cpu"]
+                harness.record(args.record, folder=args.records_dir, section="gpu", dataset=name,
+                               id=f"gpu-{name}-{case.replace(' ', '-')}-{int(time.time())}",
+                               method=f"{case}, B {b}, d 64", command=harness.command(
+                                   [__file__, *(argv if argv is not None else sys.argv[1:])]),
+                               metrics={"GPU epoch s": round(g["epoch_s"], 3), "CPU epoch s": round(c["epoch_s"], 3),
+                                        "GPU eval s": round(g["eval_s"], 3),
+                                        "CPU eval s, same users": round(c["eval_s_per_user"] * g["timed_users"], 3)},
+                               note=f"CPU: {args.cpu_threads} threads; eval of {g['timed_users']} users"
+                                    + ("; epochs estimated from timed batches" if g.get("estimated") or c.get("estimated") else ""))
     lines += _quality(args, gpu, cpu, t_start)
     lines += ["", f"total {time.perf_counter() - t_start:.0f} s"]
     text = "\n".join(lines)

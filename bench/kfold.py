@@ -12,6 +12,7 @@ chosen on any test fold): the recipe is trained as `negspace train --config RECI
 default as `negspace train --dataset NAME --fold F`, ALS on the fold's whole training part. Each
 fold's test split is read once per method. Prints one row per fold and method and the mean over
 folds; writes OUT/DATASET.json (atomically) after every fold, and skips folds already there.
+`--record TOPIC` appends the means over folds to bench/records/TOPIC.jsonl (section accuracy).
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peers  # noqa: E402  -- imports negspace first (its OpenMP setting precedes torch)
+import harness  # noqa: E402
 
 from negspace.data.splits import kfold_split  # noqa: E402
-from negspace.experiments.run import run_training  # noqa: E402
-from negspace.training.config import load_toml, make_config, with_default_recipe  # noqa: E402
+from negspace.pipeline.fit import run_training  # noqa: E402
+from negspace.config import load_toml, make_config, with_default_recipe  # noqa: E402
 
 KEYS = ("map@50", "ndcg@50", "recall@50")
 
@@ -58,6 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--methods", nargs="+", default=["recipe", "default", "als"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="runs/kfold")
+    p.add_argument("--record", metavar="TOPIC", help="append the means to bench/records/TOPIC.jsonl")
     args = p.parse_args(argv)
 
     recipe = {**load_toml(args.recipe), "dataset": args.dataset}
@@ -90,6 +93,17 @@ def main(argv: list[str] | None = None) -> None:
         if rows:
             print(f"{method:8s} " + "  ".join(
                 f"{k} {sum(r[k] for r in rows) / len(rows):.4f}" for k in KEYS) + f"  ({len(rows)} folds)")
+        if rows and args.record:
+            seconds = [done[f"{method}/{f}"]["train_seconds"] for f in args.folds if f"{method}/{f}" in done]
+            harness.record(
+                args.record, id=f"kfold-{args.dataset}-{method}-{len(rows)}folds-{int(time.time())}",
+                section="accuracy", dataset=args.dataset,
+                method={"recipe": "negspace recipe", "default": "negspace default"}.get(method, "ALS tuned"),
+                protocol="validation-chosen, test read once",
+                metrics={k: round(sum(r[k] for r in rows) / len(rows), 4) for k in KEYS},
+                train_s=round(sum(seconds) / len(seconds), 1),
+                command=harness.command(argv and [__file__, *argv]),
+                note=f"mean of folds {', '.join(map(str, args.folds[:len(rows)]))}")
 
 
 if __name__ == "__main__":

@@ -103,7 +103,7 @@ NEGSPACE: dict[str, dict[str, Any]] = {
                        "two_stage_cap": 0.875, "negatives": 10, "batch_size": 1024, "lr": 0.03,
                        "epochs": 20, "patience": 3, "min_epochs": 5},
     # the library's default sampler (uniform) with CML: no model reads while sampling, so the
-    # draw runs in the background and the compiled step applies (issue 6, session 4)
+    # draw runs in the background and the compiled step applies (issue 6)
     "cml-uniform": {"model": "cml", "sampler": "uniform", "negatives": 5, "batch_size": 1024,
                     "lr": 0.01, "epochs": 30, "patience": 3, "min_epochs": 5},
     "mf-mml": {"model": "mf", "loss": "mml", "sampler": "uniform", "negative_mode": "shared",
@@ -264,8 +264,8 @@ def run_negspace(method: str, dataset: str, dim: int, threads: int, seed: int,
     """Trains one of NEGSPACE's models as `negspace train` would. With `refit_epochs`, as the peers
     are trained instead: on all the training data (no validation split), for an epoch count
     chosen beforehand (the early-stopped run's best epoch), keeping the last model."""
-    from negspace.experiments.run import run_training
-    from negspace.training.config import make_config
+    from negspace.pipeline.fit import run_training
+    from negspace.config import make_config
     # threads None: negspace's default, one torch thread for the steps with the negatives drawn
     # on a second core, and torch's count (set to `threads` by run_all) for validation
     options = {**NEGSPACE[method], "dataset": dataset, "dim": dim, "threads": None,

@@ -45,25 +45,17 @@ import torch
 
 from negspace.data.loaders import load_dataset
 from negspace.evaluation.evaluator import evaluate
-from negspace.experiments.run import build_model, build_objective, build_sampler, split_for
-from negspace.training.config import make_config
+from negspace.samplers.base import SamplerKind
+from negspace.pipeline.build import build_model, build_objective, build_sampler
+from negspace.pipeline.fit import split_for
+from negspace.config import make_config
 from negspace.training.fused import CMLTripletStep
 from negspace.training.trainer import Trainer, TrainerOptions, score_fn, to_tensor
 
-# One configuration per sampler (the settings bench/peers.py trains with, N = 5 per-row).
-CASES: dict[str, dict[str, Any]] = {
-    "uniform": {"model": "cml", "sampler": "uniform", "negatives": 5, "lr": 0.01},
-    "popularity": {"model": "cml", "sampler": "popularity", "negatives": 5, "lr": 0.01},
-    "two-stage": {"model": "cml", "sampler": "two-stage", "two_stage_temperature": 64.0,
-                  "two_stage_cap": 0.875, "negatives": 5, "lr": 0.01},
-    "shared-800 (mf, mml)": {"model": "mf", "loss": "mml", "sampler": "uniform",
-                             "negative_mode": "shared", "negatives": 800, "lr": 1e-3},
-    "in-batch (two-tower)": {"model": "two-tower", "loss": "softmax", "sampler": "in-batch",
-                             "lr": 1e-3, "side_features": False},
-    "memory-bank (two-tower)": {"model": "two-tower", "loss": "softmax",
-                                "sampler": "memory-bank", "bank_size": 2048, "lr": 1e-3,
-                                "side_features": False},
-}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+CASES = harness.CASES  # one configuration per sampler, shared with gpu_bench.py
 
 
 _now = time.perf_counter  # --clock cpu: time.process_time (CPU time of all the process's threads)
@@ -155,7 +147,7 @@ def profile_step(cfg, train, steps: int, warmup: int = 5, variant: str = "defaul
             t3 = _now()
             with torch.no_grad():
                 sampler.enqueue(items, model.item_vectors(items))
-        elif getattr(sampler, "shared", False):
+        elif sampler.kind is SamplerKind.SHARED:
             neg, keep = sampler.sample_shared(users.numpy(), items.numpy(), n)
             t1 = _now()
             extra = len(neg)

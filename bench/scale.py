@@ -8,7 +8,7 @@ its peak RSS is its own) the steps of `negspace train --dataset FILE --model cml
 epoch, the full test evaluation (every user, every item); plus a validation on a 10k-user sample
 (`--val-users 10000`) as each epoch would run it.
 
-    python bench/scale.py --sizes 1M,10M,30M --workdir /tmp/negspace-scale [--eval-users 30000]
+    python bench/scale.py --sizes 1M,10M,30M --workdir runs/scale [--eval-users 30000]
 
 Prints one JSON line per size and a Markdown table at the end. The item catalogue is fixed, so
 the evaluation (users x items) grows with users, i.e. linearly in interactions.
@@ -26,6 +26,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
 
 N_ITEMS = 200_000
 PER_USER = 33
@@ -82,9 +85,9 @@ def child(path: Path, batch: int, dim: int, val_users: int, eval_users: int) -> 
     from negspace.evaluation.evaluator import evaluate
     from negspace.evaluation.scoring import model_scorer
     from negspace.data.splits import holdout_split, sample_users
-    from negspace.experiments.run import build_model, build_objective, build_sampler
-    from negspace.experiments.splitting import split_parts
-    from negspace.training.config import make_config
+    from negspace.pipeline.build import build_model, build_objective, build_sampler
+    from negspace.pipeline.split import split_parts
+    from negspace.config import make_config
     from negspace.training.trainer import Trainer, TrainerOptions
 
     cfg = make_config({"dataset": str(path), "model": "cml", "sampler": "uniform",
@@ -132,13 +135,14 @@ def child(path: Path, batch: int, dim: int, val_users: int, eval_users: int) -> 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="1M,10M,30M")
-    p.add_argument("--workdir", default="/tmp/negspace-scale")
+    p.add_argument("--workdir", default="runs/scale")
     p.add_argument("--batch-size", type=int, default=4096)
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--val-users", type=int, default=10_000)
     p.add_argument("--eval-users", type=int, default=0,
                    help="rank a seeded sample of this many test users (0: all) and estimate the "
                         "full evaluation's time from it (ranking cost is linear in users)")
+    p.add_argument("--record", metavar="TOPIC", help="append each size to bench/records/TOPIC.jsonl")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -167,6 +171,16 @@ def main() -> None:
         row = {"size": size, **json.loads(proc.stdout.strip().splitlines()[-1])}
         rows.append(row)
         print(json.dumps(row), flush=True)
+        if args.record:
+            ev = row["evaluation"]
+            harness.record(args.record, id=f"scale-{size}-{int(time.time())}", section="scale",
+                           dataset=f"synthetic power law, 200k items, {size} rows",
+                           method=f"load, split, one CML epoch (B {args.batch_size}, d {args.dim}), evaluation",
+                           metrics={"interactions": row["interactions"], "users": row["users"],
+                                    "load s": row["load"]["seconds"], "epoch s": row["epoch"]["train_seconds"],
+                                    f"eval s ({ev['users']} users)": ev["seconds"],
+                                    "full eval est. s": ev["full_estimate_s"], "peak GB": row["peak_gb"]},
+                           command=harness.command())
     print("\n| rows | interactions | users | load s | load peak GB | epoch s | eval s (users; "
           f"user/sys CPU s) | full eval est. s | val {args.val_users} users s | peak GB |")
     print("|---|---|---|---|---|---|---|---|---|---|")

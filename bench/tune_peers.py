@@ -8,7 +8,7 @@ Run (needs the bench and tune extras: `.venv/bin/pip install -e ".[bench,tune]"`
 Protocol, the same as `negspace tune`'s:
 - the dataset is split as `negspace train` splits it (the given split; fold 0 of 4 for k-fold
   data), and the validation split is carved from the training part as negspace carves it (10% of
-  each user's training items, seed 0; experiments/splitting.py);
+  each user's training items, seed 0; pipeline/split.py);
 - an Optuna study per (dataset, method): TPE seeded 0 with the known-good settings enqueued first,
   a median pruner on the validation metric at each checkpoint (ALS iterations, WARP epochs), a
   wall-clock budget (a trial that meets the end of the budget keeps its best checkpoint so far);
@@ -42,8 +42,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from negspace.evaluation.evaluator import evaluate  # noqa: E402
-from negspace.experiments.run import load_for  # noqa: E402
-from negspace.training.config import make_config  # noqa: E402
+from negspace.pipeline.fit import load_for  # noqa: E402
+from negspace.config import make_config  # noqa: E402
 
 DATASETS = ("movielens-1m-lcfn", "lastfm-hetrec2011", "amazon-cds-bgcf", "amazon-book-kgat",
             "movielens-100k", "book-crossing-caserec-subset")
@@ -82,11 +82,11 @@ def data(dataset: str, seed: int = 0):
     cfg = make_config({"dataset": dataset, "seed": seed})
     ds = load_for(cfg)
     try:
-        from negspace.experiments.splitting import split_with_validation
+        from negspace.pipeline.split import split_with_validation
         train, test, fit_on, validation = split_with_validation(cfg, ds)
-    except ImportError:  # before experiments/splitting.py: the same rule, written out
+    except ImportError:  # before pipeline/split.py: the same rule, written out
         from negspace.data.splits import holdout_split
-        from negspace.experiments.run import split_for
+        from negspace.pipeline.fit import split_for
         train, test = split_for(cfg, ds)
         fit_on, validation = holdout_split(train, cfg.validation, cfg.seed)
     return ds.protocol, train, test, fit_on, validation

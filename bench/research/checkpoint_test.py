@@ -17,9 +17,10 @@ from pathlib import Path
 import negspace  # noqa: F401  -- first: its OpenMP setting must precede torch
 
 from negspace.evaluation.evaluator import evaluate
-from negspace.experiments.run import build_model, load_for, split_for
+from negspace.pipeline.build import build_model
+from negspace.pipeline.fit import load_for, split_for
 from negspace.training.checkpoint import load_checkpoint
-from negspace.training.config import make_config
+from negspace.config import make_config
 from negspace.training.trainer import score_fn
 
 

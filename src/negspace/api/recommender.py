@@ -47,7 +47,7 @@ class Recommender(RecommenderQueries):
 
     Args:
         model: None (with no sampler, objective, loss or batch unit either: the default recipe
-            of `negspace train`, config/schema.py DEFAULT_RECIPE), "cml", "mf" or another
+            of `negspace train`, config/recipe.py DEFAULT_RECIPE), "cml", "mf" or another
             name `negspace train --model` knows, or a factory
             `(n_users, n_items) -> EmbeddingModel` (the default loss is then the one of the
             built model's class, when it is one of the library's).

@@ -18,6 +18,7 @@ from negspace.data.features import FeatureEncoder, encode_side_features
 from negspace.errors import NegspaceError
 from negspace.io import atomic_write, write_json
 from negspace.models.two_tower import TwoTower
+from negspace.plotting import pyplot_or_none
 
 TOWERS_FILE = "towers.safetensors"
 FEATURES_FILE = "features.json"
@@ -55,9 +56,9 @@ def save_towers(run_dir: Path, model: TwoTower, features: TowerFeatures | None) 
 
 def plot_drift(run_dir: Path, history: list[dict]) -> None:
     """drift.png: the summed change of the followed item vectors over 1, 5 and 10 steps, per epoch."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot_or_none()
+    if plt is None:
+        return
 
     epochs = [row["epoch"] for row in history]
     fig, ax = plt.subplots(figsize=(5, 3.2))

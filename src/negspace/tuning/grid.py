@@ -31,6 +31,7 @@ import pandas as pd
 from negspace.errors import NegspaceError, TrainingInterrupted
 from negspace.io import read_toml, write_text
 from negspace.config import make_config, normalise_keys
+from negspace.plotting import pyplot_or_none
 
 DEFAULT_METRICS = ["map@50", "ndcg@50", "mmr@50", "recall@20", "ndcg@20"]
 
@@ -177,9 +178,9 @@ def plot(table: pd.DataFrame, keys: list[str], metrics: list[str], out_dir: Path
     sampler (error bars: std over folds)."""
     if "batch_size" not in keys:
         return
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot_or_none()
+    if plt is None:
+        return
 
     panel_key = "negatives" if "negatives" in keys else None
     panels = sorted(table[panel_key].unique()) if panel_key else [None]

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from negspace.io import write_text
+from negspace.plotting import pyplot_or_none
 
 TOP = 10  # trials in the report's table
 _RUN_ONLY = ("threads", "progress", "select_metric", "data_dir", "checkpoint_every")
@@ -86,9 +87,9 @@ def importances(study: Any) -> dict[str, float]:
 def plots(study: Any, out_dir: Path, metric: str) -> list[str]:
     """history.png (value of each trial and best so far), importance.png (when importances
     exist) and curves.png (every trial's validation curve); returns the files written."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot_or_none()
+    if plt is None:
+        return []
     from matplotlib.ticker import MaxNLocator
 
     written = []

@@ -1,7 +1,7 @@
 """Validation Recall@20 per epoch of cosine MF-CCL for one (lr, start scale), the check behind
 the N(0, 1e-3) start of the cosine models (docs/results.md, issue 4). Validation split only.
 
-    python bench/init_scale.py DATASET LR INIT_STD NEGATIVES EPOCHS
+    python bench/research/init_scale.py DATASET LR INIT_STD NEGATIVES EPOCHS
 """
 
 import sys
@@ -10,9 +10,10 @@ import negspace  # noqa: F401  -- sets the OpenMP policy before torch starts
 import torch
 
 from negspace.data.splits import holdout_split
-from negspace.experiments.run import load_for, split_for, build_objective, build_sampler
+from negspace.pipeline.build import build_objective, build_sampler
+from negspace.pipeline.fit import load_for, split_for
 from negspace.models import MF
-from negspace.training.config import make_config
+from negspace.config import make_config
 from negspace.training.trainer import Trainer, TrainerOptions
 torch.set_num_threads(1)
 ds, lr, std, N, ep = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])

@@ -3,7 +3,7 @@ training file and pick the epoch on the TEST file (RecZoo's configs validate on 
 this prints are optimistic by construction; negspace's own protocol carves a validation split
 from the training data and reads the test file once (docs/results.md, issue 4).
 
-    python bench/test_selected.py configs/grid-mml-ml1m-mf.toml --set negatives=800 loss=mml \
+    python bench/research/test_selected.py configs/grid-mml-ml1m-mf.toml --set negatives=800 loss=mml \
         --epochs 20 --out runs/test-selected/mf-mml-800.json
 
 Prints the test Recall@20 / NDCG@20 after every epoch and the best epoch by test Recall@20.
@@ -19,9 +19,9 @@ from pathlib import Path
 import negspace  # noqa: F401  -- first: its OpenMP setting must precede torch
 import torch
 
-from negspace.experiments.run import (build_model, build_objective, build_sampler, load_for,
-                                      split_for)
-from negspace.training.config import make_config
+from negspace.pipeline.build import build_model, build_objective, build_sampler
+from negspace.pipeline.fit import load_for, split_for
+from negspace.config import make_config
 from negspace.training.trainer import Trainer, TrainerOptions
 
 

@@ -3,8 +3,8 @@ bank) negatives. Each cell is one `negspace train` process under /usr/bin/time, 
 resident memory is measured on its own; finished cells (metrics.json) are skipped, so the script
 resumes.
 
-    python bench/cbns.py run ml100k      # trains the cells into runs/cbns-ml100k/
-    python bench/cbns.py report ml100k   # table (markdown) and quality-vs-time plot
+    python bench/research/cbns.py run ml100k      # trains the cells into runs/cbns-ml100k/
+    python bench/research/cbns.py report ml100k   # table (markdown) and quality-vs-time plot
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NEGSPACE = str(ROOT / ".venv" / "bin" / "negspace")
 
 # Options chosen on the validation split of MovieLens-100k fold 0 (lr 0.001 beat 0.01 on

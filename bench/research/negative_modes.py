@@ -1,7 +1,7 @@
 """Seconds per training step (and per epoch, extrapolated) of per-row vs shared negatives for the
 cosine losses, on one thread.
 
-    python bench/negative_modes.py [--dataset movielens-1m-lcfn] [--steps 60]
+    python bench/research/negative_modes.py [--dataset movielens-1m-lcfn] [--steps 60]
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ import negspace  # noqa: F401  -- sets the OpenMP policy before torch starts
 import torch
 
 from negspace.data.splits import holdout_split
-from negspace.experiments.run import build_model, build_objective, build_sampler, load_for, split_for
+from negspace.samplers.base import SamplerKind
+from negspace.pipeline.build import build_model, build_objective, build_sampler
+from negspace.pipeline.fit import load_for, split_for
 from negspace.samplers.base import to_tensor
-from negspace.training.config import make_config
+from negspace.config import make_config
 from negspace.training.optim import SparseFriendlyAdam
 
 
@@ -31,7 +33,7 @@ def seconds_per_step(cfg, fit_on, steps: int) -> float:
         idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]
         u, i = users[idx], items[idx]
         t0 = time.perf_counter()
-        if getattr(sampler, "shared", False):
+        if sampler.kind is SamplerKind.SHARED:
             neg, keep = sampler.sample_shared(u.numpy(), i.numpy(), cfg.negatives)
             loss = objective(model, u, i, to_tensor(neg), to_tensor(keep))
         else:

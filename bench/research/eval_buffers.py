@@ -5,7 +5,7 @@ page faults and peak RSS of ranking the same users, each way in its own process.
   4096 users (new [4096, n_items] tensors every chunk, four of them for l2);
 - "buffered": `evaluation.scoring.model_scorer` with `auto_chunk_size` (one buffer, <= 128 MB).
 
-    python bench/eval_buffers.py --csv /tmp/negspace-scale/synthetic-1000000.csv --users 8192
+    python bench/research/eval_buffers.py --csv runs/scale/synthetic-1000000.csv --users 8192
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """One-run ratio of a 2-stage epoch to a uniform one (issue 13's CPU target: at most 2x).
 
-Run:  .venv/bin/python bench/two_stage_ratio.py [--dataset movielens-1m-lcfn] [--rounds 2]
+Run:  .venv/bin/python bench/research/two_stage_ratio.py [--dataset movielens-1m-lcfn] [--rounds 2]
                                              [--batch-size 256] [--exact]
 
 CML (d 64, N 5, lr 0.01, seed 0), one epoch each, the trainer's own loop with negspace's default
@@ -23,8 +23,9 @@ import negspace  # noqa: F401  -- first: its OpenMP setting must precede torch
 import torch
 
 from negspace.data.loaders import load_dataset
-from negspace.experiments.run import build_model, build_objective, build_sampler, split_for
-from negspace.training.config import make_config
+from negspace.pipeline.build import build_model, build_objective, build_sampler
+from negspace.pipeline.fit import split_for
+from negspace.config import make_config
 from negspace.training.trainer import Trainer, TrainerOptions
 
 BASE = {"model": "cml", "dim": 64, "negatives": 5, "lr": 0.01, "seed": 0, "validation": 0.0}

@@ -1,6 +1,6 @@
 """The trainer's loop with and without the background draw of negatives (TrainerOptions.prefetch).
 
-Run:  NEGSPACE_DATA=... .venv/bin/python bench/prefetch_overlap.py [--steps 200] [--repeats 3]
+Run:  NEGSPACE_DATA=... .venv/bin/python bench/research/prefetch_overlap.py [--steps 200] [--repeats 3]
 
 For uniform and popularity CML and MF + MML with 800 shared negatives (bench/profile_steps.py's
 settings: ML-1M, d = 64, B = 256, 2 torch threads), alternating without and with the background
@@ -21,12 +21,13 @@ import negspace  # noqa: F401  -- first: its OpenMP setting must precede torch
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/
 from profile_steps import CASES  # noqa: E402
 
 from negspace.data.loaders import load_dataset  # noqa: E402
-from negspace.experiments.run import build_model, build_objective, build_sampler, split_for  # noqa: E402
-from negspace.training.config import make_config  # noqa: E402
+from negspace.pipeline.build import build_model, build_objective, build_sampler  # noqa: E402
+from negspace.pipeline.fit import split_for  # noqa: E402
+from negspace.config import make_config  # noqa: E402
 from negspace.training.trainer import Trainer, TrainerOptions  # noqa: E402
 
 

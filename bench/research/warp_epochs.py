@@ -2,7 +2,7 @@
 counts: does the ML-1M-tuned epoch count (8) hold elsewhere? (issue 6: WARP's Amazon-CDs Recall@20
 came out 0.085 against the issue's "about 0.11"). Never touches the test split.
 
-Run:  .venv/bin/python bench/warp_epochs.py [--dataset amazon-cds-bgcf] [--epochs 5 8 10 15 20 30 40]
+Run:  .venv/bin/python bench/research/warp_epochs.py [--dataset amazon-cds-bgcf] [--epochs 5 8 10 15 20 30 40]
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import negspace  # noqa: F401  -- first: its OpenMP setting must precede torch
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/
 from peers import DATASETS, PEERS, csr, factor_score_fn, split  # noqa: E402
 
 from negspace.data.splits import holdout_split  # noqa: E402

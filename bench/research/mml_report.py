@@ -1,6 +1,6 @@
 """Tables and the Recall@20-vs-N plot of the CCL / MML grids (issue 4), from their run directories.
 
-    python bench/mml_report.py runs/mml-ml1m-mf runs/mml-ml1m-simplex --png docs/img/mml.png
+    python bench/research/mml_report.py runs/mml-ml1m-mf runs/mml-ml1m-simplex --png docs/img/mml.png
     (one table and one plot per dataset: docs/img/mml-DATASET.png)
 """
 

@@ -5,14 +5,14 @@ tower learns from the softmax over positive + batch + bank with the item side he
 tower from the in-batch softmax alone with the user side held fixed, so the bank's constants no
 longer dilute the push the item tower gets from its live negatives.
 
-    python bench/cbns_diag.py fresh-detached|fresh-grad|split [cosine|dot]
+    python bench/research/cbns_diag.py fresh-detached|fresh-grad|split [cosine|dot]
 """
 import sys, torch
 from negspace.losses.sampled_softmax import sampled_softmax
 from negspace.models.base import score_matrix
 from negspace.training import objective as O
-from negspace.experiments.run import run_training
-from negspace.training.config import make_config
+from negspace.pipeline.fit import run_training
+from negspace.config import make_config
 mode = sys.argv[1]
 measure = sys.argv[2] if len(sys.argv) > 2 else "cosine"
 orig = O.Objective.with_candidates

@@ -1,7 +1,7 @@
 """The compiled 2-stage draw (samplers/two_stage_fast.py) and the torch path train to the same
 quality: CML with 2-stage negatives (T 64, cap 0.875), same seed, each path, test metrics.
 
-Run:  NEGSPACE_DATA=/work/shared/data .venv/bin/python bench/two_stage_paths.py [--epochs 5]
+Run:  NEGSPACE_DATA=... .venv/bin/python bench/research/two_stage_paths.py [--epochs 5]
 
 ML-1M, d 64, B 256, N 5, lr 0.01, no validation (the last epoch's model); the two paths draw
 from the same law with other random numbers, so the metrics should agree within seed noise.
@@ -18,8 +18,9 @@ import negspace  # noqa: F401  -- first: its OpenMP setting must precede torch
 
 from negspace.data.loaders import load_dataset
 from negspace.evaluation.evaluator import evaluate
-from negspace.experiments.run import build_model, build_objective, build_sampler, split_for
-from negspace.training.config import make_config
+from negspace.pipeline.build import build_model, build_objective, build_sampler
+from negspace.pipeline.fit import split_for
+from negspace.config import make_config
 from negspace.training.trainer import Trainer, TrainerOptions, score_fn
 
 

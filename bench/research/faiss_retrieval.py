@@ -1,6 +1,6 @@
 """Recall and speed of faiss retrieval against exact full ranking, on a finished run directory.
 
-    python bench/faiss_retrieval.py RUN_DIR [--k 20] [--queries 10000] [--threads 1]
+    python bench/research/faiss_retrieval.py RUN_DIR [--k 20] [--queries 10000] [--threads 1]
 
 Times are CPU seconds of this process (run it with one thread). Every method filters each
 user's training items exactly (faiss by over-fetching); recall@k is

@@ -1,6 +1,6 @@
 """Non-learned reference points for the k-fold protocol: ranking by training popularity and at random.
 
-Run:  .venv/bin/python bench/baselines.py [DATASET ...] [--folds 4] [--seed 0]
+Run:  .venv/bin/python bench/research/baselines.py [DATASET ...] [--folds 4] [--seed 0]
 
 Uses the same seeded 4-fold split as `negspace train --seed S --fold I`, so the numbers sit beside a
 grid's table (mean +- sample std over the folds).

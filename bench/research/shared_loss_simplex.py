@@ -1,7 +1,7 @@
 """SimpleX + CCL with 800 shared negatives on ML-1M: the trainer's loop per step with the margin
 terms as the compiled autograd function (training/shared_loss.py) and as torch operations.
 
-Run:  NEGSPACE_DATA=/work/shared/data .venv/bin/python bench/shared_loss_simplex.py [--steps 100]
+Run:  NEGSPACE_DATA=... .venv/bin/python bench/research/shared_loss_simplex.py [--steps 100]
 
 One torch thread, no background draw, d 64, B 256; the two variants alternate, two rounds.
 """
@@ -17,9 +17,10 @@ import negspace  # noqa: F401  -- first: its OpenMP setting must precede torch
 import torch
 
 from negspace.data.loaders import load_dataset
-from negspace.experiments.run import build_model, build_objective, build_sampler, split_for
+from negspace.pipeline.build import build_model, build_objective, build_sampler
+from negspace.pipeline.fit import split_for
 from negspace.training import shared_loss
-from negspace.training.config import make_config
+from negspace.config import make_config
 from negspace.training.trainer import Trainer, TrainerOptions
 
 

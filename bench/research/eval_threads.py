@@ -1,7 +1,7 @@
 """evaluate() of an untrained CML model with 1 and 2 torch threads, alternately (why negspace keeps
 every core for evaluation while its training steps run on one thread).
 
-Run:  NEGSPACE_DATA=... .venv/bin/python bench/eval_threads.py [DATASET ...] [--rounds 2]
+Run:  NEGSPACE_DATA=... .venv/bin/python bench/research/eval_threads.py [DATASET ...] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import torch
 
 from negspace.data.loaders import load_dataset
 from negspace.evaluation.evaluator import evaluate
-from negspace.experiments.run import build_model, split_for
-from negspace.training.config import make_config
+from negspace.pipeline.build import build_model
+from negspace.pipeline.fit import split_for
+from negspace.config import make_config
 from negspace.training.trainer import score_fn
 
 

@@ -1,7 +1,7 @@
 """Runs the unfinished cells of grid files on several processes (one thread each), in the run
 directory layout `negspace grid` uses, so that `negspace grid FILE` afterwards only summarises.
 
-    python bench/parallel_cells.py configs/grid-mml-ml1m-mf.toml ... --workers 16 [--data-dir D]
+    python bench/research/parallel_cells.py configs/grid-mml-ml1m-mf.toml ... --workers 16 [--data-dir D]
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import negspace  # noqa: F401  -- sets the OpenMP policy before torch starts
 
 
 def _run(values: dict, cell_dir: str) -> tuple[str, str]:
-    from negspace.experiments.run import run_training
-    from negspace.training.config import make_config
+    from negspace.pipeline.fit import run_training
+    from negspace.config import make_config
 
     t0 = time.perf_counter()
     try:
@@ -30,7 +30,7 @@ def _run(values: dict, cell_dir: str) -> tuple[str, str]:
 
 
 def main() -> None:
-    from negspace.experiments.grid import cell_name, cells, load_grid
+    from negspace.tuning.grid import cell_name, cells, load_grid
 
     ap = argparse.ArgumentParser()
     ap.add_argument("grids", nargs="+")

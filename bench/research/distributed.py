@@ -8,8 +8,8 @@ both runs see the same number of updates) for:
 Prints, per run, the mean epoch seconds (history.csv, epochs after the first), the wall time of
 the whole command and the test Recall@20 / NDCG@20.
 
-    python bench/distributed.py --dataset movielens-1m-lcfn --global-batch 512 --epochs 10 \\
-        --nproc 2 --out /tmp/negspace-dist
+    python bench/research/distributed.py --dataset movielens-1m-lcfn --global-batch 512 --epochs 10 \\
+        --nproc 2 --out runs/distributed
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def main() -> None:
     p.add_argument("--global-batch", type=int, default=512)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--nproc", type=int, default=2)
-    p.add_argument("--out", default="/tmp/negspace-dist")
+    p.add_argument("--out", default="runs/distributed")
     p.add_argument("--extra", default="", help="more train options, space-separated")
     p.add_argument("--runs", default="0,1,2",
                    help="which runs: 0 one process, 1 its autograd step, 2 N processes")
