@@ -21,11 +21,9 @@ from negspace.errors import NegspaceError, did_you_mean
 from negspace.evaluation.evaluator import evaluate
 from negspace.data.features import encode_side_features
 from negspace.pipeline.build import ModelFactory, build_trainer
-from negspace.pipeline.rundir import (code_commit, load_run, prepare_run_dir,
-                                         save_interactions, save_vectors, write_history)
+from negspace.pipeline.rundir import load_run, prepare_run_dir, write_run
 from negspace.pipeline.towers import (FEATURES_FILE, TOWERS_FILE, TowerFeatures, load_towers,
-                                         save_towers)
-from negspace.io import write_json
+                                      save_towers)
 from negspace.models.base import EmbeddingModel
 from negspace.models.simplex import SimpleX
 from negspace.models.two_tower import TwoTower
@@ -261,23 +259,23 @@ class Recommender(RecommenderQueries):
         """
         train = self._need_fitted()
         out = prepare_run_dir(path, overwrite)
-        save_vectors(out, self.user_vectors, self.item_vectors, self.measure)
-        save_interactions(out, train)
-        write_history(out, self.history)
+
+        def extras(out: Path) -> None:
+            if isinstance(self.model, TwoTower):  # the cold start needs the towers and encoders
+                save_towers(out, self.model, self._features)
+            else:
+                for name in (TOWERS_FILE, FEATURES_FILE):
+                    (out / name).unlink(missing_ok=True)
+            if self.index is not None:
+                ann.write_index(self.index, out / ann.INDEX_FILE)
+            else:  # never leave an index of other vectors
+                (out / ann.INDEX_FILE).unlink(missing_ok=True)
+
         # "dataset" says where the data came from (None: held in memory; `negspace evaluate`
         # then refuses in one line instead of evaluating on an unrelated dataset)
-        write_json(out / "config.json", {**self.config.to_dict(), "protocol": "python",
-                                         **self._source, "commit": code_commit()})
-        if isinstance(self.model, TwoTower):  # the cold start needs the towers and encoders
-            save_towers(out, self.model, self._features)
-        else:
-            for name in (TOWERS_FILE, FEATURES_FILE):
-                (out / name).unlink(missing_ok=True)
-        if self.index is not None:
-            ann.write_index(self.index, out / ann.INDEX_FILE)
-        else:
-            (out / ann.INDEX_FILE).unlink(missing_ok=True)  # never leave an index of other vectors
-        write_json(out / "metrics.json", {k: float(v) for k, v in self.metrics.items()})
+        write_run(out, self.user_vectors, self.item_vectors, self.measure, train, self.history,
+                  {**self.config.to_dict(), "protocol": "python", **self._source},
+                  self.metrics, extras=extras)
         return out
 
     @classmethod

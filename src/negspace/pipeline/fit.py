@@ -22,11 +22,11 @@ from negspace.pipeline.output import RunOutput
 from negspace.pipeline.refit import train_with_refit
 from negspace.pipeline.towers import plot_drift, save_towers, tower_features
 from negspace.pipeline.rundir import (METRICS_FILE, check_run_dir, code_commit,
-                                         remove_temporaries, save_interactions, save_vectors,
-                                         start_run_dir, write_history)
+                                         remove_temporaries, start_run_dir, write_history,
+                                         write_run)
 from negspace.io import write_json
 from negspace.errors import NegspaceError
-from negspace.models import EmbeddingModel, SimpleX, TwoTower
+from negspace.models import SimpleX, TwoTower
 from negspace.pipeline.build import build_trainer
 from negspace.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from negspace.config import TrainConfig, config_fields, make_config, resolve_for_data
@@ -150,7 +150,10 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
         if isinstance(model, TwoTower):  # before write_run, whose metrics.json marks the end
             save_towers(run_dir, model, features)
             plot_drift(run_dir, result.history)
-        write_run(run_dir, cfg, dataset, model, train, metrics, result.history,
+        with torch.no_grad():
+            vectors = model.user_vectors(None), model.item_vectors(None)
+        write_run(run_dir, *vectors, model.measure, train, result.history,
+                  {**cfg.to_dict(), "protocol": dataset.protocol}, metrics,
                   {"train_seconds": round(result.train_seconds, 3),
                    "session_seconds": round(seconds, 3), "resumed": resume,
                    **({"selection_train_seconds": round(selection_seconds, 3)}
@@ -232,28 +235,6 @@ def unseen_test_items(train: Interactions, test: Interactions) -> dict[str, int]
     in_test = test.item_counts() > 0
     return {"n_test_items_not_in_train": int((in_test & ~seen).sum()),
             "n_test_interactions_not_in_train": int((~seen[test.indices]).sum())}
-
-
-def write_run(run_dir: Path, cfg: TrainConfig, dataset: Dataset, model: EmbeddingModel,
-              train: Interactions, metrics: dict, history: list[dict],
-              timing: dict[str, Any] | None = None) -> None:
-    """Writes the run's files, metrics.json last (its presence marks a finished run; the grid
-    relies on it), then removes the checkpoint, which a finished run no longer needs.
-
-    metrics.json holds only what the seed determines (no timings), so two runs with the same
-    seed, interrupted or not, write identical bytes; timings go to timing.json.
-    """
-    with torch.no_grad():
-        save_vectors(run_dir, model.user_vectors(None).float().cpu(),
-                     model.item_vectors(None).float().cpu(), model.measure)
-    save_interactions(run_dir, train)
-    write_history(run_dir, history)
-    write_json(run_dir / "config.json", {**cfg.to_dict(), "protocol": dataset.protocol,
-                                             "commit": code_commit()})
-    if timing is not None:
-        write_json(run_dir / "timing.json", timing)
-    write_json(run_dir / METRICS_FILE, {k: float(v) for k, v in metrics.items()})
-    (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
 
 
 __all__ = ["tower_features", "run_training", "resume_training", "fingerprint", "unseen_test_items",

@@ -10,7 +10,7 @@ import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from negspace.data.interactions import Interactions
 from negspace.errors import NegspaceError
 from negspace.io import atomic_write, write_json, write_text
+from negspace.training.checkpoint import CHECKPOINT_FILE
 
 MODEL_FILE = "model.safetensors"
 INTERACTIONS_FILE = "interactions.safetensors"
@@ -122,6 +123,32 @@ def write_history(path: Path, history: list[dict], name: str = "history.csv") ->
     writer.writeheader()
     writer.writerows(history)
     write_text(path / name, buf.getvalue())
+
+
+def write_run(path: Path, user_vectors: torch.Tensor, item_vectors: torch.Tensor, measure: str,
+              train: Interactions, history: list[dict], config: dict[str, Any],
+              metrics: dict[str, float], timing: dict[str, Any] | None = None,
+              extras: Callable[[Path], None] | None = None) -> None:
+    """Writes a finished run's files, the one writer `negspace train` and `Recommender.save`
+    share: vectors, training interactions, history, config.json (with the code's commit),
+    timing.json, what `extras` writes (the two-tower's towers, a faiss index), then metrics.json
+    last (its presence marks a finished run; the grid relies on it); then the checkpoint, which
+    a finished run no longer needs, goes.
+
+    metrics.json holds only what the seed determines (no timings), so two runs with the same
+    seed, interrupted or not, write identical bytes; timings go to timing.json.
+    """
+    save_vectors(path, user_vectors.detach().float().cpu(), item_vectors.detach().float().cpu(),
+                 measure)
+    save_interactions(path, train)
+    write_history(path, history)
+    write_json(path / "config.json", {**config, "commit": code_commit()})
+    if timing is not None:
+        write_json(path / "timing.json", timing)
+    if extras is not None:
+        extras(path)
+    write_json(path / METRICS_FILE, {k: float(v) for k, v in metrics.items()})
+    (path / CHECKPOINT_FILE).unlink(missing_ok=True)
 
 
 @dataclass
