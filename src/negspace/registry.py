@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import torch
 
@@ -25,8 +25,8 @@ from negspace.samplers.shared import SharedNegativeSampler
 from negspace.samplers.two_stage import TwoStageSampler
 from negspace.samplers.uniform import UniformSampler
 
-if TYPE_CHECKING:
-    from negspace.config.schema import TrainConfig
+# The builders take a TrainConfig (config/schema.py, which reads its choices from this module).
+TrainConfig = Any
 
 
 # ------------------------------------------------------------------------------------- models
@@ -50,11 +50,11 @@ class ModelSpec:
     build: Callable[..., EmbeddingModel]
 
 
-def _cml(cfg: "TrainConfig", n_users: int, n_items: int, history: Any, features: Any) -> CML:
+def _cml(cfg: TrainConfig, n_users: int, n_items: int, history: Any, features: Any) -> CML:
     return CML(n_users, n_items, cfg.dim, norm=cfg.norm)
 
 
-def _mf(cfg: "TrainConfig", n_users: int, n_items: int, history: Any, features: Any) -> MF:
+def _mf(cfg: TrainConfig, n_users: int, n_items: int, history: Any, features: Any) -> MF:
     cosine = cfg.resolved_measure == "cosine"
     # Cosine scores ignore the norms, so a small start makes Adam's steps large relative to the
     # vectors (SimpleX starts at 1e-4): on the validation split of MovieLens-100k, 1e-3 learnt in
@@ -65,14 +65,14 @@ def _mf(cfg: "TrainConfig", n_users: int, n_items: int, history: Any, features: 
               sparse=cfg.batch_by != "user")
 
 
-def _simplex(cfg: "TrainConfig", n_users: int, n_items: int, history: Interactions,
+def _simplex(cfg: TrainConfig, n_users: int, n_items: int, history: Interactions,
              features: Any) -> SimpleX:
     return SimpleX(n_users, n_items, cfg.dim, history, aggregator=cfg.aggregator,
                    gamma=cfg.gamma, history_len=cfg.history_len, dropout=cfg.dropout,
                    seed=cfg.seed)
 
 
-def _two_tower(cfg: "TrainConfig", n_users: int, n_items: int, history: Interactions,
+def _two_tower(cfg: TrainConfig, n_users: int, n_items: int, history: Interactions,
                features: Any) -> TwoTower:
     users = items = None
     if features is not None:
@@ -89,7 +89,7 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in (
 )}
 
 
-def build_model(cfg: "TrainConfig", n_users: int, n_items: int,
+def build_model(cfg: TrainConfig, n_users: int, n_items: int,
                 history: Interactions | None = None, features: Any = None) -> EmbeddingModel:
     """The configured model, seeded by `cfg.seed`.
 
@@ -122,7 +122,7 @@ class SamplerSpec:
     kind: SamplerKind
     shared_law: bool
     distributed: bool
-    build: Callable[["TrainConfig", bool], NegativeSampler]
+    build: Callable[[TrainConfig, bool], NegativeSampler]
 
 
 SAMPLERS: dict[str, SamplerSpec] = {s.name: s for s in (
@@ -153,7 +153,7 @@ SAMPLERS: dict[str, SamplerSpec] = {s.name: s for s in (
 AUTO_SAMPLER = "auto"  # resolved by the data's size (config/recipe.py)
 
 
-def build_sampler(cfg: "TrainConfig") -> NegativeSampler:
+def build_sampler(cfg: TrainConfig) -> NegativeSampler:
     """The configured sampler: the named law, drawn once per batch under negative mode shared."""
     if cfg.resolved_negative_mode == "shared":
         return SharedNegativeSampler(law=cfg.sampler, beta=cfg.beta, seed=cfg.seed)

@@ -11,7 +11,7 @@ stay float32.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -23,8 +23,8 @@ from negspace.samplers.device import DeviceSampler, device_sampler
 from negspace.samplers.in_batch import positive_rows
 from negspace.training.device import autocast, model_device
 
-if TYPE_CHECKING:
-    from negspace.training.trainer import Trainer
+# `trainer` below is the Trainer (training/trainer.py) that builds this step.
+Trainer = Any
 
 
 class DeviceStep:
@@ -37,7 +37,7 @@ class DeviceStep:
         sync_every: read the summed loss every this many steps.
     """
 
-    def __init__(self, trainer: "Trainer", sampler: DeviceSampler, precision: str = "fp32",
+    def __init__(self, trainer: Trainer, sampler: DeviceSampler, precision: str = "fp32",
                  sync_every: int = 100) -> None:
         self.trainer, self.sampler = trainer, sampler
         self.device = model_device(trainer.model)
@@ -49,7 +49,7 @@ class DeviceStep:
             trainer.fused.compiled = False
 
     @staticmethod
-    def build(trainer: "Trainer", precision: str = "fp32", force: bool | None = None,
+    def build(trainer: Trainer, precision: str = "fp32", force: bool | None = None,
               sync_every: int = 100) -> "DeviceStep | None":
         """A DeviceStep when the model is off the CPU (or `force`), else None."""
         device = model_device(trainer.model)
