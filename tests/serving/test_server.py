@@ -319,3 +319,101 @@ def test_kill_9_of_the_supervisor_frees_the_port(runs):
     finally:
         for pid in server.workers:
             os.kill(pid, signal.SIGKILL)
+
+
+def test_slow_clients_are_cut_off_and_health_answers(runs):
+    """Slowloris: 150 connections sending half their headers and 150 sending half a body are
+    all closed within --read-timeout (2 s) plus a margin, while /health answers (before, with
+    no read deadline, all 300 were still open after 20 s)."""
+    server = Server(str(runs["mf"]), "--read-timeout", "2")
+    port, socks = server.port, []
+    try:
+        wait_for(lambda: call(port, "/health")[0] == 200, "startup", server)
+        head = b"POST /recommend HTTP/1.1\r\nHost: localhost\r\n"
+        for i in range(300):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(head + (b"Content-Ty" if i % 2 else
+                              b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+                              b'{"users": ['))
+            socks.append(s)
+        start = time.monotonic()
+        assert call(port, "/health", timeout=2)[0] == 200
+        closed = 0
+        for s in socks:  # bounded: 10 s in all
+            s.settimeout(max(0.05, start + 10 - time.monotonic()))
+            try:
+                closed += s.recv(1024) == b""
+            except ConnectionResetError:
+                closed += 1
+            except TimeoutError:
+                pass
+        assert closed == 300, f"{300 - closed} slow connections still open"
+        assert call(port, "/health", timeout=2)[0] == 200
+    finally:
+        for s in socks:
+            s.close()
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def big_run(tmp_path_factory):
+    """An mf run large enough that ranking all its users at k=1000 takes a while."""
+    import torch
+
+    from negspace import Recommender
+    from tests.serving.conftest import interactions
+
+    torch.set_num_threads(1)
+    frame = interactions(n_users=1000, n_items=4000, per_user=10)
+    rec = Recommender("mf", sampler="uniform", dim=64, epochs=1, validation=0, progress=False,
+                      threads=1, batch_size=1024, seed=0).fit(frame)
+    return rec.save(tmp_path_factory.mktemp("big") / "mf")
+
+
+def health_during_heavy_ranking(port: int, seconds: float = 4.0) -> tuple[float, int]:
+    """The slowest /health answer while three clients rank 940 users at k=1000 in a loop, and
+    how many of those large answers came back."""
+    data = json.dumps({"users": [f"u{u}" for u in range(940)], "k": 1000}).encode()
+    stop, done, errors = threading.Event(), [0], []
+
+    def heavy() -> None:  # answers read as bytes: parsing 20 MB here would hold this
+        try:             # process's GIL and slow the /health timing below
+            while not stop.is_set():
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/recommend", data=data,
+                                                 headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(request, timeout=60) as r:
+                    body = r.read()
+                assert r.status == 200 and body.count(b'"user":') == 940, r.status
+                done[0] += 1
+        except BaseException as e:
+            errors.append(e)
+    threads = [threading.Thread(target=heavy, daemon=True) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    slowest, end, limit = 0.0, time.monotonic() + seconds, time.monotonic() + 60
+    while (time.monotonic() < end or done[0] < 3) and time.monotonic() < limit:
+        start = time.perf_counter()
+        assert call(port, "/health", timeout=10)[0] == 200
+        slowest = max(slowest, time.perf_counter() - start)
+        time.sleep(0.05)
+    stop.set()
+    for t in threads:
+        t.join(60)
+    if errors:
+        raise errors[0]
+    return slowest, done[0]
+
+
+@pytest.mark.slow
+def test_health_stays_fast_while_large_requests_rank(big_run):
+    """Ranking runs off the event loop: /health answers within 0.5 s while three clients ask for
+    940 users x 1000 items each (before, on the loop, it waited behind them: over 1 s)."""
+    server = Server(str(big_run), "--max-users", "1000")
+    try:
+        wait_for(lambda: call(server.port, "/health")[0] == 200, "startup", server)
+        slowest, answered = health_during_heavy_ranking(server.port)
+        assert answered >= 3, answered  # the load was there
+        assert slowest < 0.5, f"/health took {slowest:.2f} s"
+    finally:
+        server.stop()

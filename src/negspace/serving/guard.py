@@ -84,42 +84,10 @@ class Guard:
             await _send(send, 401, {"error": "missing or wrong bearer token"},
                         [(b"www-authenticate", b"Bearer")])
             return
-        if path in UNLIMITED:
-            await self._body_then_app(scope, receive, send, headers)
-            return
-        if self.inflight >= self.settings.max_inflight:
-            await _send(send, 503, {"error": "server busy: too many requests in flight"},
-                        [(b"retry-after", b"1")])
-            return
-        self.inflight += 1
-        try:
-            await self._body_then_app(scope, receive, send, headers)
-        finally:
-            self.inflight -= 1
-
-    async def _body_then_app(self, scope: dict, receive: Any, send: Any, headers: dict) -> None:
         if scope.get("method") in ("POST", "PUT", "PATCH"):
-            limit = self.settings.limits.max_body_bytes
-            declared = headers.get(b"content-length")
-            if declared is not None and (not declared.isdigit() or int(declared) > limit):
-                code = 413 if declared.isdigit() else 400
-                await _send(send, code, {"error": f"request body over {limit} bytes"
-                                         if code == 413 else "bad Content-Length"})
-                return
-            body, more = b"", True
-            while more:  # read it all here, so a chunked body is bounded too
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return
-                body += message.get("body", b"")
-                more = message.get("more_body", False)
-                if len(body) > limit:
-                    await _send(send, 413, {"error": f"request body over {limit} bytes"})
-                    return
-            ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-            if self.check is None and body and ctype != b"application/json":
-                # no token: a browser page may POST text/plain here without a CORS preflight
-                await _send(send, 415, {"error": "Content-Type must be application/json"})
+            # read first: a slow body is bounded by --read-timeout, not by a request slot
+            body = await self._body(receive, send, headers)
+            if body is None:
                 return
             receive = _replay(body)
             # with a token, a body is JSON whatever Content-Type says (curl -d sends form
@@ -127,7 +95,44 @@ class Guard:
             scope = {**scope, "headers": [(k, v) for k, v in scope.get("headers") or []
                                           if k != b"content-type"]
                      + [(b"content-type", b"application/json")]}
-        await self.app(scope, receive, send)
+        if path in UNLIMITED:
+            await self.app(scope, receive, send)
+            return
+        if self.inflight >= self.settings.max_inflight:
+            await _send(send, 503, {"error": "server busy: too many requests in flight"},
+                        [(b"retry-after", b"1")])
+            return
+        self.inflight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.inflight -= 1
+
+    async def _body(self, receive: Any, send: Any, headers: dict) -> bytes | None:
+        """The whole request body, or None once an error is answered (or the client left)."""
+        limit = self.settings.limits.max_body_bytes
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            code = 413 if declared.isdigit() else 400
+            await _send(send, code, {"error": f"request body over {limit} bytes"
+                                     if code == 413 else "bad Content-Length"})
+            return None
+        body, more = b"", True
+        while more:  # read it all here, so a chunked body is bounded too
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > limit:
+                await _send(send, 413, {"error": f"request body over {limit} bytes"})
+                return None
+        ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if self.check is None and body and ctype != b"application/json":
+            # no token: a browser page may POST text/plain here without a CORS preflight
+            await _send(send, 415, {"error": "Content-Type must be application/json"})
+            return None
+        return body
 
 
 def _replay(body: bytes) -> Any:
