@@ -531,3 +531,41 @@ def test_fuzzed_bodies_never_get_a_5xx(mf):
 
     check()
     assert mf.get("/health").status_code == 200
+
+
+def test_openapi_is_published_and_true_to_the_answers(runs):
+    """/openapi.json (404 before) documents every status a route answers with the JSON error
+    shape, /metrics as text, and what the served model accepts; /docs stays off."""
+    schema = client(runs["mf"]).get("/openapi.json").json()
+    paths = schema["paths"]
+    assert set(paths) == {"/health", "/model", "/recommend", "/recommend/new", "/similar",
+                          "/metrics", "/reload"}
+    error = {"$ref": "#/components/schemas/ErrorAnswer"}
+    for path, codes in [("/recommend", {"200", "400", "404", "413", "415", "422", "503"}),
+                        ("/reload", {"200", "400", "403", "404", "409", "413", "422", "503"})]:
+        responses = paths[path]["post"]["responses"]
+        assert codes <= set(responses), (path, set(responses))
+        for code in codes - {"200"}:
+            assert responses[code]["content"]["application/json"]["schema"] == error
+    assert "text/plain" in paths["/metrics"]["get"]["responses"]["200"]["content"]
+    parts = schema["components"]["schemas"]
+    k = parts["RecommendRequest"]["properties"]["k"]
+    assert k["minimum"] == 1 and k["maximum"] == 1000  # JSON Schema words, not pydantic's ge/le
+    new_user = parts["NewUserRequest"]  # a fold-in model: items needed, no features
+    assert new_user["properties"]["items"]["minItems"] == 1
+    assert "features" not in new_user["properties"] and "items" in new_user["required"]
+    assert "securitySchemes" not in schema["components"]
+    tower = client(runs["tower"], token=TOKEN, admin=ADMIN).get("/openapi.json", headers=AUTH)
+    schema = tower.json()
+    features = schema["components"]["schemas"]["NewUserRequest"]["properties"]["features"]
+    assert set(features["anyOf"][0]["properties"]) == {"age", "job"}
+    assert schema["paths"]["/model"]["get"]["security"] == [{"bearer": []}]
+    assert schema["paths"]["/reload"]["post"]["security"] == [{"admin": []}]
+    assert schema["paths"]["/health"]["get"]["security"] == []
+    mf = client(runs["mf"])
+    r = mf.post("/recommend", json={"users": ["u1"], "k": 3.0})  # an integer to JSON Schema
+    assert r.status_code == 200 and len(r.json()["results"][0]["items"]) == 3
+    assert mf.post("/recommend", json={"users": ["u1"], "k": 3.5}).status_code == 422
+    r = mf.post("/recommend", json={"users": ["u1"], "k": 0})
+    assert r.status_code == 422 and set(r.json()) == {"error", "detail"}
+    assert mf.get("/docs").status_code == 404

@@ -95,7 +95,14 @@ def finish(schema: dict, model: Any, token: bool, admin: bool) -> dict:
         token: a bearer token guards the routes (401 on every one but /health).
         admin: POST /reload has its admin token.
     """
-    new_user = schema["components"]["schemas"]["NewUserRequest"]
+    bodies = schema["components"]["schemas"]
+    train = model.rec.train
+    users, items = train.user_ids[:2].tolist(), train.item_ids[:3].tolist()
+    # real ids as examples, so that a client (or a fuzzer) reaches answers, not only 404s
+    bodies["RecommendRequest"]["examples"] = [{"users": users, "k": 5}]
+    bodies["SimilarRequest"]["examples"] = [{"item": items[0], "k": 5}]
+    bodies["NewUserRequest"]["examples"] = [{"items": items, "k": 5}]
+    new_user = bodies["NewUserRequest"]
     props = new_user["properties"]
     if not model.two_tower:  # a fold-in needs items, and reads no features
         props["items"] = {**props["items"], "minItems": 1}

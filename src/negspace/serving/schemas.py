@@ -54,7 +54,8 @@ def request_models(limits: Limits) -> tuple[type[BaseModel], type[BaseModel], ty
     Returns:
         (RecommendRequest, NewUserRequest, SimilarRequest, ReloadRequest).
     """
-    K = Annotated[Int, Field(ge=1, le=limits.max_k)]
+    # the bounds before the validator, or pydantic writes them as "ge"/"le", not JSON Schema
+    K = Annotated[StrictInt, Field(ge=1, le=limits.max_k), BeforeValidator(_integral)]
     Items = Annotated[list[Id], Field(max_length=limits.max_items)]
     strict = ConfigDict(extra="forbid")
 
