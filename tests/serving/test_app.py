@@ -345,7 +345,11 @@ def test_reload_names_stay_under_the_model_root(runs, tmp_path, name):
 
 def test_load_model_refuses_bad_paths_in_one_error(runs, tmp_path):
     """ENAMETOOLONG and a NUL byte were raised as OSError / ValueError, a 500 over HTTP."""
-    for path in (tmp_path / ("x" * 300), str(tmp_path) + "/a\x00b", tmp_path / "missing"):
+    listed = tmp_path / "listed"  # metrics.json a JSON list: AttributeError, a 500, before
+    shutil.copytree(runs["mf"], listed)
+    (listed / "metrics.json").write_text("[1]")
+    for path in (tmp_path / ("x" * 300), str(tmp_path) + "/a\x00b", tmp_path / "missing",
+                 listed):
         with pytest.raises(NegspaceError):
             load_model(path)
     holder = ModelHolder(load_model(runs["mf"]), root=tmp_path)

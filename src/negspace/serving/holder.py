@@ -100,6 +100,10 @@ def load_model(path: str | Path, use_faiss: bool = False, version: int = 1,
                                     f"negspace export RUN_DIR --faiss --index hnsw")
             rec.index = ann.read_index(stored, rec.measure, rec.item_vectors.numpy())
         _check(rec)
+        config_file = json.loads((resolved / "config.json").read_text())
+        created = (resolved / METRICS_FILE).stat().st_mtime
+        if not isinstance(metrics, dict) or not isinstance(config_file, dict):
+            raise NegspaceError(f"{label}: metrics.json and config.json must hold JSON objects")
     except NegspaceError as e:
         raise NegspaceError(scrub(str(e))) from None
     except Exception as e:  # safetensors, scipy, json and torch raise many types on bad files
@@ -108,15 +112,13 @@ def load_model(path: str | Path, use_faiss: bool = False, version: int = 1,
     train = rec.train
     train.find("user", []), train.find("item", [])  # builds the id lookups before serving
     cfg = rec.config.to_dict()
-    config_file = json.loads((resolved / "config.json").read_text())
     info = {
         "version": version, "run_dir": label,
         "dataset": cfg.get("dataset"), "model": cfg.get("model"), "measure": rec.measure,
         "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
         "counts": {"users": train.n_users, "items": train.n_items, "interactions": train.nnz,
                    "dim": int(rec.item_vectors.shape[1])},
-        "created": datetime.fromtimestamp((resolved / METRICS_FILE).stat().st_mtime,
-                                          timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.fromtimestamp(created, timezone.utc).isoformat(timespec="seconds"),
         "commit": config_file.get("commit"),
         "index": _index_kind(rec.index) if use_faiss else None,
         "two_tower": isinstance(rec.model, TwoTower),

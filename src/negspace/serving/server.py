@@ -99,7 +99,9 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000,
         raise NegspaceError(f"--model-root {model_root}: not a directory")
     if host not in LOOPBACK and token is None:
         print(f"negspace: warning: listening on {host} without --token-file: anyone who can "
-              "reach it can query the model", file=sys.stderr)
+              "reach it can query the model" + ("" if allowed_hosts else " (and only loopback "
+                                                "Host names are accepted: see --allowed-hosts)"),
+              file=sys.stderr)
     limits = limits or Limits()
     set_threads(threads)
     model = load_model(run_dir, use_faiss)  # refused here in one line, before listening
