@@ -24,9 +24,9 @@ import asyncio
 import json
 import os
 import random
+import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,20 +40,14 @@ from serve_client import (Phase, closed_loop, hostile_requests, open_loop, reque
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     """`negspace serve` in a child process, stopped with SIGTERM."""
 
     def __init__(self, run: Path, faiss: bool, token_file: Path, threads: int,
                  workers: int = 1, admin_file: Path | None = None,
                  root: Path | None = None) -> None:
-        self.port = free_port()
-        cmd = [sys.executable, "-m", "negspace.cli", "serve", str(run), "--port", str(self.port),
+        self.port = 0  # the server binds port 0 and prints the port it got
+        cmd = [sys.executable, "-m", "negspace.cli", "serve", str(run), "--port", "0",
                "--token-file", str(token_file), "--threads", str(threads),
                "--workers", str(workers)]
         if admin_file is not None and root is not None:  # POST /reload: names under the root
@@ -70,7 +64,11 @@ class Server:
             if self.proc.poll() is not None:
                 self.log.seek(0)
                 raise SystemExit(f"server exited: {self.log.read().decode()[-2000:]}")
-            if await send_once(self.port, request("GET", "/health")) == 200:
+            if not self.port:
+                self.log.seek(0)
+                found = re.search(rb"listening on http://[^ ]+:(\d+)", self.log.read())
+                self.port = int(found.group(1)) if found else 0
+            elif await send_once(self.port, request("GET", "/health")) == 200:
                 return
             await asyncio.sleep(0.2)
         raise SystemExit("server did not come up")

@@ -12,7 +12,6 @@ import asyncio
 import json
 import logging
 import signal
-import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
