@@ -24,9 +24,9 @@ import asyncio
 import json
 import os
 import random
+import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,21 +40,18 @@ from serve_client import (Phase, closed_loop, hostile_requests, open_loop, reque
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     """`negspace serve` in a child process, stopped with SIGTERM."""
 
     def __init__(self, run: Path, faiss: bool, token_file: Path, threads: int,
-                 workers: int = 1) -> None:
-        self.port = free_port()
-        cmd = [sys.executable, "-m", "negspace.cli", "serve", str(run), "--port", str(self.port),
+                 workers: int = 1, admin_file: Path | None = None,
+                 root: Path | None = None) -> None:
+        self.port = 0  # the server binds port 0 and prints the port it got
+        cmd = [sys.executable, "-m", "negspace.cli", "serve", str(run), "--port", "0",
                "--token-file", str(token_file), "--threads", str(threads),
                "--workers", str(workers)]
+        if admin_file is not None and root is not None:  # POST /reload: names under the root
+            cmd += ["--admin-token-file", str(admin_file), "--model-root", str(root)]
         self.cmd = " ".join(["negspace", *cmd[3:]])
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(cmd + (["--faiss"] if faiss else []), cwd=ROOT,
@@ -67,7 +64,11 @@ class Server:
             if self.proc.poll() is not None:
                 self.log.seek(0)
                 raise SystemExit(f"server exited: {self.log.read().decode()[-2000:]}")
-            if await send_once(self.port, request("GET", "/health")) == 200:
+            if not self.port:
+                self.log.seek(0)
+                found = re.search(rb"listening on http://[^ ]+:(\d+)", self.log.read())
+                self.port = int(found.group(1)) if found else 0
+            elif await send_once(self.port, request("GET", "/health")) == 200:
                 return
             await asyncio.sleep(0.2)
         raise SystemExit("server did not come up")
@@ -104,10 +105,11 @@ def payloads(users: list, token: str, n_users: int, count: int, seed: int) -> li
         {"users": rng.sample(users, n_users), "k": 10}).encode(), token) for _ in range(count)]
 
 
-async def reloading(port: int, token: str, runs: list[Path], every: float, until: float,
+async def reloading(port: int, token: str, runs: list[str], every: float, until: float,
                     hup: int | None = None) -> list:
-    """POST /reload every `every` seconds (cycling through `runs`) until `until`; with `hup`
-    (several workers) SIGHUP to that process instead, which reloads the served directory."""
+    """POST /reload every `every` seconds (cycling through the names `runs` under the model
+    root, with the admin `token`) until `until`; with `hup` (several workers) SIGHUP to that
+    process instead, which reloads the served directory."""
     from serve_client import Connection
     conn, answers, i = Connection(port), [], 0
     while time.perf_counter() + every < until:
@@ -116,7 +118,7 @@ async def reloading(port: int, token: str, runs: list[Path], every: float, until
             os.kill(hup, signal.SIGHUP)
             answers.append({"signal": "SIGHUP"})
             continue
-        body = json.dumps({"run_dir": str(runs[i % len(runs)])}).encode()
+        body = json.dumps({"run_dir": runs[i % len(runs)]}).encode()
         t = time.perf_counter()
         status, text = await conn.send(request("POST", "/reload", body, token), timeout=120)
         answers.append({"status": status, "seconds": round(time.perf_counter() - t, 2),
@@ -141,7 +143,15 @@ async def hostile(port: int, users: list, items: list, token: str, n: int) -> di
 
 def bench_mode(run: Path, faiss: bool, args: argparse.Namespace, token_file: Path, token: str,
                users: list) -> dict:
-    server = Server(run, faiss, token_file, args.threads, args.workers)
+    root = Path(tempfile.mkdtemp(dir=token_file.parent))  # the model root: links r0, r1, ...
+    names = []
+    for i, target in enumerate(args.reload_runs or [run]):
+        (root / f"r{i}").symlink_to(Path(target).resolve())
+        names.append(f"r{i}")
+    admin = secrets.token_hex(16)
+    (root.parent / "admin").write_text(admin)
+    server = Server(run, faiss, token_file, args.threads, args.workers, root.parent / "admin",
+                    root)
     rate = args.rate if faiss else args.exact_rate
     single = payloads(users, token, 1, 4000, 1)
     batch = payloads(users, token, min(100, len(users)), 200, 2)
@@ -165,7 +175,7 @@ def bench_mode(run: Path, faiss: bool, args: argparse.Namespace, token_file: Pat
         async def with_reloads() -> tuple[Phase, list]:
             until = time.perf_counter() + args.duration
             reloads = asyncio.ensure_future(reloading(
-                server.port, token, args.reload_runs or [run], args.reload_every, until,
+                server.port, admin, names, args.reload_every, until,
                 server.proc.pid if args.workers > 1 else None))
             phase = await open_loop(server.port, single, rate, args.count, args.duration)
             return phase, await reloads

@@ -6,13 +6,14 @@ import hashlib
 import json
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from negspace import Recommender
+from negspace import NegspaceError, Recommender
 from negspace.cli import main
 from negspace.pipeline.rundir import code_commit
 from negspace.serving.app import ServeSettings, create_app
@@ -23,10 +24,19 @@ TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
+ADMIN = "adm1n-token"
+ADMIN_AUTH = {"Authorization": f"Bearer {ADMIN}"}
+
+
 def client(run: Path, faiss: bool = False, token: str | None = None,
-           limits: Limits | None = None) -> TestClient:
-    holder = ModelHolder(load_model(run, faiss))
-    return TestClient(create_app(holder, ServeSettings(limits or Limits(), token)))
+           limits: Limits | None = None, root: Path | None = None,
+           admin: str | None = None, **settings) -> TestClient:
+    """A test client on `run`; Host is localhost (the test client's own name, testserver, is
+    not a loopback name and is refused without a token)."""
+    holder = ModelHolder(load_model(run, faiss), root=root)
+    app = create_app(holder, ServeSettings(limits or Limits(), token, admin_token=admin,
+                                           **settings))
+    return TestClient(app, base_url="http://localhost")
 
 
 def cli_json(capsys, *args: str) -> dict:
@@ -252,70 +262,164 @@ def test_metrics_count_requests_by_route_and_status(runs):
     assert app.get("/metrics").headers["content-type"].startswith("text/plain")
 
 
+def model_root(runs, tmp_path: Path) -> Path:
+    """A model root holding the mf and cml runs (as links, as an operator might)."""
+    root = tmp_path / "models"
+    root.mkdir()
+    for name in ("mf", "cml"):
+        (root / name).symlink_to(runs[name])
+    return root
+
+
+def top_items(run: Path, users: list, k: int) -> list[list]:
+    rec = Recommender.load(run, index=False)
+    return [rec.recommend(u, k=k).item.tolist() for u in users]
+
+
 def test_reload_swaps_and_refuses_broken_runs(runs, tmp_path):
+    """Named reloads load runs under the model root with the admin token; a POST without a name
+    (like SIGHUP) reloads the command-line run, even after a named reload (failed before: the
+    named run had become the source)."""
     before = {name: snapshot(path) for name, path in runs.items()}
-    assert client(runs["mf"]).post("/reload").status_code == 403  # no token: SIGHUP only
-    app = client(runs["mf"], token=TOKEN)
-    holder = app.app.state.holder
-    old = holder.current
-    r = app.post("/reload", json={"run_dir": str(runs["cml"])}, headers=AUTH)
-    assert r.status_code == 200 and r.json()["model_version"] == 2
+    root = model_root(runs, tmp_path)
+    off = client(runs["mf"], token=TOKEN, root=root)  # no admin token: reloads over HTTP off
+    assert off.post("/reload", json={"run_dir": "cml"}, headers=AUTH).status_code == 403
+    app = client(runs["mf"], token=TOKEN, root=root, admin=ADMIN)
+    r = app.post("/reload", json={"run_dir": "cml"}, headers=AUTH)
+    assert r.status_code == 401  # the inference token is not the admin token
+    mf_top, cml_top = top_items(runs["mf"], ["u2"], 4), top_items(runs["cml"], ["u2"], 4)
+    assert mf_top != cml_top
+    ask = {"users": ["u2"], "k": 4}
+    got = app.post("/recommend", json=ask, headers=AUTH).json()
+    assert got["model_version"] == 1 and [x["items"] for x in got["results"]] == mf_top
+    r = app.post("/reload", json={"run_dir": "cml"}, headers=ADMIN_AUTH)
+    assert r.status_code == 200 and r.json() == {"model_version": 2, "run_dir": "cml"}
     info = app.get("/model", headers=AUTH).json()
     assert info["model"] == "cml" and info["version"] == 2
-    cml = Recommender.load(runs["cml"], index=False)
-    got = app.post("/recommend", json={"users": ["u2"], "k": 4}, headers=AUTH).json()
-    assert got["model_version"] == 2
-    assert got["results"][0]["items"] == cml.recommend("u2", k=4).item.tolist()
-    # a request that took the old model before the swap finishes on it
-    top, _ = old.rec.rank_vectors(old.rec.user_vectors[:1], np.zeros(1, np.int64), 3)
-    assert top.shape == (1, 3) and old.version == 1
+    got = app.post("/recommend", json=ask, headers=AUTH).json()
+    assert got["model_version"] == 2 and [x["items"] for x in got["results"]] == cml_top
 
-    unfinished = tmp_path / "unfinished"
+    unfinished = root / "unfinished"
     shutil.copytree(runs["mf"], unfinished)
     (unfinished / "metrics.json").unlink()
-    truncated = tmp_path / "truncated"
+    truncated = root / "truncated"
     shutil.copytree(runs["mf"], truncated)
     data = (truncated / "model.safetensors").read_bytes()
     (truncated / "model.safetensors").write_bytes(data[: len(data) // 2])
-    mismatched = tmp_path / "mismatched"
+    mismatched = root / "mismatched"
     shutil.copytree(runs["mf"], mismatched)
     ids = json.loads((mismatched / "ids.json").read_text())
     (mismatched / "ids.json").write_text(json.dumps({**ids, "items": ids["items"][:-1]}))
-    for broken in (unfinished, truncated, mismatched, tmp_path / "missing"):
-        r = app.post("/reload", json={"run_dir": str(broken)}, headers=AUTH)
-        assert r.status_code == 422 and r.json()["model_version"] == 2, r.text
-        assert "reload refused" in r.json()["error"]
+    for name, status in [("unfinished", 422), ("truncated", 422), ("mismatched", 422),
+                         ("missing", 404)]:
+        r = app.post("/reload", json={"run_dir": name}, headers=ADMIN_AUTH)
+        assert r.status_code == status and r.json()["model_version"] == 2, r.text
+        assert ("reload refused" if status == 422 else name) in r.json()["error"]
+        assert str(tmp_path) not in r.text and str(runs["mf"]) not in r.text  # no paths
         no_traceback(r)
         assert app.get("/health").json()["model_version"] == 2
-    r = app.post("/reload", headers=AUTH)  # the source is now the cml run
+    r = app.post("/reload", headers=ADMIN_AUTH)  # no name: the command-line run, mf
     assert r.status_code == 200 and r.json()["model_version"] == 3
+    got = app.post("/recommend", json=ask, headers=AUTH).json()
+    assert got["model_version"] == 3 and [x["items"] for x in got["results"]] == mf_top
     text = app.get("/metrics", headers=AUTH).text
     assert 'negspace_reloads_total{result="ok"} 2.0' in text
-    assert 'negspace_reloads_total{result="refused"} 4.0' in text
+    assert 'negspace_reloads_total{result="refused"} 5.0' in text  # the 401 counts too
     after = {name: snapshot(path) for name, path in runs.items()}
     assert after == before  # serving never writes a run directory
 
 
-def test_requests_during_reloads_all_succeed(runs):
-    app = client(runs["mf"], token=TOKEN)
-    failures, done = [], threading.Event()
+@pytest.mark.parametrize("name", ["../mf", "mf/../cml", "/etc", ".", "..", ".hidden", "a\x00b",
+                                  "x" * 256, "a//b", "a\\b", "mf/", ""])
+def test_reload_names_stay_under_the_model_root(runs, tmp_path, name):
+    """Absolute, dotted, NUL-bearing or over-long names get a 4xx JSON answer without paths, and
+    count as refused reloads (a 256-character name and a NUL were a 500 before, uncounted)."""
+    app = client(runs["mf"], root=model_root(runs, tmp_path), admin=ADMIN)
+    r = app.post("/reload", json={"run_dir": name}, headers=ADMIN_AUTH)
+    assert 400 <= r.status_code < 500 and "error" in r.json(), r.text
+    assert str(tmp_path) not in r.text and "/etc" not in r.text.replace('"/etc"', "")
+    no_traceback(r)
+    assert 'negspace_reloads_total{result="refused"} 1.0' in app.get("/metrics").text
+    assert app.get("/health").json()["model_version"] == 1
 
-    def load() -> None:
-        for i in range(6):
-            run = runs["cml"] if i % 2 == 0 else runs["mf"]
-            assert app.post("/reload", json={"run_dir": str(run)}, headers=AUTH).status_code == 200
-        done.set()
 
-    thread = threading.Thread(target=load)
+def test_load_model_refuses_bad_paths_in_one_error(runs, tmp_path):
+    """ENAMETOOLONG and a NUL byte were raised as OSError / ValueError, a 500 over HTTP."""
+    listed = tmp_path / "listed"  # metrics.json a JSON list: AttributeError, a 500, before
+    shutil.copytree(runs["mf"], listed)
+    (listed / "metrics.json").write_text("[1]")
+    for path in (tmp_path / ("x" * 300), str(tmp_path) + "/a\x00b", tmp_path / "missing",
+                 listed):
+        with pytest.raises(NegspaceError):
+            load_model(path)
+    holder = ModelHolder(load_model(runs["mf"]), root=tmp_path)
+    for name in ("x" * 300, "a\x00b", "../x", "/abs"):
+        with pytest.raises(NegspaceError):
+            holder.reload(name)
+    assert holder.reloads == {"ok": 0, "refused": 4}
+
+
+def test_sighup_reloads_the_command_line_run_after_a_named_reload(runs, tmp_path):
+    """holder.reload() is what SIGHUP calls: it reads the source given at start, not the last
+    named run (before, a named reload replaced the source)."""
+    holder = ModelHolder(load_model(runs["mf"]), runs["mf"], root=model_root(runs, tmp_path))
+    assert holder.reload("cml").rec.config.to_dict()["model"] == "cml"
+    assert holder.reload().rec.config.to_dict()["model"] == "mf"
+    assert holder.source == runs["mf"]
+
+
+def test_requests_during_reloads_all_succeed(runs, tmp_path, monkeypatch):
+    """Six reloads alternate mf and cml while requests go on: each reload waits until a request
+    was answered while it loaded (so requests provably overlap reloads), every answer is a 200
+    whose items are those of the model version it names (never a mix), and an assert failing in
+    the reloading thread fails the test instead of hanging it."""
+    import negspace.serving.holder as holder_module
+
+    app = client(runs["mf"], token=TOKEN, root=model_root(runs, tmp_path), admin=ADMIN)
+    users = ["u1", "u2"]
+    expected = {"mf": top_items(runs["mf"], users, 5), "cml": top_items(runs["cml"], users, 5)}
+    loading, answered_meanwhile = threading.Event(), threading.Event()
+    real_load = holder_module.load_model
+
+    def slow_load(*args, **kwargs):
+        loading.set()
+        try:
+            assert answered_meanwhile.wait(30), "no request answered during the reload"
+            return real_load(*args, **kwargs)
+        finally:
+            answered_meanwhile.clear()
+            loading.clear()
+    monkeypatch.setattr(holder_module, "load_model", slow_load)
+    errors: list[BaseException] = []
+
+    def reloads() -> None:
+        try:
+            for i in range(6):
+                name = "cml" if i % 2 == 0 else "mf"
+                r = app.post("/reload", json={"run_dir": name}, headers=ADMIN_AUTH)
+                assert r.status_code == 200, r.text
+        except BaseException as e:  # reported by the main thread
+            errors.append(e)
+
+    thread = threading.Thread(target=reloads, daemon=True)
     thread.start()
-    answered = 0
-    while not done.is_set() or answered < 20:
-        r = app.post("/recommend", json={"users": ["u1", "u2"], "k": 5}, headers=AUTH)
+    answered, overlapped, deadline = 0, 0, time.monotonic() + 120
+    while (thread.is_alive() or answered < 20) and time.monotonic() < deadline:
+        during = loading.is_set()
+        r = app.post("/recommend", json={"users": users, "k": 5}, headers=AUTH)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        model = "mf" if body["model_version"] % 2 == 1 else "cml"
+        assert [x["items"] for x in body["results"]] == expected[model], body["model_version"]
         answered += 1
-        if r.status_code != 200 or len(r.json()["results"]) != 2:
-            failures.append(r.text)
-    thread.join()
-    assert not failures and app.get("/health").json()["model_version"] == 7
+        if during and loading.is_set():
+            overlapped += 1
+            answered_meanwhile.set()
+    thread.join(10)
+    assert not thread.is_alive(), "the reloading thread hung"
+    if errors:
+        raise errors[0]
+    assert overlapped >= 6 and app.get("/health").json()["model_version"] == 7
 
 
 def test_an_unexpected_failure_is_a_json_500_without_traceback(runs, monkeypatch):
@@ -325,26 +429,60 @@ def test_an_unexpected_failure_is_a_json_500_without_traceback(runs, monkeypatch
     def broken(*args, **kwargs):
         raise RuntimeError("boom at /secret/path.py line 3")
     monkeypatch.setattr(rec, "rank_vectors", broken)
-    r = TestClient(app.app, raise_server_exceptions=False).post("/recommend",
-                                                                json={"users": ["u1"]})
+    r = TestClient(app.app, raise_server_exceptions=False, base_url="http://localhost").post(
+        "/recommend", json={"users": ["u1"]})
     assert r.status_code == 500 and r.json() == {"error": "internal server error"}
     no_traceback(r)
     assert "secret" not in r.text
     assert app.get("/health").status_code == 200
 
 
-def test_a_body_is_json_whatever_its_content_type(mf):
+def test_a_body_is_json_whatever_its_content_type_with_a_token(runs):
+    app = client(runs["mf"], token=TOKEN)
+    body = json.dumps({"users": ["u1"], "k": 2}).encode()
+    for ctype in ("application/x-www-form-urlencoded", "text/plain", None):
+        headers = {"Content-Type": ctype} if ctype else {}
+        r = app.post("/recommend", content=body, headers={**headers, **AUTH})
+        assert r.status_code == 200 and len(r.json()["results"][0]["items"]) == 2, ctype
+
+
+def test_without_a_token_only_json_bodies_and_loopback_hosts(mf):
+    """A browser page can POST text/plain without a preflight, and DNS rebinding sends its own
+    Host: without a token both are refused (before, both were served)."""
     body = json.dumps({"users": ["u1"], "k": 2}).encode()
     for ctype in ("application/x-www-form-urlencoded", "text/plain", None):
         headers = {"Content-Type": ctype} if ctype else {}
         r = mf.post("/recommend", content=body, headers=headers)
-        assert r.status_code == 200 and len(r.json()["results"][0]["items"]) == 2, ctype
+        assert r.status_code == 415 and "error" in r.json(), ctype
+    ok = mf.post("/recommend", content=body,
+                 headers={"Content-Type": "application/json; charset=utf-8"})
+    assert ok.status_code == 200
+    for host in ("localhost:8000", "127.0.0.1", "[::1]:80", "LOCALHOST"):
+        assert mf.get("/health", headers={"Host": host}).status_code == 200, host
+    for host in ("evil.example", "evil.example:8000", "127.0.0.1.evil.example", "testserver"):
+        r = mf.get("/model", headers={"Host": host})
+        assert r.status_code == 400 and "Host" in r.json()["error"], host
+
+
+def test_allowed_hosts_and_a_token_lift_the_host_check(runs):
+    named = client(runs["mf"], allowed_hosts=("api.example",))
+    assert named.get("/health", headers={"Host": "api.example:80"}).status_code == 200
+    assert named.get("/health", headers={"Host": "localhost"}).status_code == 400
+    guarded = client(runs["mf"], token=TOKEN)
+    assert guarded.get("/model", headers={"Host": "api.example", **AUTH}).status_code == 200
+
+
+def test_a_full_server_answers_503_with_retry_after(runs):
+    app = client(runs["mf"], max_inflight=0)  # every request finds the server full
+    r = app.post("/recommend", json={"users": ["u1"]})
+    assert r.status_code == 503 and r.headers["retry-after"] == "1" and "error" in r.json()
+    assert app.get("/health").status_code == 200 and app.get("/metrics").status_code == 200
 
 
 def test_a_request_in_flight_finishes_on_the_model_it_started_with(runs):
     """A new user's fold-in runs off the event loop; a reload completing meanwhile must not
     change the model that answers it."""
-    app = client(runs["mf"], token=TOKEN)
+    app = client(runs["mf"], token=TOKEN, root=runs["mf"].parent, admin=ADMIN)
     old = app.app.state.holder.current
     started, swapped = threading.Event(), threading.Event()
     fold_in = old.rec.new_user_vectors
@@ -360,7 +498,7 @@ def test_a_request_in_flight_finishes_on_the_model_it_started_with(runs):
     with app:  # one event loop for both requests
         thread.start()
         assert started.wait(60)
-        r = app.post("/reload", json={"run_dir": str(runs["cml"])}, headers=AUTH)
+        r = app.post("/reload", json={"run_dir": "cml"}, headers=ADMIN_AUTH)
         assert r.status_code == 200 and r.json()["model_version"] == 2
         swapped.set()
         thread.join(60)
@@ -397,3 +535,41 @@ def test_fuzzed_bodies_never_get_a_5xx(mf):
 
     check()
     assert mf.get("/health").status_code == 200
+
+
+def test_openapi_is_published_and_true_to_the_answers(runs):
+    """/openapi.json (404 before) documents every status a route answers with the JSON error
+    shape, /metrics as text, and what the served model accepts; /docs stays off."""
+    schema = client(runs["mf"]).get("/openapi.json").json()
+    paths = schema["paths"]
+    assert set(paths) == {"/health", "/model", "/recommend", "/recommend/new", "/similar",
+                          "/metrics", "/reload"}
+    error = {"$ref": "#/components/schemas/ErrorAnswer"}
+    for path, codes in [("/recommend", {"200", "400", "404", "413", "415", "422", "503"}),
+                        ("/reload", {"200", "400", "403", "404", "409", "413", "422", "503"})]:
+        responses = paths[path]["post"]["responses"]
+        assert codes <= set(responses), (path, set(responses))
+        for code in codes - {"200"}:
+            assert responses[code]["content"]["application/json"]["schema"] == error
+    assert "text/plain" in paths["/metrics"]["get"]["responses"]["200"]["content"]
+    parts = schema["components"]["schemas"]
+    k = parts["RecommendRequest"]["properties"]["k"]
+    assert k["minimum"] == 1 and k["maximum"] == 1000  # JSON Schema words, not pydantic's ge/le
+    new_user = parts["NewUserRequest"]  # a fold-in model: items needed, no features
+    assert new_user["properties"]["items"]["minItems"] == 1
+    assert "features" not in new_user["properties"] and "items" in new_user["required"]
+    assert "securitySchemes" not in schema["components"]
+    tower = client(runs["tower"], token=TOKEN, admin=ADMIN).get("/openapi.json", headers=AUTH)
+    schema = tower.json()
+    features = schema["components"]["schemas"]["NewUserRequest"]["properties"]["features"]
+    assert set(features["anyOf"][0]["properties"]) == {"age", "job"}
+    assert schema["paths"]["/model"]["get"]["security"] == [{"bearer": []}]
+    assert schema["paths"]["/reload"]["post"]["security"] == [{"admin": []}]
+    assert schema["paths"]["/health"]["get"]["security"] == []
+    mf = client(runs["mf"])
+    r = mf.post("/recommend", json={"users": ["u1"], "k": 3.0})  # an integer to JSON Schema
+    assert r.status_code == 200 and len(r.json()["results"][0]["items"]) == 3
+    assert mf.post("/recommend", json={"users": ["u1"], "k": 3.5}).status_code == 422
+    r = mf.post("/recommend", json={"users": ["u1"], "k": 0})
+    assert r.status_code == 422 and set(r.json()) == {"error", "detail"}
+    assert mf.get("/docs").status_code == 404

@@ -32,7 +32,7 @@ def test_every_model_trains_saves_loads_and_serves(model, frame, tmp_path):
     run = rec.save(tmp_path / model)
     loaded = Recommender.load(run, index=False)
     assert loaded.recommend(["u0", "u9"], k=5).item.tolist() == expected.item.tolist()
-    app = TestClient(create_app(ModelHolder(load_model(run))))
+    app = TestClient(create_app(ModelHolder(load_model(run))), base_url="http://localhost")
     got = app.post("/recommend", json={"users": ["u0", "u9"], "k": 5}).json()["results"]
     assert [i for r in got for i in r["items"]] == expected.item.tolist()
     new = {"items": [1, 4]}

@@ -12,44 +12,56 @@ import asyncio
 import json
 import logging
 import signal
-import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
+import anyio
+import anyio.to_thread
 import numpy as np
 import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
+from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from negspace.data.interactions import Interactions
 from negspace.errors import NegspaceError
-from negspace.serving.auth import TokenCheck
-from negspace.serving.holder import LoadedModel, ModelHolder, ReloadBusy
+from negspace.serving.guard import Guard
+from negspace.serving.holder import LoadedModel, ModelHolder, ReloadBusy, ReloadOff, UnknownRun
+from negspace.serving import openapi as docs
 from negspace.serving.metrics import ServerMetrics
 from negspace.serving.schemas import Limits, request_models
 
 log = logging.getLogger("negspace.serve")
 MAX_NAMED = 100  # unknown ids named in one 404 answer
+RANK_THREADS = 4  # requests ranking at once per worker (the others wait for a thread)
 
 
 @dataclass(frozen=True)
 class ServeSettings:
     """Args:
         limits: per-request bounds.
-        token: the bearer token every route but /health needs; None: no authentication.
+        token: the bearer token every route but /health needs; None: no authentication (then
+            only loopback Host names and JSON bodies are accepted).
         workers: worker processes (with more than one, POST /reload is refused: it would
             reach one worker; SIGHUP to the main process reaches them all).
         sighup: reload from the source run directory on SIGHUP (a real server, not tests).
+        admin_token: the bearer token of POST /reload; None: reloads over HTTP are off.
+        allowed_hosts: Host names accepted ("*": any); None: loopback names without a token,
+            any with one.
+        max_inflight: requests in flight beyond which others get 503 + Retry-After (/health
+            and /metrics are always answered).
     """
 
     limits: Limits = field(default_factory=Limits)
     token: str | None = None
     workers: int = 1
     sighup: bool = False
+    admin_token: str | None = None
+    allowed_hosts: tuple[str, ...] | None = None
+    max_inflight: int = 64
 
 
 def answer(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
@@ -78,7 +90,7 @@ def create_app(holder: ModelHolder, settings: ServeSettings | None = None) -> Fa
     async def reload_on_signal() -> None:
         try:
             new = await asyncio.to_thread(holder.reload)
-        except NegspaceError as e:
+        except NegspaceError as e:  # (ReloadBusy included: a POST /reload is loading)
             metrics.reloads.labels("refused").inc()
             log.error("SIGHUP reload refused, still serving version %d: %s",
                       holder.current.version, e)
@@ -128,26 +140,44 @@ def create_app(holder: ModelHolder, settings: ServeSettings | None = None) -> Fa
         return answer(500, {"error": "internal server error"})
 
     # -- routes ----------------------------------------------------------------------------------
+    # Ranking runs in worker threads (torch and numpy release the GIL there), never on the event
+    # loop: /health answers at once while large requests rank.
+    limiter: list[anyio.CapacityLimiter] = []
 
-    @app.get("/health")
+    async def off_loop(work: Any) -> Response:
+        if not limiter:
+            limiter.append(anyio.CapacityLimiter(RANK_THREADS))
+        return await anyio.to_thread.run_sync(work, limiter=limiter[0])
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi() -> Response:
+        schema = get_openapi(title="negspace", version="1", routes=app.routes,
+                             description="negspace serve: recommendations from a trained run")
+        return answer(200, docs.finish(schema, holder.current, settings.token is not None,
+                                       settings.admin_token is not None))
+
+    @app.get("/health", **docs.HEALTH)
     async def health() -> Response:
         return answer(200, {"status": "ok", "model_version": holder.current.version})
 
-    @app.get("/model")
+    @app.get("/model", **docs.MODEL)
     async def model_info() -> Response:
         return answer(200, holder.current.info)
 
-    @app.post("/recommend")
+    @app.post("/recommend", **docs.RECOMMEND)
     async def recommend(body: RecommendRequest) -> Response:  # type: ignore[valid-type]
         m = holder.current  # this request's model, whatever a reload does meanwhile
-        rows = m.rec.train.find("user", body.users)
-        missing = _unknown(m, body.users, rows, "user") or _unknown_items(m, body)
-        if missing is not None:
-            return missing
-        vectors = m.rec.user_vectors[torch.from_numpy(rows)]
-        return _ranked(m, body, vectors, rows if body.exclude_seen else None, body.users)
 
-    @app.post("/recommend/new")
+        def work() -> Response:
+            rows = m.rec.train.find("user", body.users)
+            missing = _unknown(m, body.users, rows, "user") or _unknown_items(m, body)
+            if missing is not None:
+                return missing
+            vectors = m.rec.user_vectors[torch.from_numpy(rows)]
+            return _ranked(m, body, vectors, rows if body.exclude_seen else None, body.users)
+        return await off_loop(work)
+
+    @app.post("/recommend/new", **docs.NEW_USER)
     async def recommend_new(body: NewUserRequest) -> Response:  # type: ignore[valid-type]
         m = holder.current
         if body.features is not None and not m.two_tower:
@@ -159,54 +189,64 @@ def create_app(holder: ModelHolder, settings: ServeSettings | None = None) -> Fa
                                     f"model reads {', '.join(m.feature_names) or 'none'}"})
         if not m.two_tower and not body.items:
             return answer(422, {"error": "items: a fold-in needs at least one item"})
-        idx = m.rec.train.find("item", body.items)
-        missing = _unknown(m, body.items, idx, "item") or _unknown_items(m, body)
-        if missing is not None:
-            return missing
-        history = idx.tolist()
-        # the fold-in runs 150 optimiser steps: off the event loop, so other requests go on
-        vectors = await run_in_threadpool(
-            m.rec.new_user_vectors, [history], [body.features] if m.two_tower else None)
-        seen = Interactions.from_indices(np.zeros(len(history), np.int64), idx,
-                                         np.array([0]), m.rec.train.item_ids)
-        return _ranked(m, body, vectors, np.zeros(1, np.int64) if body.exclude_seen else None,
-                       [None], seen=seen, single=True)
 
-    @app.post("/similar")
+        def work() -> Response:  # the fold-in runs 150 optimiser steps
+            idx = m.rec.train.find("item", body.items)
+            missing = _unknown(m, body.items, idx, "item") or _unknown_items(m, body)
+            if missing is not None:
+                return missing
+            history = idx.tolist()
+            vectors = m.rec.new_user_vectors([history],
+                                             [body.features] if m.two_tower else None)
+            seen = Interactions.from_indices(np.zeros(len(history), np.int64), idx,
+                                             np.array([0]), m.rec.train.item_ids)
+            return _ranked(m, body, vectors,
+                           np.zeros(1, np.int64) if body.exclude_seen else None, [None],
+                           seen=seen, single=True)
+        return await off_loop(work)
+
+    @app.post("/similar", **docs.SIMILAR)
     async def similar(body: SimilarRequest) -> Response:  # type: ignore[valid-type]
         m = holder.current
-        missing = _unknown(m, [body.item], m.rec.train.find("item", [body.item]), "item")
-        if missing is not None:
-            return missing
-        frame = m.rec.similar_items(body.item, body.k)
-        return answer(200, {"model_version": m.version, "item": body.item,
-                            "items": frame["similar"].tolist(),
-                            "scores": frame["score"].astype(float).tolist()})
 
-    @app.get("/metrics")
+        def work() -> Response:
+            missing = _unknown(m, [body.item], m.rec.train.find("item", [body.item]), "item")
+            if missing is not None:
+                return missing
+            frame = m.rec.similar_items(body.item, body.k)
+            return answer(200, {"model_version": m.version, "item": body.item,
+                                "items": frame["similar"].tolist(),
+                                "scores": frame["score"].astype(float).tolist()})
+        return await off_loop(work)
+
+    @app.get("/metrics", **docs.METRICS)
     async def prometheus() -> Response:
         m = holder.current
         metrics.model(m.version, m.loaded_at, m.rec.train.n_users, m.rec.train.n_items)
         return Response(metrics.text(), media_type=metrics.content_type)
 
-    @app.post("/reload")
+    @app.post("/reload", **docs.RELOAD)
     async def reload(body: ReloadRequest | None = None) -> Response:  # type: ignore[valid-type]
-        if settings.token is None:
-            return answer(403, {"error": "reload over HTTP needs the server started with "
-                                         "--token-file; send SIGHUP to the server instead"})
+        # counted in negspace_reloads_total by the Guard, whatever the answer
+        if settings.admin_token is None:
+            return answer(403, {"error": "reload over HTTP is off: start the server with "
+                                         "--admin-token-file, or send SIGHUP"})
         if settings.workers > 1:
             return answer(409, {"error": "with several workers, send SIGHUP to the main process "
                                          "(every worker reloads)"})
+        name = body.run_dir if body else None
         try:
-            new = await asyncio.to_thread(holder.reload, body.run_dir if body else None)
+            new = await asyncio.to_thread(holder.reload, name)
+        except ReloadOff as e:
+            return answer(403, {"error": str(e)})
+        except UnknownRun as e:
+            return answer(404, {"error": str(e), "model_version": holder.current.version})
         except ReloadBusy as e:
             return answer(409, {"error": str(e), "model_version": holder.current.version})
         except NegspaceError as e:
-            metrics.reloads.labels("refused").inc()
             return answer(422, {"error": f"reload refused: {' '.join(str(e).split())}",
                                 "model_version": holder.current.version})
-        metrics.reloads.labels("ok").inc()
-        return answer(200, {"model_version": new.version, "run_dir": str(new.path)})
+        return answer(200, {"model_version": new.version, "run_dir": new.info["run_dir"]})
 
     return Guard(app, metrics, settings)
 
@@ -238,102 +278,15 @@ def _ranked(m: LoadedModel, body: Any, vectors: torch.Tensor, seen_rows: np.ndar
     top, scores = m.rec.rank_vectors(vectors, seen_rows, body.k, items=body.candidates,
                                      exclude=body.exclude, use_index=not exact, seen=seen)
     item_ids = m.rec.train.item_ids
-    results = []
+    parts = []  # one user's JSON at a time: other threads get the GIL between them
     for key, t, s in zip(keys, top, scores):
         valid = t >= 0
-        results.append({"user": key, "items": item_ids[t[valid]].tolist(),
-                        "scores": s[valid].astype(np.float64).tolist()})
-    out: dict[str, Any] = {"model_version": m.version, "exact": exact}
-    if single:
-        out.update(items=results[0]["items"], scores=results[0]["scores"])
-    else:
-        out["results"] = results
-    return answer(200, out)
-
-
-class Guard:
-    """Outermost ASGI layer: the bearer token, the body size limit, the Prometheus counts, and a
-    JSON 500 for anything that escapes (never a traceback in a response)."""
-
-    def __init__(self, app: FastAPI, metrics: ServerMetrics, settings: ServeSettings) -> None:
-        self.app, self.metrics, self.settings = app, metrics, settings
-        self.check = TokenCheck(settings.token) if settings.token else None
-        self.state = app.state  # tests and the server reach the metrics and holder here
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start, status = time.perf_counter(), [0]
-
-        async def tracked(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        path = scope.get("path", "")
-        try:
-            await self._handle(scope, receive, tracked, path)
-        except Exception:
-            log.exception("unhandled error on %s", path)
-            if status[0] == 0:
-                await _send(tracked, 500, {"error": "internal server error"})
-        finally:
-            self.metrics.observe(path, status[0] or 500, time.perf_counter() - start)
-
-    async def _handle(self, scope: dict, receive: Any, send: Any, path: str) -> None:
-        headers = dict(scope.get("headers") or [])
-        if self.check is not None and path != "/health" \
-                and not self.check.allows(headers.get(b"authorization")):
-            await _send(send, 401, {"error": "missing or wrong bearer token"},
-                        [(b"www-authenticate", b"Bearer")])
-            return
-        if scope.get("method") in ("POST", "PUT", "PATCH"):
-            limit = self.settings.limits.max_body_bytes
-            declared = headers.get(b"content-length")
-            if declared is not None and (not declared.isdigit() or int(declared) > limit):
-                code = 413 if declared.isdigit() else 400
-                await _send(send, code, {"error": f"request body over {limit} bytes"
-                                         if code == 413 else "bad Content-Length"})
-                return
-            body, more, disconnected = b"", True, False
-            while more:  # read it all here, so a chunked body is bounded too
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    disconnected = True
-                    break
-                body += message.get("body", b"")
-                more = message.get("more_body", False)
-                if len(body) > limit:
-                    await _send(send, 413, {"error": f"request body over {limit} bytes"})
-                    return
-            if disconnected:
-                return
-            receive = _replay(body)
-            # every body is JSON here: read it as such whatever Content-Type says (curl -d
-            # sends form encoding, which FastAPI would not parse)
-            scope = {**scope, "headers": [(k, v) for k, v in scope.get("headers") or []
-                                          if k != b"content-type"]
-                     + [(b"content-type", b"application/json")]}
-        await self.app(scope, receive, send)
-
-
-def _replay(body: bytes) -> Any:
-    sent = [False]
-
-    async def receive() -> dict:
-        if not sent[0]:
-            sent[0] = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await asyncio.Event().wait()  # nothing more: wait like a quiet client until cancelled
-        return {"type": "http.disconnect"}
-    return receive
-
-
-async def _send(send: Any, status: int, body: dict,
-                headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    data = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(data)).encode()), *(headers or [])]})
-    await send({"type": "http.response.body", "body": data})
+        one = {"user": key, "items": item_ids[t[valid]].tolist(),
+               "scores": s[valid].astype(np.float64).tolist()}
+        if single:
+            return answer(200, {"model_version": m.version, "exact": exact,
+                                "items": one["items"], "scores": one["scores"]})
+        parts.append(json.dumps(one, separators=(",", ":"), allow_nan=False))
+    text = (f'{{"model_version":{m.version},"exact":{"true" if exact else "false"},'
+            f'"results":[{",".join(parts)}]}}')
+    return Response(text.encode(), status_code=200, media_type="application/json")

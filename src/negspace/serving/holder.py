@@ -56,13 +56,16 @@ class LoadedModel:
         return [c["name"] for c in (self.rec._user_encoder or [])]
 
 
-def load_model(path: str | Path, use_faiss: bool = False, version: int = 1) -> LoadedModel:
+def load_model(path: str | Path, use_faiss: bool = False, version: int = 1,
+               name: str | None = None) -> LoadedModel:
     """Loads and checks a finished run directory for serving.
 
     Args:
         path: the run directory (read only).
         use_faiss: also read RUN_DIR/items.faiss (required then) and rank with it.
         version: the version number the model will serve under.
+        name: what errors call the run (a name under the model root: HTTP answers carry no
+            machine path); default: the path as given.
 
     Returns:
         The loaded model, its id lookups built and one ranking run through it.
@@ -72,38 +75,50 @@ def load_model(path: str | Path, use_faiss: bool = False, version: int = 1) -> L
             missing index with `use_faiss`.
     """
     path = Path(path)
-    resolved = path.resolve()
-    if not (resolved / METRICS_FILE).is_file():
-        raise NegspaceError(f"{path} is not a finished run directory (no {METRICS_FILE}: still "
-                            "training, interrupted or not a run)")
+    label = name if name is not None else str(path)
+    resolved = path
+
+    def scrub(text: str) -> str:  # an exception's text names files by their full path
+        text = " ".join(text.split())
+        for full in sorted({str(resolved), str(path)}, key=len, reverse=True):
+            text = text.replace(full, label)
+        return text[:200]
+
     try:
+        # inside the try: a NUL byte (ValueError) or an over-long name (OSError) is a refusal
+        resolved = path.resolve()
+        if not (resolved / METRICS_FILE).is_file():
+            raise NegspaceError(f"{label} is not a finished run directory (no {METRICS_FILE}: "
+                                "still training, interrupted or not a run)")
         rec = Recommender.load(resolved, index=False)
         metrics = json.loads((resolved / METRICS_FILE).read_text())
         if use_faiss:
             ann.require_faiss()
             stored = resolved / ann.INDEX_FILE
             if not stored.is_file():
-                raise NegspaceError(f"{path} has no {ann.INDEX_FILE}: write one with "
-                                    f"negspace export {path} --faiss --index hnsw")
+                raise NegspaceError(f"{label} has no {ann.INDEX_FILE}: write one with "
+                                    f"negspace export RUN_DIR --faiss --index hnsw")
             rec.index = ann.read_index(stored, rec.measure, rec.item_vectors.numpy())
         _check(rec)
-    except NegspaceError:
-        raise
+        config_file = json.loads((resolved / "config.json").read_text())
+        created = (resolved / METRICS_FILE).stat().st_mtime
+        if not isinstance(metrics, dict) or not isinstance(config_file, dict):
+            raise NegspaceError(f"{label}: metrics.json and config.json must hold JSON objects")
+    except NegspaceError as e:
+        raise NegspaceError(scrub(str(e))) from None
     except Exception as e:  # safetensors, scipy, json and torch raise many types on bad files
-        raise NegspaceError(f"{path}: cannot load the run ({type(e).__name__}: "
-                            f"{' '.join(str(e).split())[:200]})") from None
+        raise NegspaceError(f"{label}: cannot load the run ({type(e).__name__}: "
+                            f"{scrub(str(e))})") from None
     train = rec.train
     train.find("user", []), train.find("item", [])  # builds the id lookups before serving
     cfg = rec.config.to_dict()
-    config_file = json.loads((resolved / "config.json").read_text())
     info = {
-        "version": version, "run_dir": str(path), "resolved": str(resolved),
+        "version": version, "run_dir": label,
         "dataset": cfg.get("dataset"), "model": cfg.get("model"), "measure": rec.measure,
         "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
         "counts": {"users": train.n_users, "items": train.n_items, "interactions": train.nnz,
                    "dim": int(rec.item_vectors.shape[1])},
-        "created": datetime.fromtimestamp((resolved / METRICS_FILE).stat().st_mtime,
-                                          timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.fromtimestamp(created, timezone.utc).isoformat(timespec="seconds"),
         "commit": config_file.get("commit"),
         "index": _index_kind(rec.index) if use_faiss else None,
         "two_tower": isinstance(rec.model, TwoTower),
@@ -113,8 +128,8 @@ def load_model(path: str | Path, use_faiss: bool = False, version: int = 1) -> L
     try:
         _smoke(model)
     except Exception as e:
-        raise NegspaceError(f"{path}: the loaded model cannot rank ({type(e).__name__}: "
-                            f"{' '.join(str(e).split())[:200]})") from None
+        raise NegspaceError(f"{label}: the loaded model cannot rank ({type(e).__name__}: "
+                            f"{scrub(str(e))})") from None
     return model
 
 
@@ -151,48 +166,96 @@ class ReloadBusy(NegspaceError):
     """Another reload is still loading."""
 
 
+class ReloadOff(NegspaceError):
+    """Named reloads need a model root given at start."""
+
+
+class UnknownRun(NegspaceError):
+    """No run directory of that name under the model root."""
+
+
+MAX_NAME = 255  # characters in a run name under the model root
+
+
+def check_name(name: str) -> None:
+    """Refuses a run name that is not a plain relative path below the model root.
+
+    Raises:
+        NegspaceError: empty, absolute, over-long, with a NUL or control character, or with a
+            `.`/`..` (or any dot-leading) component.
+    """
+    if not name or len(name) > MAX_NAME:
+        raise NegspaceError(f"a run name has 1 to {MAX_NAME} characters")
+    if any(ord(c) < 32 or c == "\\" for c in name):
+        raise NegspaceError("a run name has no control characters or backslashes")
+    parts = name.split("/")
+    if name.startswith("/") or any(not p or p.startswith(".") for p in parts):
+        raise NegspaceError("a run name is relative to the model root: no leading /, no empty, "
+                            "'.' or '..' components")
+
+
 class ModelHolder:
     """Holds the served model and swaps in new ones.
 
     Args:
         model: the first model (from `load_model`).
-        source: the run directory reloads read by default (a SIGHUP reloads from it; a symbolic
-            link lets an operator point it at a new run first).
+        source: the run directory reloads read by default: a SIGHUP (and a POST /reload without
+            a name) always reloads from it, whatever a named reload loaded since (a symbolic link
+            lets an operator point it at a new run first).
+        root: the model root: named reloads load `root/name` only; None: no named reloads.
     """
 
-    def __init__(self, model: LoadedModel, source: str | Path | None = None) -> None:
+    def __init__(self, model: LoadedModel, source: str | Path | None = None,
+                 root: str | Path | None = None) -> None:
         self.current = model
         self.source = Path(source) if source is not None else model.path
+        self.root = Path(root) if root is not None else None
         self.reloads = {"ok": 0, "refused": 0}
         self.last_error: str | None = None
         self._lock = threading.Lock()
 
-    def reload(self, path: str | Path | None = None) -> LoadedModel:
-        """Loads `path` (default: the source) next to the current model and swaps it in.
+    def reload(self, name: str | None = None) -> LoadedModel:
+        """Loads the source (or the run `name` under the model root) next to the current model
+        and swaps it in. The source stays what it was.
 
         Returns:
             The new model.
 
         Raises:
             ReloadBusy: a reload is already running.
-            NegspaceError: the run directory was refused; the current model stays.
+            ReloadOff: a name without a model root.
+            UnknownRun: no directory of that name under the root.
+            NegspaceError: a bad name or a refused run directory; the current model stays.
         """
         if not self._lock.acquire(blocking=False):
             raise ReloadBusy("a reload is already running")
         try:
             old = self.current
             try:
-                new = load_model(path if path is not None else self.source, old.use_index,
-                                 old.version + 1)
+                if name is None:
+                    new = load_model(self.source, old.use_index, old.version + 1)
+                else:
+                    new = load_model(self._named(name), old.use_index, old.version + 1, name)
             except NegspaceError as e:
                 self.reloads["refused"] += 1
                 self.last_error = str(e)
                 raise
             self.current = new  # one reference assignment: requests see the old or the new
-            if path is not None:
-                self.source = Path(path)
             self.reloads["ok"] += 1
             self.last_error = None
             return new
         finally:
             self._lock.release()
+
+    def _named(self, name: str) -> Path:
+        if self.root is None:
+            raise ReloadOff("named reloads are off: start the server with --model-root DIR")
+        check_name(name)
+        path = self.root / name
+        try:
+            found = path.is_dir()
+        except (OSError, ValueError):
+            found = False
+        if not found:
+            raise UnknownRun(f"no run named {name} under the model root")
+        return path

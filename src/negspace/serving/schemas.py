@@ -6,7 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictFloat,
+                      StrictInt, StrictStr)
+
+from negspace.serving.holder import MAX_NAME
 
 
 @dataclass(frozen=True)
@@ -26,9 +29,21 @@ class Limits:
     max_body_bytes: int = 1 << 20
 
 
+
+
+def _integral(value: object) -> object:
+    """175.0 is an integer to JSON Schema (and to JavaScript): read it as 175; 1.5 stays refused."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Int = Annotated[StrictInt, BeforeValidator(_integral)]
 # External ids are stored as numbers or strings; both forms are accepted and looked up by their
 # string form, as `Interactions.user_index` does.
-Id = Union[StrictInt, StrictStr]
+Id = Union[Int, StrictStr]
+# a run below the model root: plain names, no component starting with a dot (so no `..`)
+RUN_NAME = r"^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$"
 FeatureValue = Union[StrictInt, StrictFloat, StrictStr, StrictBool, None]
 
 
@@ -39,7 +54,8 @@ def request_models(limits: Limits) -> tuple[type[BaseModel], type[BaseModel], ty
     Returns:
         (RecommendRequest, NewUserRequest, SimilarRequest, ReloadRequest).
     """
-    K = Annotated[StrictInt, Field(ge=1, le=limits.max_k)]
+    # the bounds before the validator, or pydantic writes them as "ge"/"le", not JSON Schema
+    K = Annotated[StrictInt, Field(ge=1, le=limits.max_k), BeforeValidator(_integral)]
     Items = Annotated[list[Id], Field(max_length=limits.max_items)]
     strict = ConfigDict(extra="forbid")
 
@@ -64,6 +80,8 @@ def request_models(limits: Limits) -> tuple[type[BaseModel], type[BaseModel], ty
 
     class ReloadRequest(BaseModel):
         model_config = strict
-        run_dir: Annotated[StrictStr, Field(min_length=1, max_length=4096)] | None = None
+        # a name under --model-root, not a path
+        run_dir: Annotated[StrictStr, Field(min_length=1, max_length=MAX_NAME,
+                                            pattern=RUN_NAME)] | None = None
 
     return RecommendRequest, NewUserRequest, SimilarRequest, ReloadRequest
