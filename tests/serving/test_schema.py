@@ -18,12 +18,13 @@ pytest.importorskip("schemathesis")
 pytestmark = pytest.mark.slow  # three fuzzing runs of about a minute each
 
 
-def fuzz(location: str, *options: str) -> int:
-    """Runs schemathesis; returns the number of test cases, after asserting none failed."""
+def fuzz(where, location: str, *options: str) -> int:
+    """Runs schemathesis in the folder `where` (its example database goes there); returns the
+    number of test cases, after asserting none failed."""
     done = subprocess.run(
         [sys.executable, "-m", "schemathesis.cli", "run", location, "--checks", "all",
          "--max-examples", "60", "--seed", "1", "--no-color", *options],
-        capture_output=True, text=True, timeout=400)
+        capture_output=True, text=True, timeout=400, cwd=where)
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-6000:]
     cases = re.search(r"(\d+) generated, (\d+) passed", out)
@@ -31,11 +32,11 @@ def fuzz(location: str, *options: str) -> int:
     return int(cases.group(1))
 
 
-def test_schemathesis_finds_nothing_without_a_token(runs):
+def test_schemathesis_finds_nothing_without_a_token(runs, tmp_path):
     server = Server(str(runs["mf"]))
     try:
         wait_for(lambda: call(server.port, "/health")[0] == 200, "startup", server)
-        cases = fuzz(f"http://127.0.0.1:{server.port}/openapi.json")
+        cases = fuzz(tmp_path, f"http://127.0.0.1:{server.port}/openapi.json")
         assert cases >= 300, cases
         assert "Traceback" not in server.log
     finally:
@@ -53,7 +54,7 @@ def test_schemathesis_finds_nothing_with_tokens(runs, tmp_path):
     port = server.port
     try:
         wait_for(lambda: call(port, "/health")[0] == 200, "startup", server)
-        cases = fuzz(f"http://127.0.0.1:{port}/openapi.json", "-H",
+        cases = fuzz(tmp_path, f"http://127.0.0.1:{port}/openapi.json", "-H",
                      f"Authorization: Bearer {TOKEN}")
         # POST /reload takes the admin token, which does not open the schema: read it first
         request = urllib.request.Request(f"http://127.0.0.1:{port}/openapi.json",
@@ -62,8 +63,9 @@ def test_schemathesis_finds_nothing_with_tokens(runs, tmp_path):
             schema = json.loads(r.read())
         assert schema["paths"]["/reload"]["post"]["security"] == [{"admin": []}]
         (tmp_path / "schema.json").write_text(json.dumps(schema))
-        cases += fuzz(str(tmp_path / "schema.json"), "--url", f"http://127.0.0.1:{port}",
-                      "--include-path", "/reload", "-H", f"Authorization: Bearer {ADMIN}")
+        cases += fuzz(tmp_path, str(tmp_path / "schema.json"), "--url",
+                      f"http://127.0.0.1:{port}", "--include-path", "/reload", "-H",
+                      f"Authorization: Bearer {ADMIN}")
         assert cases >= 300, cases
         assert "Traceback" not in server.log
     finally:

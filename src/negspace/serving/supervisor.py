@@ -71,7 +71,8 @@ class Supervisor:
     def _start(self, slot: Slot) -> None:
         slot.process = Process(self.config, self.sockets)
         slot.process.start()
-        slot.started, slot.ready, slot.pinged, slot.hup_pending = time.monotonic(), False, None, False
+        slot.started, slot.ready, slot.pinged = time.monotonic(), False, None
+        slot.hup_pending = False  # it reads the source as it starts: the latest SIGHUP's
 
     def _handle_signals(self) -> None:
         while self.signals:
