@@ -4,6 +4,9 @@ moves without a change in behaviour.
     python tests/golden/record.py --write            # record tests/golden/golden.json
     python tests/golden/record.py --check [--quick]  # run again and compare (exit 1 on a diff)
 
+Each case prints its training seconds (timing.json), so the same command run on two commits
+compares their speed on one machine.
+
 `--quick` runs only the configurations on small data (tests/test_golden.py runs those). Data is
 found as `negspace train` finds it (`$NEGSPACE_DATA`, ../shared/data).
 """
@@ -38,8 +41,12 @@ RESUMED = "cml-uniform-resumed"  # trained 2 epochs, stopped, resumed to 4
 
 
 def _api():
-    from negspace.config import make_config
-    from negspace.pipeline.fit import resume_training, run_training
+    try:
+        from negspace.config import make_config
+        from negspace.pipeline.fit import resume_training, run_training
+    except ImportError:  # the layout before the redesign: before/after timings of the same cases
+        from negspace.experiments.run import resume_training, run_training
+        from negspace.training.config import make_config
     return run_training, resume_training, make_config
 
 
@@ -50,6 +57,8 @@ def _digest(run_dir: Path) -> dict:
     header = history[0].split(",")
     keep = [i for i, h in enumerate(header) if "second" not in h]
     rows = [",".join(r.split(",")[i] for i in keep) for r in history]
+    seconds = json.loads((run_dir / "timing.json").read_text())["train_seconds"]
+    print(f"  train_seconds {seconds}", flush=True)
     return {"metrics": metrics,
             "vectors_sha256": hashlib.sha256((run_dir / "model.safetensors").read_bytes()).hexdigest(),
             "history_sha256": hashlib.sha256("\n".join(rows).encode()).hexdigest()}
