@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +134,23 @@ def test_console_script_reports_errors_without_traceback(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_a_rejected_file_exits_2_every_time(tmp_path):
+    """The one-line error, then exit 2, in every run: pyarrow's I/O thread used to release a
+    Python transcoder while the interpreter exited, and about 1 run in 4 aborted (SIGABRT, 134).
+    Up to 50 runs, as many as 30 s allow (at least 10)."""
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"user,item\n1,2\n3\n\x00\xff,zz\n")
+    command = [sys.executable, "-m", "negspace", "train", "--dataset", str(bad), "--model", "cml",
+               "--sampler", "uniform", "--out", str(tmp_path / "b")]
+    codes, start = [], time.monotonic()
+    while len(codes) < 50 and (len(codes) < 10 or time.monotonic() - start < 30):
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        codes.append(proc.returncode)
+        assert proc.stderr == f"negspace: error: {bad} line 3: expected 2 fields, got 1\n", codes
+    assert codes == [2] * len(codes)
 
 
 def test_a_closed_pipe_ends_quietly(csv_dataset, tmp_path):
