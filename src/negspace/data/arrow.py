@@ -90,6 +90,7 @@ def read_coded(path: Path, sep: str, header: bool, pick: ColumnPicker) -> Coded 
 
 def _read_csv(path: Path, sep: str, header: bool, pick: ColumnPicker) -> Coded | None:
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.csv as pcsv
 
     with open(path, "rb") as f:
@@ -121,8 +122,7 @@ def _read_csv(path: Path, sep: str, header: bool, pick: ColumnPicker) -> Coded |
             for c in wanted:
                 parts[c].append(batch.column(c))
     columns = {c: pa.chunked_array(parts[c]) if parts[c] else None for c in wanted}
-    import pyarrow.compute as pc
-    if any(col is not None and pa.types.is_string(col.type)
+    if any(col is not None and (pa.types.is_string(col.type) or pa.types.is_large_string(col.type))
            and not pc.all(pc.string_is_ascii(col)).as_py() for col in columns.values()):
         return None
     return _code(columns, chosen)
