@@ -22,7 +22,7 @@ def scores_of(user_vectors, item_vectors, measure: str) -> np.ndarray:
 
 def reference_metrics(scores: np.ndarray, train: dict[int, set[int]], test: dict[int, set[int]],
                       k: int) -> dict[str, float]:
-    """ndcg, recall, hit, mmr, avgpop, longtail, coverage and gini at k.
+    """map, ndcg, recall, hit, mmr, avgpop, longtail, coverage and gini at k.
 
     Args:
         scores: [n_users, n_items] scores.
@@ -42,7 +42,8 @@ def reference_metrics(scores: np.ndarray, train: dict[int, set[int]], test: dict
             head.add(i)
         above += popularity[i]
     per_user: dict[str, list[float]] = {m: [] for m in
-                                        ("ndcg", "recall", "hit", "mmr", "avgpop", "longtail")}
+                                        ("map", "ndcg", "recall", "hit", "mmr", "avgpop",
+                                         "longtail")}
     shown = [0] * n_items
     for user, relevant in test.items():
         if not relevant:
@@ -53,6 +54,13 @@ def reference_metrics(scores: np.ndarray, train: dict[int, set[int]], test: dict
         dcg = sum(g / math.log2(r + 2) for r, g in enumerate(gains))
         ideal = sum(1 / math.log2(r + 2) for r in range(min(len(relevant), k)))
         per_user["ndcg"].append(dcg / ideal)
+        # AP@k: precision at the rank of each hit in the top k, summed, / min(|relevant|, k)
+        found, precisions = 0, 0.0
+        for rank, i in enumerate(ranked, 1):
+            if i in relevant:
+                found += 1
+                precisions += found / rank
+        per_user["map"].append(precisions / min(len(relevant), k))
         per_user["recall"].append(sum(gains) / len(relevant))
         per_user["hit"].append(float(any(gains)))
         pops = [popularity[i] for i in ranked]

@@ -54,16 +54,38 @@ def _random_frame(seed: int, strings: bool) -> pd.DataFrame:
     return frame
 
 
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """512-byte blocks: the 400-row files (about 6 KB) stream in a dozen blocks, not one."""
+    import negspace.data.arrow as arrow
+    monkeypatch.setattr(arrow, "_BLOCK", 512)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("strings", [False, True])
 @pytest.mark.parametrize("filters", [(None, None, None), (4, None, None), (3, 3, 2)])
-def test_arrow_and_pandas_paths_agree(tmp_path, seed, strings, filters):
+def test_arrow_and_pandas_paths_agree(tmp_path, seed, strings, filters, small_blocks):
     path = tmp_path / "inter.csv"
     _random_frame(seed, strings).to_csv(path, index=False)
+    assert path.stat().st_size > 8 * 512
     _same(*_both(path, *filters))
 
 
-def test_arrow_path_on_gzip_tsv_without_header_and_parquet(tmp_path):
+def test_text_that_is_not_ascii_goes_to_the_pandas_path(tmp_path):
+    """Latin-1 bytes and UTF-8 accents: the pandas path reads them (as latin-1, one character
+    per byte), so ids do not depend on which path read the file."""
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("user,item\nb\xe9a,x\nzo\xeb,y\n".encode("latin-1"))
+    utf8 = tmp_path / "utf8.csv"
+    utf8.write_bytes("user,item\nb\xe9a,x\nzo\xeb,y\n".encode("utf-8"))
+    for path in (latin, utf8):
+        assert _fast(path) is None
+        ds = loaders.load_dataset(str(path), min_user_interactions=0)
+        assert sorted(ds.interactions.user_ids) == sorted(
+            path.read_bytes().decode("latin-1").split("\n")[i].split(",")[0] for i in (1, 2))
+
+
+def test_arrow_path_on_gzip_tsv_without_header_and_parquet(tmp_path, small_blocks):
     frame = _random_frame(3, False)
     tsv = tmp_path / "u.data.gz"
     with gzip.open(tsv, "wt") as f:

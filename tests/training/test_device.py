@@ -109,6 +109,47 @@ def test_device_step_trains_and_resumes_bit_for_bit(case):
     assert all(np.isfinite(h["loss"]) and h["loss"] > 0 for h in full.result.history)
 
 
+def _dense(grad):
+    return None if grad is None else (grad.to_dense() if grad.is_sparse else grad)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_device_step_matches_the_host_step_on_the_same_batch(case):
+    """One step of the device path and of the host path (Trainer.step with the host objective)
+    from the same weights, on the same batch and the same draws: the same loss, the same
+    gradients (autograd steps) and the same weights after the update."""
+    inter = random_interactions(n_users=30, n_items=50, seed=3)
+    dev, host = _trainer(case, inter), _trainer(case, inter, device_step=False)
+    assert dev.device_step is not None and host.device_step is None
+    ds, drawn = dev.device_step.sampler, {}
+    for name in ("sample", "sample_shared", "candidates"):
+        if hasattr(ds, name):
+            def recorded(*a, _name=name, _real=getattr(ds, name), **k):
+                drawn[_name] = _real(*a, **k)
+                return drawn[_name]
+            setattr(ds, name, recorded)
+    rows = torch.randperm(len(dev.users), generator=torch.Generator().manual_seed(5))[:16]
+    users, items = dev.users[rows], dev.items[rows]  # many users (the first rows are user 0's)
+    dev.step(users, items)
+    device_loss = dev.device_step.flush()
+    # the host path, given the device path's draws
+    host._negatives = lambda *a, **k: drawn.get("sample_shared", drawn.get("sample"))
+    if "candidates" in drawn:
+        host.sampler.candidates = lambda *a, **k: drawn["candidates"]
+        host.sampler.sample = lambda *a, **k: drawn["sample"]
+    host_loss = host.step(users, items)
+    assert device_loss == pytest.approx(host_loss, rel=1e-5, abs=1e-7)
+    grads = 0
+    for (name, a), b in zip(dev.model.named_parameters(), host.model.parameters()):
+        ga, gb = _dense(a.grad), _dense(b.grad)
+        if ga is not None and gb is not None:  # the host's hand-written steps keep no .grad
+            grads += 1
+            torch.testing.assert_close(ga, gb, rtol=1e-5, atol=1e-7, msg=name)
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-5, atol=1e-7, msg=name)
+    # CML's and the shared negatives' hand-written host steps update without autograd
+    assert grads or dev.fused is not None or host.shared_step is not None
+
+
 def test_device_step_stops_on_a_non_finite_loss():
     inter = random_interactions(n_users=30, n_items=50, seed=3)
     trainer = _trainer("cml-uniform", inter, epochs=1)

@@ -216,6 +216,12 @@ def test_killed_rank_ends_the_run_and_resume_continues(toy_csv, tmp_path, capsys
     assert (broken / "checkpoint.pt").exists() and not (broken / "metrics.json").exists()
     assert _cli(["train", "--resume", str(broken), "--no-progress"], env) == 0
     assert (broken / "metrics.json").read_bytes() == (whole / "metrics.json").read_bytes()
+    # the 2-process test evaluation against the single-process one of the saved vectors
+    from negspace.pipeline.evaluate import evaluate_run
+    stored = json.loads((whole / "metrics.json").read_text())
+    single = evaluate_run(whole, device="cpu")  # rewrites metrics.json: compared after
+    for key in ("map@50", "ndcg@50", "recall@20", "hit@20", "mmr@50", "coverage@50"):
+        assert stored[key] == pytest.approx(single[key], rel=1e-9, abs=1e-12), key
 
 
 def test_gpu_device_with_several_processes_is_refused_in_one_line():

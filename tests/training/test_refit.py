@@ -12,8 +12,8 @@ from negspace.training.schedule import refit_plan
 
 
 def _values(csv, **extra):
-    return dict(dataset=str(csv), model="mf", loss="softmax", sampler="full", batch_by="user",
-                dim=8, epochs=12, lr=0.05, temperature=0.2, seed=1, progress=False, **extra)
+    return {**dict(dataset=str(csv), model="mf", loss="softmax", sampler="full", batch_by="user",
+                   dim=8, epochs=12, lr=0.05, temperature=0.2, seed=1, progress=False), **extra}
 
 
 def test_refit_plan_keeps_the_epochs_the_best_weights_hold_and_replays_the_decays():
@@ -26,11 +26,30 @@ def test_refit_plan_keeps_the_epochs_the_best_weights_hold_and_replays_the_decay
     assert refit_plan(history, "val_m", 2, False, 0.1) == {"epochs": 2}
 
 
-def test_refit_config_trains_on_everything_for_the_chosen_epochs(toy_csv):
+def test_refit_config_trains_on_everything_for_the_chosen_epochs(toy_csv, monkeypatch):
     cfg = make_config(_values(toy_csv, refit="yes"))
     history = [{"epoch": e, "lr": 0.05, "val_recall@20": 0.1 * e} for e in (1, 2, 3)]
     final = refit_config(cfg, history, 3, "recall@20")
     assert (final.validation, final.epochs, final.refit, final.lr_steps) == (0.0, 3, "no", "")
+    import negspace.pipeline.fit as run
+    trained_on, real = [], run.Trainer
+    monkeypatch.setattr(run, "Trainer", lambda *a, **k: trained_on.append(a[3]) or real(*a, **k))
+    out = run_training(final)
+    monkeypatch.undo()
+    assert len(out.history) == 3 and not any(k.startswith("val_") for k in out.history[-1])
+    assert trained_on[0].nnz == out.train.nnz  # the whole training split, nothing held out
+    # every training interaction: the same weights as a run told so directly
+    plain = run_training(make_config(_values(toy_csv, epochs=3, validation=0.0)))
+    assert torch.equal(out.model.items.weight, plain.model.items.weight)
+    held_out = run_training(make_config(_values(toy_csv, epochs=3, validation=0.2)))
+    assert not torch.equal(out.model.items.weight, held_out.model.items.weight)
+
+
+def _rows(text: str) -> list[dict]:
+    import csv
+    import io
+    return [{k: float(v) for k, v in row.items() if v != ""}
+            for row in csv.DictReader(io.StringIO(text))]
 
 
 def test_a_refit_run_is_the_validated_runs_choice_retrained_on_all_data(toy_csv, tmp_path):
@@ -38,9 +57,15 @@ def test_a_refit_run_is_the_validated_runs_choice_retrained_on_all_data(toy_csv,
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["validation"] == 0.0 and config["refit"] == "no"
     assert config["epochs"] == out.metrics["refit_epochs"] == len(out.history)
-    selection = (tmp_path / "run" / "selection.csv").read_text().splitlines()
-    assert "val_ndcg@50" in selection[0] or "val_recall@20" in selection[0]
-    assert len(selection) - 1 >= out.metrics["selection_best_epoch"]
+    selection = _rows((tmp_path / "run" / "selection.csv").read_text())
+    key = "val_ndcg@50"  # a file: the k-fold protocol's selection metric
+    best = int(out.metrics["selection_best_epoch"])
+    scores = [r[key] for r in selection]
+    assert best == selection[scores.index(max(scores))]["epoch"]  # the first best epoch
+    # the refit trains what the validated run's best weights hold, its decays replayed
+    plan = refit_plan(selection, key, best, True, 0.1)
+    assert config["epochs"] == plan["epochs"] == len(out.history)
+    assert config["lr_steps"] == plan.get("lr_steps", "")
     stored = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert stored["selection_best_epoch"] == out.metrics["selection_best_epoch"]
     # the refit is exactly a plain run of its own config.json: same seed, same weights

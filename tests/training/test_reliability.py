@@ -338,8 +338,14 @@ def test_interrupted_grid_loses_no_finished_cell(toy_csv, tmp_path, monkeypatch)
     assert_same_run(cells / "negatives=2", tmp_path / "ref")
 
 
-@pytest.mark.parametrize("sampler", [s for s in SAMPLER_NAMES if s != "auto"])  # auto: below
+@pytest.mark.parametrize("sampler", [s for s in SAMPLER_NAMES if s != "auto"] + ["default"])
 def test_same_seed_same_bytes(toy_csv, tmp_path, sampler):
+    # "default": the default recipe as `negspace train` gives it (sampler auto, sized dim, refit)
+    args = (["--dataset", str(toy_csv), "--epochs", "2", "--seed", "3", "--threads", "1",
+             "--no-progress"] if sampler == "default" else _args(toy_csv, sampler, epochs=2))
     for name in ("a", "b"):
-        assert main(["train", *_args(toy_csv, sampler, epochs=2), "--out", str(tmp_path / name)]) == 0
+        assert main(["train", *args, "--out", str(tmp_path / name)]) == 0
+    if sampler == "default":
+        config = json.loads((tmp_path / "a" / "config.json").read_text())
+        assert config["sampler"] == "full" and (tmp_path / "a" / "selection.csv").exists()
     assert_same_run(tmp_path / "a", tmp_path / "b")

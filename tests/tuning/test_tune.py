@@ -70,14 +70,30 @@ def _tune(space: Path, toy: Path, out: Path, trials: int, **kw):
     return run_tune(space, "2m", trials=trials, out=out, overrides={"dataset": str(toy)}, **kw)
 
 
-def test_study_recipe_refit_and_report(space, toy, tmp_path, monkeypatch):
+def _evaluations(monkeypatch) -> list[tuple[str, set]]:
+    """(module, held-out pairs as external ids) of every evaluate call, wherever it is made:
+    the run's test evaluation and the trainer's validations import evaluate each."""
     import negspace.pipeline.fit as run
-    test_reads = []
-    real = run.evaluate
-    monkeypatch.setattr(run, "evaluate", lambda *a, **k: test_reads.append(1) or real(*a, **k))
+    import negspace.training.trainer as trainer
+    calls: list[tuple[str, set]] = []
+    for module in (run, trainer):
+        def counted(score_fn, train, truth, *a, _name=module.__name__, _real=module.evaluate, **k):
+            users, items = truth.pairs()
+            calls.append((_name, set(zip(truth.user_ids[users].tolist(),
+                                         truth.item_ids[items].tolist()))))
+            return _real(score_fn, train, truth, *a, **k)
+        monkeypatch.setattr(module, "evaluate", counted)
+    return calls
+
+
+def test_study_recipe_refit_and_report(space, toy, tmp_path, monkeypatch):
+    calls = _evaluations(monkeypatch)
     out = tmp_path / "out"
     result = _tune(space, toy, out, trials=5)
+    test_reads = [pairs for name, pairs in calls if name.endswith(".fit")]
     assert len(test_reads) == 1  # only the refit reads the test split
+    validations = [pairs for name, pairs in calls if name.endswith(".trainer")]
+    assert validations and not any(v & test_reads[0] for v in validations)
     study = optuna.load_study(study_name=f"space-{toy.name}", storage=f"sqlite:///{out / 'study.db'}")
     assert len(study.trials) == 5
     # the seeds come first, as written (unset keys sampled)
@@ -129,6 +145,18 @@ def test_resume_continues_the_study_and_reuses_the_refit(space, toy, tmp_path, m
     assert again.refit_metrics["ndcg@50"] == result.refit_metrics["ndcg@50"]
 
 
+def test_a_continued_study_draws_anew(toy, tmp_path):
+    """Random draws only (no seeds, startup_trials above the trial count): a second session
+    seeded as the first would replay its draws, and its first trial repeat trial 0."""
+    path = tmp_path / "r.toml"
+    path.write_text(SPACE.split("[[seeds]]")[0].replace("startup_trials = 2", "startup_trials = 9"))
+    out = tmp_path / "out"
+    _tune(path, toy, out, trials=1, refit=False)
+    _tune(path, toy, out, trials=2, refit=False)
+    study = optuna.load_study(study_name=f"r-{toy.name}", storage=f"sqlite:///{out / 'study.db'}")
+    assert len(study.trials) == 2 and study.trials[1].params != study.trials[0].params
+
+
 def test_same_seed_same_trials(space, toy, tmp_path):
     a = _tune(space, toy, tmp_path / "a", trials=4, refit=False)
     b = _tune(space, toy, tmp_path / "b", trials=4, refit=False)
@@ -168,13 +196,19 @@ def test_pruned_trials_keep_their_curves(toy, tmp_path):
     assert rec["state"] == "PRUNED" and rec["history"]
 
 
-def test_two_workers_share_the_study(space, toy, tmp_path):
+def test_two_workers_share_the_study(space, toy, tmp_path, capfd):
     result = _tune(space, toy, tmp_path / "out", trials=4, workers=2, refit=False)
     study = optuna.load_study(study_name=f"space-{toy.name}",
                               storage=f"sqlite:///{tmp_path / 'out' / 'study.db'}")
     assert 4 <= len(study.trials) <= 5  # each worker checks the count after its trial
     assert all(t.state.is_finished() for t in study.trials)
     assert result.best_value == study.best_value
+    # every trial ran exactly once (a queued seed claimed by both workers ran twice), by either
+    import re
+    from collections import Counter
+    logged = Counter(re.findall(r"^\[trial (\d+)\]", capfd.readouterr().out, flags=re.M))
+    assert logged == Counter(str(t.number) for t in study.trials)
+    assert {t.user_attrs["worker"] for t in study.trials} == {0, 1}
 
 
 def test_kept_epochs():
@@ -243,13 +277,20 @@ def test_another_space_is_refused_on_resume(space, toy, tmp_path):
         _tune(space, toy, tmp_path / "out", trials=3, refit=False)
 
 
-@pytest.mark.parametrize("name", ["cml", "mf", "simplex", "two-tower"])
-def test_shipped_spaces_parse(name):
-    root = Path(__file__).resolve().parents[2]
-    space = load_space(root / "configs" / "spaces" / f"{name}.toml", {"dataset": "x"})
-    assert space.fixed["model"] == name and space.params
-    with open(root / "configs" / "spaces" / f"{name}.toml", "rb") as f:
+SPACES = sorted((Path(__file__).resolve().parents[2] / "configs" / "spaces").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)
+def test_shipped_spaces_parse(path):
+    space = load_space(path, {"dataset": "x"})
+    assert path.stem.split("-")[0] == space.fixed["model"].split("-")[0] and space.params
+    with open(path, "rb") as f:
         assert "dataset" not in tomllib.load(f).get("fixed", {})  # spaces are per model
+
+
+def test_every_space_is_tested():
+    assert {"cml", "mf", "mf-full-softmax", "mf-full-softmax-large", "simplex",
+            "two-tower"} <= {p.stem for p in SPACES}
 
 
 def test_the_guides_space_example_parses(tmp_path):

@@ -4,9 +4,9 @@ The pandas reader in `readers.py` holds every field as a Python string (a 9.8M-r
 several GB); this one streams the file in 16 MB blocks, keeps only the columns it needs as
 Arrow arrays (8 bytes per id), and codes the ids to int32 with a hash table (`pc.unique` +
 `pc.index_in`). It accepts only clean files: on anything unusual (a parse error, an empty or null
-field, a non-numeric or non-finite value, a separator pyarrow does not take, non-UTF-8 text,
-pyarrow missing) it returns None and `readers.read_table`, the exact pandas path, reads the file
-and reports the first bad line. Both paths end in `filter_coded`, so they build the same
+field, a non-numeric or non-finite value, a separator pyarrow does not take, text that is not
+ASCII, pyarrow missing) it returns None and `readers.read_table`, the exact pandas path, reads
+the file and reports the first bad line. Both paths end in `filter_coded`, so they build the same
 interactions (tested).
 """
 
@@ -90,15 +90,17 @@ def read_coded(path: Path, sep: str, header: bool, pick: ColumnPicker) -> Coded 
 
 def _read_csv(path: Path, sep: str, header: bool, pick: ColumnPicker) -> Coded | None:
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.csv as pcsv
 
     with open(path, "rb") as f:
         gz = f.read(2) == b"\x1f\x8b"
     def stream() -> pa.NativeFile:
         return pa.input_stream(str(path), compression="gzip" if gz else None)
-    # latin-1, as the pandas path decodes: every byte is a character, ids read the same
-    read = pcsv.ReadOptions(autogenerate_column_names=not header, block_size=_BLOCK,
-                            encoding="latin1")
+    # UTF-8, pyarrow's native decoding: any other encoding adds a Python transcoder that arrow's
+    # I/O thread may release during interpreter exit, which aborts the process (SIGABRT). Text
+    # that is not ASCII goes to the pandas path (latin-1 there, so ids could read differently).
+    read = pcsv.ReadOptions(autogenerate_column_names=not header, block_size=_BLOCK)
     parse = pcsv.ParseOptions(delimiter=sep)
     # Only an empty field is null: "NA" or "nan" are ids to the pandas path (keep_default_na=False).
     convert = pcsv.ConvertOptions(null_values=[""], strings_can_be_null=True,
@@ -106,6 +108,8 @@ def _read_csv(path: Path, sep: str, header: bool, pick: ColumnPicker) -> Coded |
     with stream() as s:
         names = pcsv.open_csv(s, read_options=read, parse_options=parse,
                               convert_options=convert).schema.names
+    if not all(n.isascii() for n in names):
+        return None
     chosen = pick(names, header)
     if chosen is None:
         return None
@@ -118,6 +122,9 @@ def _read_csv(path: Path, sep: str, header: bool, pick: ColumnPicker) -> Coded |
             for c in wanted:
                 parts[c].append(batch.column(c))
     columns = {c: pa.chunked_array(parts[c]) if parts[c] else None for c in wanted}
+    if any(col is not None and (pa.types.is_string(col.type) or pa.types.is_large_string(col.type))
+           and not pc.all(pc.string_is_ascii(col)).as_py() for col in columns.values()):
+        return None
     return _code(columns, chosen)
 
 

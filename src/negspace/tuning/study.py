@@ -61,15 +61,28 @@ def open_storage(url: str) -> Any:
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        # several processes write the same file: wait for its lock rather than fail at once
-        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 120}}
+        # several processes write the same file: wait for its lock rather than fail at once;
+        # pysqlite opens no transaction itself (isolation_level None), the listener below does
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 120, "isolation_level": None}}
     try:
-        return optuna.storages.RDBStorage(
+        storage = optuna.storages.RDBStorage(
             url, heartbeat_interval=30, grace_period=120,
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
                 max_retry=1), **kwargs)
     except Exception as e:  # noqa: BLE001 -- SQLAlchemy's URL and driver errors vary
         raise NegspaceError(f"--storage {url}: {type(e).__name__}: {e}") from None
+    if kwargs:
+        _begin_immediate(storage.engine)
+    return storage
+
+
+def _begin_immediate(engine: Any) -> None:
+    """Every transaction takes SQLite's write lock when it begins. SQLite ignores Optuna's
+    SELECT ... FOR UPDATE, so two workers could both claim one queued trial and the slower
+    one fail with "Cannot tell a COMPLETE trial" (Optuna issues #4002, #4621)."""
+    from sqlalchemy import event
+
+    event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
 
 
 def make_sampler(space: Space, worker: int, existing: int = 0) -> Any:
@@ -122,6 +135,7 @@ class Objective:
         optuna = _optuna()
         job = self.job
         params = job.space.suggest(trial)
+        trial.set_user_attr("worker", job.worker)
         values = {**job.space.fixed, **params, "select_metric": job.metric, "progress": False}
         if job.threads is not None:
             values["threads"] = job.threads
