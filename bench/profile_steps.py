@@ -136,7 +136,7 @@ def profile_step(cfg, train, steps: int, warmup: int = 5, variant: str = "defaul
         idx = perm[s * bs:(s + 1) * bs]
         users, items = trainer.users[idx], trainer.items[idx]
         t0 = _now()
-        if getattr(sampler, "embedding_level", False):
+        if sampler.kind is SamplerKind.CANDIDATES:
             cands = sampler.candidates(users.numpy(), items.numpy(), n)
             t1 = _now()
             loss = objective.with_candidates(model, users, items, cands, None)
@@ -188,7 +188,7 @@ def profile_step(cfg, train, steps: int, warmup: int = 5, variant: str = "defaul
                 history_rows.append(int(model.hist_len[users].sum()))
             if s == warmup + steps - 1:  # the bank is as full as it gets here
                 products = _products(cfg, model, len(items), n, extra,
-                                     cands if getattr(sampler, "embedding_level", False) else None)
+                                     cands if sampler.kind is SamplerKind.CANDIDATES else None)
     out: dict[str, Any] = {k: _ms(v) for k, v in times.items()}
     out["label"] = step_label(trainer)
     n_items = int(np.median(touched_items))

@@ -31,9 +31,9 @@ def test_refit_config_trains_on_everything_for_the_chosen_epochs(toy_csv, monkey
     history = [{"epoch": e, "lr": 0.05, "val_recall@20": 0.1 * e} for e in (1, 2, 3)]
     final = refit_config(cfg, history, 3, "recall@20")
     assert (final.validation, final.epochs, final.refit, final.lr_steps) == (0.0, 3, "no", "")
-    import negspace.pipeline.fit as run
-    trained_on, real = [], run.Trainer
-    monkeypatch.setattr(run, "Trainer", lambda *a, **k: trained_on.append(a[3]) or real(*a, **k))
+    import negspace.pipeline.build as build  # where the pipeline builds its Trainer
+    trained_on, real = [], build.Trainer
+    monkeypatch.setattr(build, "Trainer", lambda *a, **k: trained_on.append(a[3]) or real(*a, **k))
     out = run_training(final)
     monkeypatch.undo()
     assert len(out.history) == 3 and not any(k.startswith("val_") for k in out.history[-1])
