@@ -52,7 +52,7 @@ def curve_point(points: list[dict], seconds: float, val: float, test: float) -> 
 
 def run_default(dataset: str, train, test) -> dict[str, Any]:
     from negspace.experiments.run import run_training
-    from negspace.training.config import make_config
+    from negspace.training.config import make_config, with_default_recipe
     points: list[dict] = []
     seconds = [0.0]
     tests: list[float] = []
@@ -70,7 +70,8 @@ def run_default(dataset: str, train, test) -> dict[str, Any]:
             curve_point(points, seconds[0], row["val_recall@20"], tests[-1])
     trainer_module.Trainer.validate = validate_and_test
     try:
-        out = run_training(make_config({"dataset": dataset, "progress": False}),
+        out = run_training(make_config(with_default_recipe({"dataset": dataset,
+                                                            "progress": False})),
                            on_epoch=on_epoch)
     finally:
         trainer_module.Trainer.validate = validate
