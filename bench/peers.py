@@ -270,6 +270,14 @@ EASE_MAX = 20_000  # the dense system EASE solves is min(users, items) square: 1
 EASE_LAMBDAS = tuple(10 ** (k / 2) for k in range(0, 11))  # 1 .. 1e5, half decades
 
 
+def ease_fits(n_users: int, n_items: int) -> None:
+    """Raises ValueError, in one line, for data too large for EASE here."""
+    if min(n_users, n_items) > EASE_MAX:
+        raise ValueError(f"EASE solves a dense min(users, items) square system; {n_users} users "
+                         f"x {n_items} items is above {EASE_MAX} on both sides "
+                         f"({min(n_users, n_items) ** 2 * 8 / 1e9:.0f} GB): refused")
+
+
 class Ease:
     """B = I - P / diag(P) with P = (X^T X + lam I)^-1 (B's diagonal is then 0); scores X B.
 
@@ -279,10 +287,7 @@ class Ease:
 
     def __init__(self, train: sp.csr_matrix, lam: float):
         n_users, n_items = train.shape
-        if min(n_users, n_items) > EASE_MAX:
-            raise ValueError(f"EASE solves a dense min(users, items) square system; "
-                             f"{n_users} users x {n_items} items is above {EASE_MAX} on both "
-                             f"sides ({min(n_users, n_items) ** 2 * 8 / 1e9:.0f} GB): refused")
+        ease_fits(n_users, n_items)
         if lam <= 0:
             raise ValueError(f"EASE's lambda must be > 0, got {lam}")
         self.x, self.lam = train.astype(np.float64).tocsr(), lam
@@ -347,6 +352,7 @@ def run_ease(train: Interactions, test: Interactions, protocol: str, seed: int,
     """EASE with lambda chosen on a validation split carved as `negspace train` carves it, then
     fitted on all the training data; the test split is read once."""
     metric = "recall@20" if protocol == "given" else "ndcg@50"
+    ease_fits(train.n_users, train.n_items)  # refuse before the search
     fit_on, val = holdout_split(train, validation, seed)
     with Timer() as chosen:
         lam, rows = choose_ease_lambda(fit_on, val, metric)
@@ -423,7 +429,11 @@ def run_all(args: argparse.Namespace) -> None:
         for method in todo:
             print(f"{dataset} {method} ...", flush=True)
             if method == EASE:
-                result = run_ease(train, test, protocol, args.seed)
+                try:
+                    result = run_ease(train, test, protocol, args.seed)
+                except ValueError as e:  # too large: said in one line, the other methods go on
+                    print(f"  skipped: {e}", flush=True)
+                    continue
             elif method in PEERS:
                 result = run_peer(method, train, test, dim, args.threads, args.seed, PEERS[method])
             elif method.endswith(REFIT):

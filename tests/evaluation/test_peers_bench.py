@@ -123,3 +123,15 @@ def test_ease_chooses_lambda_on_validation_and_learns_the_taste_groups(peers):
     assert result["params"]["lambda"] == best["lambda"]
     assert len(tried) == len(peers.EASE_LAMBDAS) + 2  # the grid, then the best one's neighbours
     assert result["metrics"]["recall@20"] > 0.9 and result["train_seconds"] > 0
+
+
+def test_ease_on_too_large_data_is_skipped_in_one_line(peers, monkeypatch, capsys, tmp_path):
+    train, test = _groups()
+    monkeypatch.setattr(peers, "EASE_MAX", 10)
+    monkeypatch.setitem(peers.DATASETS, "groups", ("given", 8))
+    monkeypatch.setattr(peers, "split", lambda name, seed=0: (train, test))
+    monkeypatch.setattr(peers, "report", lambda out: None)
+    peers.main(["--datasets", "groups", "--methods", "ease", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "skipped: EASE solves a dense" in out and "60 users x 120 items" in out
+    assert not (tmp_path / "groups" / "ease.json").exists()
