@@ -157,7 +157,15 @@ def main(argv: list[str] | None = None) -> None:
                    help="ALS's threads and torch's for evaluation")
     p.add_argument("--out", default="runs/time_to_quality")
     p.add_argument("--records", help="append records to this JSONL file")
+    p.add_argument("--replot", action="store_true",
+                   help="only draw OUT/time_to_quality.png again from every OUT/*.json")
     args = p.parse_args(argv)
+    if args.replot:
+        saved = {path.stem: json.loads(path.read_text())
+                 for path in sorted(Path(args.out).glob("*.json"))}
+        plot({k: {m: r for m, r in v.items() if m != "load"} for k, v in saved.items()},
+             Path(args.out) / "time_to_quality.png")
+        return
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
