@@ -266,7 +266,7 @@ def run_peer(method: str, train: Interactions, test: Interactions, dim: int, thr
 # ---------------------------------------------------------------------------------------------
 # EASE (Steck, 2019): a closed form, its one setting chosen on validation
 
-EASE_MAX = 20_000  # the dense system EASE solves is min(users, items) square: 1.6 GB at 20k
+EASE_MAX = 20_000  # EASE solves a dense min(users, items) square system: 3.2 GB (float64) at 20k
 EASE_LAMBDAS = tuple(10 ** (k / 2) for k in range(0, 11))  # 1 .. 1e5, half decades
 
 
