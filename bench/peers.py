@@ -1,4 +1,4 @@
-"""negspace against implicit (ALS, BPR), LightFM (WARP) and EASE on a CPU, all scored by negspace's evaluator.
+"""negspace against implicit (ALS, BPR), LightFM (WARP) and EASE on a CPU, scored by negspace.
 
 Run (needs the bench extra: `.venv/bin/pip install -e ".[bench]"`):
 

@@ -185,7 +185,8 @@ def main(argv: list[str] | None = None) -> None:
         load = (f"shared with other jobs (load average {load0:.0f} to {load1:.0f})"
                 if max(load0, load1) > 1.5 * (os.cpu_count() or 1) / 2 else "quiet")
         results[dataset] = by_method
-        (out / f"{Path(dataset).name}.json").write_text(json.dumps({"load": load, **by_method}, indent=1))
+        (out / f"{Path(dataset).name}.json").write_text(
+            json.dumps({"load": load, **by_method}, indent=1))
         if args.records:
             with open(args.records, "a") as fh:
                 for row in records(dataset, by_method, load):

@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     di.add_argument("--data-dir")
     syn = dsub.add_parser("synth", help="write a planted synthetic train/test split (topic "
                           "mixtures, power-law popularity inside topics; seeded)")
-    syn.add_argument("--out", required=True, help="folder to write: train.txt, test.txt, synth.json")
+    syn.add_argument("--out", required=True,
+                     help="folder to write: train.txt, test.txt, synth.json")
     syn.add_argument("--overwrite", action="store_true", help="replace an existing folder")
     for flag, typ, text in _SYNTH_FLAGS:
         syn.add_argument(flag, type=typ, help=text)
