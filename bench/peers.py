@@ -1,4 +1,4 @@
-"""negspace against implicit (ALS, BPR) and LightFM (WARP) on a CPU, all scored by negspace's evaluator.
+"""negspace against implicit (ALS, BPR), LightFM (WARP) and EASE on a CPU, scored by negspace.
 
 Run (needs the bench extra: `.venv/bin/pip install -e ".[bench]"`):
 
@@ -23,6 +23,11 @@ Threads: peers get `--threads`; negspace's models run as `negspace train` does b
 torch thread for the steps with the next batch's negatives drawn on a second core (2-stage and
 the memory bank draw in line), and `--threads` torch threads for validation and evaluation.
 
+EASE (closed form, numpy/torch only) chooses its lambda on a validation split of each dataset's
+training data (10% per user, as `negspace train` carves it; half decades from 1 to 1e5, then the
+best one's quarter-decade neighbours), is fitted on all the training data and read on test once;
+its seconds are that fit's. It refuses data above 20,000 users and 20,000 items (a dense system
+of the smaller side is solved).
 Settings: PEERS and NEGSPACE below, in one place. The peers' settings were chosen with `--tune`
 on a validation split of movielens-1m-lcfn's training data (never its test set) and are used
 unchanged on the other datasets; dimension d = 64 on the given splits, 128 on k-fold.
@@ -59,6 +64,7 @@ DATASETS = {  # name: (protocol, d)
     "movielens-1m-lcfn": ("given", 64),
     "lastfm-hetrec2011": ("kfold", 128),
     "amazon-cds-bgcf": ("given", 64),
+    "book-crossing-caserec-subset": ("kfold", 128),
 }
 TUNE_DATASET = "movielens-1m-lcfn"
 
@@ -121,7 +127,8 @@ NEGSPACE: dict[str, dict[str, Any]] = {
                        "split_bank_gradient": True},
 }
 TUNE_CHECKPOINTS = {"als": (3, 5, 10, 15, 20, 30, 40, 50), "bpr": (25, 50, 100, 150, 200)}
-PEER_METHODS = tuple(PEERS)
+EASE = "ease"  # closed form, no dimension; its lambda is chosen on each dataset's validation split
+PEER_METHODS = (*PEERS, EASE)
 REFIT = "-refit"  # a negspace model trained as the peers are: all training data, epochs fixed
 METHODS = (*PEER_METHODS, *NEGSPACE, *(m + REFIT for m in NEGSPACE))
 
@@ -257,6 +264,107 @@ def run_peer(method: str, train: Interactions, test: Interactions, dim: int, thr
 
 
 # ---------------------------------------------------------------------------------------------
+# EASE (Steck, 2019): a closed form, its one setting chosen on validation
+
+EASE_MAX = 20_000  # EASE solves a dense min(users, items) square system: 3.2 GB (float64) at 20k
+EASE_LAMBDAS = tuple(10 ** (k / 2) for k in range(0, 11))  # 1 .. 1e5, half decades
+
+
+def ease_fits(n_users: int, n_items: int) -> None:
+    """Raises ValueError, in one line, for data too large for EASE here."""
+    if min(n_users, n_items) > EASE_MAX:
+        raise ValueError(f"EASE solves a dense min(users, items) square system; {n_users} users "
+                         f"x {n_items} items is above {EASE_MAX} on both sides "
+                         f"({min(n_users, n_items) ** 2 * 8 / 1e9:.0f} GB): refused")
+
+
+class Ease:
+    """B = I - P / diag(P) with P = (X^T X + lam I)^-1 (B's diagonal is then 0); scores X B.
+
+    With fewer users than items the same scores come from the users' side (Woodbury):
+    P = (I - X^T K^-1 X) / lam with K = X X^T + lam I, so the system solved is the smaller of
+    the two and B is never formed. Above EASE_MAX on both sides it refuses (ValueError)."""
+
+    def __init__(self, train: sp.csr_matrix, lam: float):
+        n_users, n_items = train.shape
+        ease_fits(n_users, n_items)
+        if lam <= 0:
+            raise ValueError(f"EASE's lambda must be > 0, got {lam}")
+        self.x, self.lam = train.astype(np.float64).tocsr(), lam
+        self.primal = n_items <= n_users
+        if self.primal:
+            g = torch.from_numpy((self.x.T @ self.x).toarray())
+            g.diagonal().add_(lam)
+            self.p = torch.linalg.inv(g)
+            self.d = self.p.diagonal().clone()
+        else:
+            k = torch.from_numpy((self.x @ self.x.T).toarray())
+            k.diagonal().add_(lam)
+            self.k_inv = torch.linalg.inv(k)
+            # diag(P)_j = (1 - sum_u (K^-1 X)_uj X_uj) / lam, by blocks of users
+            quad = np.zeros(n_items)
+            for a in range(0, n_users, 2048):
+                kx = self._times_x(self.k_inv[a:a + 2048])
+                quad += np.asarray(self.x[a:a + 2048].multiply(kx.numpy()).sum(0)).ravel()
+            self.d = torch.from_numpy((1.0 - quad) / lam)
+
+    def _times_x(self, m: torch.Tensor) -> torch.Tensor:
+        """m @ X for a dense m (rows x users)."""
+        return torch.from_numpy(np.ascontiguousarray((self.x.T @ m.numpy().T).T))
+
+    def scores(self, rows: np.ndarray) -> torch.Tensor:
+        """X[rows] B, as float32."""
+        xr = self.x[rows]
+        dense = torch.from_numpy(xr.toarray())
+        if self.primal:
+            xp = dense @ self.p
+        else:  # X_r P = (X_r - (X_r X^T) K^-1 X) / lam
+            xxt = torch.from_numpy((xr @ self.x.T).toarray())
+            xp = (dense - self._times_x(xxt @ self.k_inv)) / self.lam
+        return (dense - xp / self.d).float()
+
+    def score_fn(self):
+        return lambda rows: self.scores(np.asarray(rows, dtype=np.int64))
+
+
+def choose_ease_lambda(fit_on: Interactions, validation: Interactions, metric: str,
+                       lambdas: tuple[float, ...] = EASE_LAMBDAS) -> tuple[float, list[dict]]:
+    """The lambda of `lambdas`, then of its quarter-decade neighbours, with the best validation
+    `metric`; returns it and every (lambda, metric, fit seconds) tried."""
+    x, rows = csr(fit_on), []
+
+    def trial(lam: float) -> float:
+        with Timer() as t:
+            model = Ease(x, lam)
+        value = evaluate(model.score_fn(), fit_on, validation, ks=(20, 50))[metric]
+        rows.append({"lambda": lam, metric: value, "fit_seconds": t.wall})
+        print(f"  ease lambda {lam:.4g}: validation {metric} {value:.4f} ({t.wall:.1f}s)",
+              flush=True)
+        return value
+    best = max(lambdas, key=trial)
+    for lam in (best * 10 ** -0.25, best * 10 ** 0.25):
+        trial(lam)
+    return max(rows, key=lambda r: r[metric])["lambda"], rows
+
+
+def run_ease(train: Interactions, test: Interactions, protocol: str, seed: int,
+             validation: float = 0.1) -> dict[str, Any]:
+    """EASE with lambda chosen on a validation split carved as `negspace train` carves it, then
+    fitted on all the training data; the test split is read once."""
+    metric = "recall@20" if protocol == "given" else "ndcg@50"
+    ease_fits(train.n_users, train.n_items)  # refuse before the search
+    fit_on, val = holdout_split(train, validation, seed)
+    with Timer() as chosen:
+        lam, rows = choose_ease_lambda(fit_on, val, metric)
+    with Timer() as t:
+        model = Ease(csr(train), lam)
+    metrics = evaluate(model.score_fn(), train, test, ks=(20, 50))
+    return {"metrics": metrics, "train_seconds": t.wall, "cpu_seconds": t.cpu,
+            "total_seconds": t.wall, "selection_seconds": chosen.wall,
+            "params": {"lambda": lam, "select_metric": metric}, "validation": rows}
+
+
+# ---------------------------------------------------------------------------------------------
 # negspace
 
 def run_negspace(method: str, dataset: str, dim: int, threads: int, seed: int,
@@ -316,10 +424,17 @@ def run_all(args: argparse.Namespace) -> None:
         todo = [m for m in args.methods if not (folder / f"{m}.json").exists()]
         if not todo:
             continue
-        train, test = split(dataset, args.seed) if any(m in PEERS for m in todo) else (None, None)
+        train, test = (split(dataset, args.seed) if any(m in PEER_METHODS for m in todo)
+                       else (None, None))
         for method in todo:
             print(f"{dataset} {method} ...", flush=True)
-            if method in PEERS:
+            if method == EASE:
+                try:
+                    result = run_ease(train, test, protocol, args.seed)
+                except ValueError as e:  # too large: said in one line, the other methods go on
+                    print(f"  skipped: {e}", flush=True)
+                    continue
+            elif method in PEERS:
                 result = run_peer(method, train, test, dim, args.threads, args.seed, PEERS[method])
             elif method.endswith(REFIT):
                 chosen = folder / f"{method[:-len(REFIT)]}.json"
@@ -450,7 +565,7 @@ def plot(path: Path, dataset: str, rows: list[dict], key: str) -> None:
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in rows:
-        peer = r["method"] in PEERS
+        peer = r["method"] in PEER_METHODS
         ax.scatter(r["train_seconds"], r[key], marker="o" if peer else "*", s=60 if peer else 120)
         ax.annotate(r["method"], (r["train_seconds"], r[key]), textcoords="offset points",
                     xytext=(5, 3), fontsize=8)

@@ -1,4 +1,5 @@
-"""Peers tuned with the same care as negspace: Optuna studies for implicit's ALS and LightFM's WARP.
+"""Peers tuned with the same care as negspace: Optuna studies for implicit's ALS and LightFM's WARP,
+and EASE's one setting on a grid.
 
 Run (needs the bench and tune extras: `.venv/bin/pip install -e ".[bench,tune]"`):
 
@@ -16,6 +17,10 @@ Protocol, the same as `negspace tune`'s:
   checkpoints without improvement (negspace's patience); a continued study reseeds its sampler;
 - the validation metric is negspace's default: recall@20 on a given split, ndcg@50 on k-fold;
 - the best settings are then refit on all the training data, and the test split is read once.
+EASE has one setting, lambda: no study but bench/peers.py's grid (half decades from 1 to 1e5,
+then the best one's quarter-decade neighbours) on the same validation split and metric, then the
+same refit and single test read; --budget does not apply. It refuses data above 20,000 users and
+20,000 items.
 Search spaces: SPACES below. ALS: factors 32 to 512, regularisation and alpha log-uniform,
 iterations up to 40. WARP: components 32 to 512, learning rate, one L2 alpha for users and items,
 max_sampled, the learning schedule, epochs up to 60.
@@ -144,9 +149,39 @@ def fit(method: str, train, p: dict[str, Any], count: int, threads: int, seed: i
             time.perf_counter() - spent - excluded)
 
 
+def ease_for(dataset: str, out: Path, seed: int) -> dict[str, Any]:
+    """EASE: lambda on the validation split (a grid), refit on all training data, test once."""
+    protocol, train, test, fit_on, validation = data(dataset, seed)
+    metric = "recall@20" if protocol == "given" else "ndcg@50"
+    t0 = time.time()
+    lam, rows = peers.choose_ease_lambda(fit_on, validation, metric)
+    searched = time.time() - t0
+    with peers.Timer() as t:
+        model = peers.Ease(peers.csr(train), lam)
+    metrics = evaluate(model.score_fn(), train, test, ks=(20, 50))
+    result = {"dataset": dataset, "method": "ease", "protocol": protocol, "metric": metric,
+              "val": max(r[metric] for r in rows), "params": {"lambda": lam}, "grid": rows,
+              "trials": {"complete": len(rows)}, "search_seconds_this_session": searched,
+              "budget_seconds": searched, "refit_seconds": t.wall,
+              "threads": torch.get_num_threads(),
+              "test": {k: v for k, v in metrics.items() if "@" in k},
+              "env": peers.environment(torch.get_num_threads())}
+    folder = out / dataset
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / "ease.json.tmp"
+    tmp.write_text(json.dumps(result, indent=1, default=float))
+    tmp.replace(folder / "ease.json")
+    print(f"{dataset} ease: lambda {lam:.4g}, val {metric} {result['val']:.4f}; test "
+          + "  ".join(f"{k} {metrics[k]:.4f}" for k in peers.metric_keys(protocol))
+          + f"  (refit {t.wall:.1f}s)", flush=True)
+    return result
+
+
 def study_for(method: str, dataset: str, out: Path, budget: float, threads: int,
               seed: int) -> dict[str, Any]:
     """Runs (or continues) the study, refits the best settings, evaluates on test once."""
+    if method == "ease":
+        return ease_for(dataset, out, seed)
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     protocol, train, test, fit_on, validation = data(dataset, seed)
@@ -245,10 +280,11 @@ def report(out: Path) -> str:
                   "|---|---|---|" + "---|" * len(keys) + "---|---|---|"]
         for r in results:
             p = r["params"]
-            count = "iterations" if r["method"] == "als" else "epochs"
+            count = {"als": "iterations", "warp": "epochs"}.get(r["method"])
             shown = ", ".join(f"{k} {_fmt(v)}" for k, v in p.items() if k != "count")
+            shown += f", {count} {p['count']}" if count else ""
             t = r["trials"]
-            lines.append(f"| {r['method']} | {shown}, {count} {p['count']} | {r['val']:.4f} | "
+            lines.append(f"| {r['method']} | {shown} | {r['val']:.4f} | "
                          + " | ".join(f"{r['test'][k]:.4f}" for k in keys)
                          + f" | {r.get('budget_seconds_total', r['budget_seconds']) / 60:.0f}"
                          f" | {r['refit_seconds']:.1f} | {t.get('complete', 0)}/{t.get('pruned', 0)} |")
@@ -270,7 +306,7 @@ def _budget(text: str) -> float:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--datasets", nargs="+", default=["movielens-1m-lcfn"], choices=DATASETS)
-    p.add_argument("--methods", nargs="+", default=["als", "warp"], choices=["als", "warp"])
+    p.add_argument("--methods", nargs="+", default=["als", "warp"], choices=["als", "warp", "ease"])
     p.add_argument("--budget", default="10m", help="search time per (dataset, method), e.g. 10m")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
@@ -284,7 +320,11 @@ def main(argv: list[str] | None = None) -> None:
         for dataset in args.datasets:
             for method in args.methods:
                 print(f"{dataset} {method}: searching {args.budget} ...", flush=True)
-                study_for(method, dataset, out, _budget(args.budget), args.threads, args.seed)
+                try:
+                    study_for(method, dataset, out, _budget(args.budget), args.threads,
+                              args.seed)
+                except ValueError as e:  # EASE on data too large for it: one line, go on
+                    print(f"  skipped: {e}", flush=True)
     print(report(out))
 
 

@@ -89,3 +89,49 @@ def test_refit_trains_on_all_the_training_data_for_the_chosen_epochs(peers, tmp_
     assert not any("val_recall@20" in row for row in refit["history"])  # no validation split
     assert refit["train_seconds"] == pytest.approx(sum(r["seconds"] for r in refit["history"]))
     assert refit["cpu_seconds"] > 0
+
+
+@pytest.mark.parametrize("shape", [(50, 30), (30, 50)])  # items <= users: primal; else users' side
+def test_ease_scores_are_x_times_the_closed_form_b(peers, shape):
+    import scipy.sparse as sp
+    x = sp.random(*shape, density=0.2, random_state=1, format="csr", dtype=np.float32)
+    x.data[:] = 1.0
+    lam = 3.0
+    p = np.linalg.inv((x.T @ x).toarray() + lam * np.eye(shape[1]))
+    b = np.eye(shape[1]) - p / np.diag(p)[None, :]  # B = I - P / diag(P); its diagonal is 0
+    model = peers.Ease(x, lam)
+    assert model.primal == (shape[1] <= shape[0])
+    rows = np.array([3, 0, 7])
+    np.testing.assert_allclose(model.scores(rows).numpy(), x[rows].toarray() @ b, atol=1e-5)
+
+
+def test_ease_refuses_large_data_and_a_bad_lambda(peers, monkeypatch):
+    import scipy.sparse as sp
+    monkeypatch.setattr(peers, "EASE_MAX", 20)
+    with pytest.raises(ValueError, match="above 20 on both sides"):
+        peers.Ease(sp.csr_matrix((30, 40), dtype=np.float32), 10.0)
+    peers.Ease(sp.csr_matrix((10, 40), dtype=np.float32), 10.0)  # 10 users: the users' side
+    with pytest.raises(ValueError, match="lambda"):
+        peers.Ease(sp.csr_matrix((10, 4), dtype=np.float32), 0.0)
+
+
+def test_ease_chooses_lambda_on_validation_and_learns_the_taste_groups(peers):
+    train, test = _groups()
+    result = peers.run_ease(train, test, "given", seed=0)
+    tried = result["validation"]
+    best = max(tried, key=lambda r: r["recall@20"])
+    assert result["params"]["lambda"] == best["lambda"]
+    assert len(tried) == len(peers.EASE_LAMBDAS) + 2  # the grid, then the best one's neighbours
+    assert result["metrics"]["recall@20"] > 0.9 and result["train_seconds"] > 0
+
+
+def test_ease_on_too_large_data_is_skipped_in_one_line(peers, monkeypatch, capsys, tmp_path):
+    train, test = _groups()
+    monkeypatch.setattr(peers, "EASE_MAX", 10)
+    monkeypatch.setitem(peers.DATASETS, "groups", ("given", 8))
+    monkeypatch.setattr(peers, "split", lambda name, seed=0: (train, test))
+    monkeypatch.setattr(peers, "report", lambda out: None)
+    peers.main(["--datasets", "groups", "--methods", "ease", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "skipped: EASE solves a dense" in out and "60 users x 120 items" in out
+    assert not (tmp_path / "groups" / "ease.json").exists()

@@ -47,6 +47,18 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                        metavar=f.name.upper())
 
 
+# negspace data synth (data/synth.py, SynthSpec holds the defaults)
+_SYNTH_FLAGS = (("--users", int, "users (default 10000)"), ("--items", int, "items (default 5000)"),
+                ("--topics", int, "topics (default 50)"),
+                ("--pairs-per-user", float, "mean distinct items per user, train and test "
+                 "(default 30)"),
+                ("--exponent", float, "in-topic popularity ~ rank^-EXPONENT (default 1)"),
+                ("--concentration", float, "Dirichlet concentration of the users' topic "
+                 "mixtures; small: few topics each (default 0.1)"),
+                ("--dispersion", float, "negative binomial shape of items per user; small: "
+                 "heavier tail (default 1)"),
+                ("--test-fraction", float, "share of each user's items in test.txt (default 0.2)"),
+                ("--seed", int, "seed (default 0)"))
 _DEVICE_HELP = "auto (a GPU when there is one), cpu, cuda or cuda:N"
 
 
@@ -126,6 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
     di = dsub.add_parser("info", help="size of a dataset after loading")
     di.add_argument("name")
     di.add_argument("--data-dir")
+    syn = dsub.add_parser("synth", help="write a planted synthetic train/test split (topic "
+                          "mixtures, power-law popularity inside topics; seeded)")
+    syn.add_argument("--out", required=True,
+                     help="folder to write: train.txt, test.txt, synth.json")
+    syn.add_argument("--overwrite", action="store_true", help="replace an existing folder")
+    for flag, typ, text in _SYNTH_FLAGS:
+        syn.add_argument(flag, type=typ, help=text)
     _add_serve_parser(sub)
     return parser
 
@@ -299,6 +318,13 @@ def _data(args: argparse.Namespace) -> int:
             print(f"{args.name} is already present in {present}; nothing downloaded")
         else:
             print(f"{args.name} stored in {fetch_dataset(args.name, args.data_dir)}")
+    elif args.data_command == "synth":
+        from negspace.data.synth import SynthSpec, generate
+        given = {k: v for k, v in vars(args).items()
+                 if k in SynthSpec.__dataclass_fields__ and v is not None}
+        info = generate(SynthSpec(**given), args.out, overwrite=args.overwrite)
+        print(f"{args.out}: {info['users']} users, {info['items_used']} items, "
+              f"{info['train_pairs']} train and {info['test_pairs']} test pairs")
     else:
         ds = load_dataset(args.name, args.data_dir)
         inter = ds.interactions

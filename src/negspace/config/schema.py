@@ -144,7 +144,7 @@ class TrainConfig:
     patience: int = field(default=3, metadata=_opt("stop after this many validations without improvement", low=1))
     min_epochs: int = field(default=5, metadata=_opt("never stop early before this epoch (CML can plateau at first)", low=0))
     select_metric: str | None = field(default=None, metadata=_opt("validation metric for model selection (default ndcg@50 k-fold, recall@20 given split)"))
-    threads: int | None = field(default=None, metadata=_opt("torch threads (default: 1 for training steps, with negatives drawn on a second core, and all cores for evaluation)", low=1))
+    threads: int | None = field(default=None, metadata=_opt("torch threads (default: all cores for the full softmax by users and shared negatives, else 1 for training steps with negatives drawn on a second core; all cores for evaluation)", low=1))
     progress: bool = field(default=True, metadata=_opt("show a progress bar"))
     checkpoint_every: int = field(default=0, metadata=_opt("also checkpoint every K steps (0: at epoch ends only)", low=0))
     device: str = field(default="auto", metadata=_opt("where to train and rank: auto (a GPU when there is one), cpu, cuda or cuda:N"))
@@ -153,9 +153,9 @@ class TrainConfig:
 
     @property
     def step_threads(self) -> int:
-        """Torch threads for the training steps: `threads` when given, else one (the next batch's
-        negatives are drawn on a second core; docs/design.md, "Threads")."""
-        return self.threads or 1
+        """Torch threads for the training steps: `threads` when given, else 0: chosen by the
+        trainer's path (Trainer.auto_threads; docs/design.md, "Threads")."""
+        return self.threads or 0
 
     @property
     def resolved_loss(self) -> str:

@@ -54,9 +54,11 @@ class TrainerOptions:
             model nor a bank only: uniform, popularity, shared. Same draws in the same order,
             so the same results.
         step_threads: torch threads for the training steps (validation keeps the caller's);
-            None leaves torch's setting alone. One, with the draw above on a second core, is
-            the fastest set-up measured for steps at B = 256 to 1024 and d = 64 on 2 cores
-            (docs/performance.md), while evaluation's large products gain from every core.
+            None leaves torch's setting alone; 0 chooses by the path (Trainer.auto_threads:
+            every usable core for the full softmax by users and shared negatives, else one).
+            One, with the draw above on a second core, is the fastest set-up measured for steps
+            at B = 256 to 1024 and d = 64 on 2 cores (docs/performance.md), while evaluation's
+            large products gain from every core.
         fused: take the hand-written step of training/fused.py where it applies (CML on the
             sphere, triplet hinge, per-row negatives): the same maths without autograd.
         precision, device_step: for a model on an accelerator (training/device_step.py): the

@@ -215,8 +215,9 @@ class Trainer(TrainerCheckpoints):
             perm = self.dist.shard(perm, self.opt.batch_size)
         every = self.opt.checkpoint_every if self.opt.checkpoint is not None else 0
         threads = torch.get_num_threads()
-        if self.opt.step_threads:
-            torch.set_num_threads(self.opt.step_threads)
+        step_threads = self.opt.step_threads if self.opt.step_threads != 0 else self.auto_threads()
+        if step_threads:
+            torch.set_num_threads(step_threads)
         try:
             self._run_steps(perm, bar, signals, every)
         finally:
@@ -226,6 +227,16 @@ class Trainer(TrainerCheckpoints):
                 self._executor.shutdown()
                 self._executor = None
         return self.epoch_loss / self.n_steps
+
+    def auto_threads(self) -> int:
+        """Torch threads for step_threads 0: every usable core where one large product is most
+        of a step and no draw needs a core beside it (the full softmax by users; shared
+        negatives, one small draw per batch); else one, as measured fastest for steps of small
+        operations (docs/design.md, "Threads"); under --nproc the launcher's setting."""
+        if self.dist is not None:
+            return torch.get_num_threads()
+        large = self.opt.batch_by == "user" or getattr(self.sampler, "shared", False)
+        return usable_cores() if large else 1
 
     def _run_steps(self, perm: torch.Tensor, bar: tqdm | None, signals: StopSignals | None,
                    every: int) -> None:
