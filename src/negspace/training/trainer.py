@@ -235,7 +235,7 @@ class Trainer(TrainerCheckpoints):
         operations (docs/design.md, "Threads"); under --nproc the launcher's setting."""
         if self.dist is not None:
             return torch.get_num_threads()
-        large = self.opt.batch_by == "user" or getattr(self.sampler, "shared", False)
+        large = self.opt.batch_by == "user" or self.sampler.kind is SamplerKind.SHARED
         return usable_cores() if large else 1
 
     def _run_steps(self, perm: torch.Tensor, bar: tqdm | None, signals: StopSignals | None,
