@@ -64,9 +64,9 @@ SMALL_DATA_MAX_CELLS = 1e8
 SMALL_DATA = {"dim": 512, "temperature": 0.15}
 LARGE_DATA = {"dim": 256, "temperature": 0.15}
 # Large data whose users hold at least this many training items on average (Gowalla's check-ins,
-# 27 a user): d 64 at T 0.1, an epoch a third the cost of d 256's, reached validation Recall@20
-# 0.186 in 8 epochs where d 256 / T 0.15 reached test 0.156 in 22 (bench/records/gowalla.jsonl).
-# The Amazon sets (9 and 14 items a user) keep the recipe measured on them.
+# 27 a user): d 64 at T 0.1 costs half of d 256 an epoch; test Recall@20 0.1580 in 920 cpu-s
+# against d 256 / T 0.15's 0.1557 in about 1,200 (bench/records/gowalla.jsonl). The Amazon sets
+# (9 and 14 items a user) keep the recipe measured on them.
 LONG_HISTORY_MIN_ITEMS = 20
 LONG_HISTORY = {"dim": 64, "temperature": 0.1}
 # sampler "auto": the full softmax batched by users while an epoch's n_users x n_items scores stay
