@@ -21,6 +21,7 @@ EXPECTED = {
     "movielens-1m-lcfn": (6022, 3043, 796244, 99455),
     "amazon-cds-bgcf": (43169, 35648, 604475, 172951),
     "amazon-book-kgat": (70679, 24915, 652514, 193920),
+    "gowalla-lightgcn": (29858, 40981, 810128, 217242),
 }
 
 

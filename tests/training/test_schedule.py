@@ -93,9 +93,8 @@ def test_the_default_recipe_and_its_sampler_for_the_data_size():
     assert (small.sampler, small.batch_by, small.resolved_measure) == ("full", "user", "cosine")
     assert (small.dim, small.temperature) == (32, 0.15)  # the user's dim stays, T by size
     sized = make_config(with_default_recipe({}))
-    assert (sized.dim, sized.temperature) == (0, 0.15)  # d chosen once the data's size is known
-    assert (resolve_for_data(sized, 6_022, 3_043).dim, resolve_for_data(sized, 6_022, 3_043).temperature) == (512, 0.15)
-    assert (resolve_for_data(sized, 70_679, 24_915).dim, resolve_for_data(sized, 70_679, 24_915).temperature) == (256, 0.15)
+    assert (sized.dim, sized.temperature) == (0, 0)  # d and T chosen once the data's size is known
+    assert make_config(with_default_recipe({"temperature": 0.2})).temperature == 0.2
     with pytest.raises(Exception, match="dim must be >= 4"):
         make_config({"model": "mf", "dim": 0})  # 0 means "by size" only with --sampler auto
     n = int(FULL_SOFTMAX_MAX_CELLS ** 0.5) + 1
@@ -104,12 +103,27 @@ def test_the_default_recipe_and_its_sampler_for_the_data_size():
     assert large.negatives == DEFAULT_RECIPE["negatives"]
     amazon_book = resolve_for_data(cfg, 70_679, 24_915)  # 1.8e9 cells: still the full softmax
     assert (amazon_book.sampler, amazon_book.batch_by) == ("full", "user")
+    long_history = resolve_for_data(cfg, 10_001, 10_001, 20 * 10_001)  # above 1e8 cells
+    assert (long_history.dim, long_history.temperature) == (32, 0.1)  # the user's dim stays
     wide = resolve_for_data(cfg, 100, FULL_SOFTMAX_MAX_ITEMS + 1)  # few cells, a step too large
     assert (wide.sampler, wide.batch_by) == ("uniform", "pair")
     # naming a model (or loss, sampler...) starts from the per-option defaults instead
     assert with_default_recipe({"model": "cml"}) == {"model": "cml"}
     with pytest.raises(Exception, match="sampler auto"):
         make_config({"sampler": "auto", "loss": "bpr", "model": "mf"})
+
+
+@pytest.mark.parametrize("users, items, pairs, dim, temperature", [
+    (6_022, 3_043, 796_244, 512, 0.15),  # movielens-1m-lcfn: as before the sparse branch
+    (1_684, 2_579, 50_333, 512, 0.15),  # lastfm-hetrec2011, fold 0 training share
+    (43_169, 35_648, 604_475, 256, 0.15),  # amazon-cds-bgcf: 14 items a user
+    (70_679, 24_915, 652_514, 256, 0.15),  # amazon-book-kgat: 9 items a user
+    (29_858, 40_981, 810_128, 64, 0.1),  # gowalla-lightgcn: 27 items a user, 1.2e9 cells
+])
+def test_the_default_recipe_by_the_data_statistics(users, items, pairs, dim, temperature):
+    from negspace.config import resolve_for_data, with_default_recipe
+    cfg = resolve_for_data(make_config(with_default_recipe({})), users, items, pairs)
+    assert (cfg.sampler, cfg.batch_by, cfg.dim, cfg.temperature) == ("full", "user", dim, temperature)
 
 
 def test_runs_recorded_before_measure_was_mf_only_still_load():

@@ -136,7 +136,7 @@ class Recommender(RecommenderQueries):
             validation = sample_users(validation, cfg.val_users, cfg.seed)  # --val-users
         else:
             fit_on, validation = train, None
-        cfg = self.config = resolve_for_data(cfg, train.n_users, train.n_items)
+        cfg = self.config = resolve_for_data(cfg, train.n_users, train.n_items, train.nnz)
         features = self._side_features(train, user_features, item_features)
         select = selection_metric(cfg, "python")
 

@@ -51,7 +51,7 @@ learning rate drops 10x and the best weights come back after each validation wit
 """
 
 
-BY_SIZE = ("dim",)  # 0 in these: chosen by the data's size (config/recipe.py)
+BY_SIZE = ("dim", "temperature")  # 0 in these: chosen by the data's size (config/recipe.py)
 
 
 def _opt(help: str, choices: tuple[str, ...] | None = None, low: float | None = None,
@@ -81,7 +81,7 @@ class TrainConfig:
     batch_size: int = field(default=256, metadata=_opt("positive pairs per batch (users per batch with --batch-by user)", low=1))
     batch_by: str = field(default="pair", metadata=_opt(
         "pair, or user: a batch is users with all their positives, the full softmax computed once per user (--sampler full --loss softmax; mf or cml)", ("pair", "user")))
-    dim: int = field(default=128, metadata=_opt("embedding dimension d (0 with --sampler auto: by the data's size, 512 up to 1e8 user x item cells, else 256)", low=4))
+    dim: int = field(default=128, metadata=_opt("embedding dimension d (0 with --sampler auto: by the data's size, 512 up to 1e8 user x item cells, else 256; 64 with long histories)", low=4))
     epochs: int = field(default=300, metadata=_opt("cap on epochs: training runs until early stopping (the budget itself with --validation 0)", low=1))
     lr: float = field(default=1e-3, metadata=_opt("Adam learning rate", low=0, low_open=True))
     lr_schedule: str = field(default="plateau", metadata=_opt(
@@ -107,7 +107,7 @@ class TrainConfig:
     dropout: float = field(default=0.1, metadata=_opt("SimpleX dropout on the user vector", low=0, high=0.9))
     bank_size: int = field(default=2048, metadata=_opt("memory bank: stored item vectors M", low=1))
     warmup: int = field(default=0, metadata=_opt("memory bank: steps before the bank is used W", low=0))
-    temperature: float = field(default=1.0, metadata=_opt("softmax temperature T", low=0, low_open=True))
+    temperature: float = field(default=1.0, metadata=_opt("softmax temperature T (0 with --sampler auto: by the data, 0.15, or 0.1 with long histories)", low=0, low_open=True))
     logq_strength: float = field(default=1.0, metadata=_opt("softmax logQ correction strength A (0: off)", low=0))
     mask_positives: bool = field(default=True, metadata=_opt("in-batch, uniform-softmax, memory-bank with softmax: mask candidates that are any training positive of the row's user, not only the row's own (--no-mask-positives: the row's own only)"))
     split_bank_gradient: bool = field(default=False, metadata=_opt(

@@ -137,6 +137,7 @@ REGISTRY: dict[str, DatasetSpec] = {s.name: s for s in (
     DatasetSpec("movielens-1m-lcfn", "given", ("train.txt", "test.txt"), Filters(), load_given_split),
     DatasetSpec("amazon-cds-bgcf", "given", ("train.txt", "test.txt"), Filters(), load_given_split),
     DatasetSpec("amazon-book-kgat", "given", ("train.txt", "test.txt"), Filters(), load_given_split),
+    DatasetSpec("gowalla-lightgcn", "given", ("train.txt", "test.txt"), Filters(), load_given_split),
 )}
 
 

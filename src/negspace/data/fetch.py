@@ -59,6 +59,7 @@ SOURCES: dict[str, str] = {
     "amazon-cds-bgcf": "train.txt/test.txt of data/amazoncds in github.com/xue-pai/UltraGCN",
     "amazon-book-kgat": "train.txt/test.txt of Data/amazon-book in "
                         "github.com/xiangwang1223/knowledge_graph_attention_network",
+    "gowalla-lightgcn": "train.txt/test.txt of Data/gowalla in github.com/kuandeng/LightGCN",
     "book-crossing-caserec-subset": "Processed Datasets/BookCrossing/book_crossing.zip in "
                                     "github.com/caserec/Datasets-for-Recommender-Systems",
 }

@@ -26,7 +26,8 @@ for the dataset of the same kind):
   rating and so cannot be binarised at ">= 5" as the paper does. Side features: users_info.dat
   (age, country), items_info.dat (author, publisher, year). The subset was pre-filtered by its
   publisher, so its counts are not the paper's (see its PROVENANCE.md).
-- movielens-1m-lcfn, amazon-cds-bgcf, amazon-book-kgat (given split): loaded as published, no
+- movielens-1m-lcfn, amazon-cds-bgcf, amazon-book-kgat, gowalla-lightgcn (given split; the last
+  is the NGCF/LightGCN Gowalla check-in split, sparse): loaded as published, no
   filtering (filtering would change the published split, so it is refused). Train and test share
   one id space built over their union; `notes` records test items never seen in training.
 """

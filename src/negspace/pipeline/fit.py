@@ -100,7 +100,8 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
     t0 = time.perf_counter()
     dataset = load_for(cfg) if dataset is None else dataset
     train, test, fit_on, validation = split_with_validation(cfg, dataset)
-    cfg = resolve_for_data(cfg, train.n_users, train.n_items)  # sampler "auto" (default recipe)
+    # sampler "auto" (the default recipe)
+    cfg = resolve_for_data(cfg, train.n_users, train.n_items, train.nnz)
     select = selection_metric(cfg, dataset.protocol)
     if cfg.refit == "yes":  # train with validation in memory, then again on all training data
         return train_with_refit(run_training, cfg, select, out, overwrite, on_epoch,
