@@ -239,8 +239,10 @@ def test_workers_reload_in_place_on_sighup_and_keep_serving_a_refused_run(runs, 
         for _ in range(40):
             assert call(port, "/model", token=TOKEN)[0] == 200
         counts = model_200_counts(port, TOKEN)
-        # two registries, each with its share of the 40 (one alone would report 40 and 0)
-        assert len(counts) == 2 and sum(counts) == 40 and min(counts) > 0, counts
+        # two registries, each with its share of the 40 (one alone would report 40 and 0); an
+        # even split, 20 and 20, reads as one distinct value
+        shares = sorted(counts) if len(counts) == 2 else sorted(counts) * 2
+        assert len(counts) <= 2 and sum(shares) == 40 and min(shares) > 0, counts
 
         point(link, broken_run(runs, tmp_path))
         server.proc.send_signal(signal.SIGHUP)
