@@ -128,6 +128,18 @@ def _rank_main(rank: int, port: int, case: str, batch: int, out: str) -> None:
                 "grads": grads},
                Path(out) / f"rank{rank}.pt")
     dist.destroy_process_group()
+    # gloo's and the store's threads end with the group: left running into interpreter exit, a
+    # worker releasing a finished collective's tensors there aborted the rank (SIGABRT)
+    (Path(out) / f"threads{rank}.json").write_text(json.dumps(_native_threads()))
+
+
+def _native_threads() -> list[str]:
+    """Names of this process's gloo and TCPStore threads (Linux; [] elsewhere)."""
+    task = Path("/proc/self/task")
+    if not task.is_dir():
+        return []
+    names = [(t / "comm").read_text().strip() for t in task.iterdir()]
+    return [n for n in names if n.startswith(("pt_gloo", "gloo_", "pt_tcpstore"))]
 
 
 def _port() -> int:
@@ -142,6 +154,8 @@ def test_two_ranks_of_b_match_one_process_of_2b(tmp_path, case):
     b = 16
     mp.spawn(_rank_main, args=(_port(), case, b, str(tmp_path)), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    for r in (0, 1):  # destroy_process_group ended the group's threads (nothing kept it alive)
+        assert json.loads((tmp_path / f"threads{r}.json").read_text()) == []
     assert r0["digests"] and all(a == c for a, c in r0["digests"])  # equal after every step
     assert r0["digests"] == r1["digests"] and r0["losses"] == r1["losses"]
 

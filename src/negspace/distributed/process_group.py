@@ -49,6 +49,16 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 import torch.distributed as dist
+# Imported before any process group exists, on purpose: torch.distributed.nn.functional binds
+# `group=group.WORLD` as a default argument of its functions when it is first imported, so an
+# import after init_process_group (ours in gather_rows, or torch._dynamo's, which the first
+# optimizer construction triggers) keeps the default group alive after destroy_process_group:
+# gloo's worker threads then run on into interpreter exit, where one dropping the last reference
+# to a finished all_gather's Python tensors needs the GIL, is ended by pthread_exit, and aborts
+# the rank ("terminate called without an active exception", SIGABRT). Core dump of an aborted
+# test rank: pt_gloo_runloop -> ~AsyncAllgatherWork -> THPVariable_dealloc -> take_gil ->
+# pthread_exit -> std::terminate, while the main thread was in Py_FinalizeEx.
+import torch.distributed.nn.functional as _dist_nn  # noqa: E402
 
 from negspace.data.interactions import Interactions
 from negspace.errors import NegspaceError
@@ -171,8 +181,7 @@ class DistContext:
         pad = max(sizes) - len(local)
         padded = local if pad == 0 else torch.cat([local, local.new_zeros((pad, *local.shape[1:]))])
         if with_grad:
-            from torch.distributed.nn.functional import all_gather as all_gather_grad
-            parts = list(all_gather_grad(padded))
+            parts = list(_dist_nn.all_gather(padded, group=dist.group.WORLD))
         else:
             parts = [torch.empty_like(padded) for _ in range(self.world)]
             dist.all_gather(parts, padded.detach())
@@ -237,18 +246,24 @@ class DistContext:
         dist.barrier()
 
 
+def group_exists() -> bool:
+    """Whether this process has joined a process group already."""
+    return dist.is_initialized()
+
+
 def init_worker() -> DistContext:
     """Joins the process group (gloo, from the launcher's environment)."""
     if not dist.is_initialized():
         timeout = float(os.environ.get(TIMEOUT_ENV, "600"))
         dist.init_process_group("gloo", timeout=timedelta(seconds=timeout))
     ctx = DistContext(dist.get_rank(), dist.get_world_size())
-    if not ctx.is_main:  # one report per run: rank 0's (errors still reach stderr)
-        sys.stdout = open(os.devnull, "w")
+    if not ctx.is_main and sys.stdout is sys.__stdout__:  # one report per run: rank 0's
+        sys.stdout = open(os.devnull, "w")  # (errors still reach stderr)
     return ctx
 
 
 def shutdown() -> None:
+    """Destroys the process group (its gloo threads end here, not during interpreter exit)."""
     if dist.is_initialized():
         dist.destroy_process_group()
 

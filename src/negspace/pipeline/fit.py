@@ -92,6 +92,13 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
                 raise NegspaceError("--nproc > 1 runs from the command line or run_training only")
             return distributed.launch(_rank_entry, dataclasses.asdict(cfg), cfg.nproc,
                                       None if out is None else str(out), overwrite, resume)
+        if not distributed.group_exists():  # this call owns the group: destroyed on every path
+            distributed.init_worker()
+            try:
+                return run_training(cfg, out, overwrite, resume, on_epoch, evaluate_test,
+                                    selection, dataset)
+            finally:
+                distributed.shutdown()
         dist = distributed.init_worker()
         cfg = dataclasses.replace(cfg, nproc=dist.world, progress=cfg.progress and dist.is_main)
     writer = dist is None or dist.is_main

@@ -222,10 +222,12 @@ class Trainer(TrainerCheckpoints):
             self._run_steps(perm, bar, signals, every)
         finally:
             torch.set_num_threads(threads)
-            self._drop_prefetch()
-            if self._executor is not None:
-                self._executor.shutdown()
-                self._executor = None
+            try:
+                self._drop_prefetch()
+            finally:  # the prefetch thread ends with the epoch, whatever ended the epoch
+                if self._executor is not None:
+                    self._executor.shutdown()
+                    self._executor = None
         return self.epoch_loss / self.n_steps
 
     def auto_threads(self) -> int:
