@@ -112,8 +112,11 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
         fingerprint=fingerprint(cfg, train), drift=cfg.model == "two-tower", on_epoch=on_epoch)
     sampler_cfg = cfg if dist is None else dataclasses.replace(
         cfg, seed=distributed.sampler_seed(cfg.seed, dist.rank))  # seeded by (seed, rank)
+    started = time.perf_counter()
     trainer = build_trainer(cfg, train.n_users, train.n_items, fit_on, validation, options,
                             device, features=features, sampler_cfg=sampler_cfg)
+    # the model's start is training time too (--init spectral computes an SVD)
+    start_seconds = time.perf_counter() - started
     model = trainer.model
     if dist is not None:
         distributed.attach(trainer, dist)
@@ -132,20 +135,25 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
                                                  "commit": code_commit()})
             if selection is not None:
                 write_history(run_dir, selection[0], "selection.csv")
+    if state is None:  # a resumed run's checkpoint holds the seconds of its start already
+        trainer.result.train_seconds += start_seconds
     result = trainer.fit(state)
     model.eval()
     if isinstance(model, (SimpleX, TwoTower)):  # test-time user vectors read the whole history
         model.set_history(train)
         model.to(device)  # the new history buffers too
     if not evaluate_test:  # the test interactions stay unread
-        return RunOutput({"best_epoch": result.best_epoch}, result.history, model, train, test,
+        return RunOutput({"best_epoch": result.best_epoch, "start_seconds": start_seconds},
+                         result.history, model, train, test,
                          time.perf_counter() - t0)
     metrics = (evaluate if dist is None else dist.evaluate)(score_fn(model), train, test, ks=(20, 50))
-    metrics.update({"best_epoch": result.best_epoch, **unseen_test_items(train, test),
+    metrics.update({"best_epoch": result.best_epoch, "start_seconds": round(start_seconds, 3),
+                    **unseen_test_items(train, test),
                     **(selection[1] if selection is not None else {})})
     seconds = time.perf_counter() - t0
     # a refit's user waited for both runs: the validated run's seconds count too
-    selection_seconds = 0.0 if selection is None else sum(r["seconds"] for r in selection[0])
+    selection_seconds = 0.0 if selection is None else (
+        sum(r["seconds"] for r in selection[0]) + selection[1].get("selection_start_seconds", 0.0))
     train_seconds = round(result.train_seconds + selection_seconds, 3)
     if run_dir is not None and writer:
         if isinstance(model, TwoTower):  # before write_run, whose metrics.json marks the end
