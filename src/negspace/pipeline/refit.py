@@ -70,13 +70,13 @@ def train_with_refit(run_training: Callable[..., "RunOutput"], cfg: TrainConfig,
     final = refit_config(cfg, chosen.history, best, select)
     scores = [row[f"val_{select}"] for row in chosen.history if f"val_{select}" in row]
     notes = {"selection_best_epoch": float(best), f"selection_val_{select}": max(scores),
-             "refit_epochs": float(final.epochs),
-             "selection_start_seconds": round(chosen.metrics.get("start_seconds", 0.0), 3)}
+             "refit_epochs": float(final.epochs)}
     if cfg.progress:
         print(f"refit: {final.epochs} epochs on every training interaction (validation chose "
               f"epoch {best}, {select} {max(scores):.4f})", flush=True)
     return run_training(final, out, overwrite, evaluate_test=evaluate_test,
-                        selection=(chosen.history, notes), dataset=dataset)
+                        selection=(chosen.history, notes, chosen.start_seconds),
+                        dataset=dataset)
 
 
 __all__ = ["refit_config", "train_with_refit"]
