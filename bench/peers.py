@@ -61,10 +61,13 @@ from negspace.data.loaders import load_dataset
 from negspace.data.splits import holdout_split, kfold_split
 from negspace.evaluation.evaluator import evaluate
 
-try:
-    from bench.graph_filter import run_gfcf
-except ImportError:  # run as a script: python bench/peers.py
-    from graph_filter import run_gfcf
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/: also when loaded by path
+from graph_filter import run_gfcf  # noqa: E402
+
+
+def graph_filter_module():
+    """bench/graph_filter.py (GF-CF), as imported here."""
+    return sys.modules[run_gfcf.__module__]
 
 DATASETS = {  # name: (protocol, d)
     "movielens-1m-lcfn": ("given", 64),
