@@ -27,7 +27,8 @@ EASE (closed form, numpy/torch only) chooses its lambda on a validation split of
 training data (10% per user, as `negspace train` carves it; half decades from 1 to 1e5, then the
 best one's quarter-decade neighbours), is fitted on all the training data and read on test once;
 its seconds are that fit's. It refuses data above 20,000 users and 20,000 items (a dense system
-of the smaller side is solved).
+of the smaller side is solved). GF-CF (bench/graph_filter.py, a training-free graph filter, not
+a vector model) chooses its alpha the same way.
 Settings: PEERS and NEGSPACE below, in one place. The peers' settings were chosen with `--tune`
 on a validation split of movielens-1m-lcfn's training data (never its test set) and are used
 unchanged on the other datasets; dimension d = 64 on the given splits, 128 on k-fold.
@@ -60,11 +61,20 @@ from negspace.data.loaders import load_dataset
 from negspace.data.splits import holdout_split, kfold_split
 from negspace.evaluation.evaluator import evaluate
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/: also when loaded by path
+from graph_filter import run_gfcf  # noqa: E402
+
+
+def graph_filter_module():
+    """bench/graph_filter.py (GF-CF), as imported here."""
+    return sys.modules[run_gfcf.__module__]
+
 DATASETS = {  # name: (protocol, d)
     "movielens-1m-lcfn": ("given", 64),
     "lastfm-hetrec2011": ("kfold", 128),
     "amazon-cds-bgcf": ("given", 64),
     "book-crossing-caserec-subset": ("kfold", 128),
+    "gowalla-lightgcn": ("given", 64),
 }
 TUNE_DATASET = "movielens-1m-lcfn"
 
@@ -128,7 +138,8 @@ NEGSPACE: dict[str, dict[str, Any]] = {
 }
 TUNE_CHECKPOINTS = {"als": (3, 5, 10, 15, 20, 30, 40, 50), "bpr": (25, 50, 100, 150, 200)}
 EASE = "ease"  # closed form, no dimension; its lambda is chosen on each dataset's validation split
-PEER_METHODS = (*PEERS, EASE)
+GFCF = "gf-cf"  # training-free graph filter (bench/graph_filter.py); alpha chosen on validation
+PEER_METHODS = (*PEERS, EASE, GFCF)
 REFIT = "-refit"  # a negspace model trained as the peers are: all training data, epochs fixed
 METHODS = (*PEER_METHODS, *NEGSPACE, *(m + REFIT for m in NEGSPACE))
 
@@ -434,6 +445,8 @@ def run_all(args: argparse.Namespace) -> None:
                 except ValueError as e:  # too large: said in one line, the other methods go on
                     print(f"  skipped: {e}", flush=True)
                     continue
+            elif method == GFCF:
+                result = run_gfcf(train, test, protocol, args.seed)
             elif method in PEERS:
                 result = run_peer(method, train, test, dim, args.threads, args.seed, PEERS[method])
             elif method.endswith(REFIT):

@@ -34,7 +34,7 @@ SECTIONS = {"summary": "Headline results", "accuracy": "Accuracy: defaults, reci
 COLUMNS = [("negspace default", lambda m: m == "negspace default"),
            ("negspace recipe", lambda m: m == "negspace recipe"),
            ("ALS", lambda m: m.startswith("ALS")), ("WARP", lambda m: m.startswith("WARP")),
-           ("EASE", lambda m: m.startswith("EASE"))]
+           ("EASE", lambda m: m.startswith("EASE")), ("GF-CF", lambda m: m.startswith("GF-CF"))]
 SUMMARY_SECTIONS = ("summary", "accuracy", "peers")
 
 

@@ -17,6 +17,7 @@ import torch
 from negspace.data.interactions import Interactions
 from negspace.errors import NegspaceError
 from negspace.models import CML, MF, EmbeddingModel, SimpleX, TwoTower
+from negspace.models.spectral import spectral_vectors
 from negspace.samplers.base import NegativeSampler, SamplerKind
 from negspace.samplers.in_batch import FullCatalogueSampler, InBatchSampler, UniformSoftmaxSampler
 from negspace.samplers.memory_bank import MemoryBankSampler
@@ -60,9 +61,15 @@ def _mf(cfg: TrainConfig, n_users: int, n_items: int, history: Any, features: An
     # vectors (SimpleX starts at 1e-4): on the validation split of MovieLens-100k, 1e-3 learnt in
     # 1 epoch what 0.1 did not in 6.
     std = cfg.init_std or (1e-3 if cosine else 0.1)
-    return MF(n_users, n_items, cfg.dim, measure="cosine" if cosine else "dot", init_std=std,
-              init=cfg.init, item_bias=cfg.item_bias, user_dropout=cfg.user_dropout,
-              sparse=cfg.batch_by != "user")
+    spectral = cfg.init == "spectral"
+    model = MF(n_users, n_items, cfg.dim, measure="cosine" if cosine else "dot", init_std=std,
+               init="normal" if spectral else cfg.init, item_bias=cfg.item_bias,
+               user_dropout=cfg.user_dropout, sparse=cfg.batch_by != "user")
+    if spectral:
+        if history is None:
+            raise NegspaceError("--init spectral starts from the training interactions; none given")
+        model.start_from(*spectral_vectors(history, cfg.dim, cfg.seed))
+    return model
 
 
 def _simplex(cfg: TrainConfig, n_users: int, n_items: int, history: Interactions,

@@ -135,3 +135,28 @@ def test_ease_on_too_large_data_is_skipped_in_one_line(peers, monkeypatch, capsy
     out = capsys.readouterr().out
     assert "skipped: EASE solves a dense" in out and "60 users x 120 items" in out
     assert not (tmp_path / "groups" / "ease.json").exists()
+
+
+def test_gfcf_scores_are_the_linear_plus_low_pass_filter(peers):
+    import scipy.sparse as sp
+    from negspace.data.interactions import Interactions as I
+    x = sp.random(30, 20, density=0.3, random_state=2, format="csr", dtype=np.float32)
+    x.data[:] = 1.0
+    data = I(x, np.arange(30), np.arange(20))
+    model = peers.graph_filter_module().GraphFilter(data, k=19)  # k = rank - 1: nearly all of it
+    du, di = np.maximum(x.sum(1).A.ravel(), 1), np.maximum(x.sum(0).A.ravel(), 1)
+    rn = x.toarray() / np.sqrt(du)[:, None] / np.sqrt(di)[None, :]
+    _, _, vt = np.linalg.svd(rn, full_matrices=False)
+    v = vt[:19].T
+    users = torch.tensor([0, 5, 11])
+    r = x[users.numpy()].toarray()
+    expected = r @ rn.T @ rn + 0.3 * (r / np.sqrt(di)) @ v @ (v.T * np.sqrt(di))
+    np.testing.assert_allclose(model.score_fn(0.3)(users).numpy(), expected, rtol=1e-3, atol=1e-4)
+
+
+def test_gfcf_chooses_alpha_on_validation_and_learns_the_taste_groups(peers):
+    train, test = _groups()
+    result = peers.run_gfcf(train, test, "given", seed=0)
+    best = max(result["validation"], key=lambda r: r["recall@20"])
+    assert result["params"]["alpha"] == best["alpha"]
+    assert result["metrics"]["recall@20"] > 0.9 and result["train_seconds"] > 0

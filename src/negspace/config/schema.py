@@ -18,7 +18,7 @@ MODELS = tuple(registry.MODELS)
 LOSSES = tuple(registry.LOSSES)
 SOFTMAX_LOSSES = tuple(n for n, s in registry.LOSSES.items() if s.family is registry.LossFamily.SOFTMAX)
 COSINE_LOSSES = tuple(n for n, s in registry.LOSSES.items() if s.needs_cosine)
-INITS = ("normal", "xavier")
+INITS = ("normal", "xavier", "spectral")
 NEGATIVE_MODES = ("per-row", "shared")
 SHARED_MIN_NEGATIVES = 200  # default negative mode of the cosine losses: shared from here on
 SAMPLER_NAMES = (*registry.SAMPLERS, registry.AUTO_SAMPLER)
@@ -119,7 +119,7 @@ class TrainConfig:
         "bsl: temperature of the negative side (default: --temperature, where bsl is softmax without the positive in the denominator)", low=0, low_open=True))
     item_bias: bool = field(default=False, metadata=_opt("mf and simplex: a learned item bias added to the score"))
     user_dropout: float = field(default=0.0, metadata=_opt("mf: dropout on the user vector in training (simplex: --dropout)", low=0, high=0.9))
-    init: str = field(default="normal", metadata=_opt("mf embedding initialisation", INITS))
+    init: str = field(default="normal", metadata=_opt("mf embedding initialisation: normal, xavier, or spectral (the leading singular vectors of the normalised training matrix, unit rows)", INITS))
     init_std: float | None = field(default=None, metadata=_opt("mf normal init std (default 0.1 dot, 1e-3 cosine)", low=0, low_open=True))
     side_features: bool = field(default=True, metadata=_opt("two-tower: use the dataset's side features"))
     gor_weight: float | None = field(default=None, metadata=_opt(

@@ -3,6 +3,7 @@ plus a learned item bias."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -53,6 +54,18 @@ class MF(EmbeddingModel):
         if self.bias is not None:
             nn.init.zeros_(self.bias.weight)
         self.dropout = nn.Dropout(user_dropout) if user_dropout > 0 else None
+
+    def start_from(self, users: np.ndarray, items: np.ndarray) -> None:
+        """Replaces the initial tables (e.g. with models/spectral.py's vectors).
+
+        Args:
+            users: [n_users, dim]; items: [n_items, dim].
+        """
+        with torch.no_grad():
+            for table, start in ((self.users, users), (self.items, items)):
+                if tuple(start.shape) != tuple(table.weight.shape):
+                    raise ValueError(f"start vectors {start.shape} for a table of {tuple(table.weight.shape)}")
+                table.weight.copy_(torch.as_tensor(start, dtype=table.weight.dtype))
 
     def _vectors(self, table: nn.Embedding, idx: torch.Tensor | None) -> torch.Tensor:
         v = table.weight if idx is None else table(idx)

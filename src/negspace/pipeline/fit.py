@@ -51,7 +51,7 @@ def split_for(cfg: TrainConfig, dataset: Dataset) -> tuple[Interactions, Interac
 def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: bool = False,
                  resume: bool = False, on_epoch: Callable[[dict], bool | None] | None = None,
                  evaluate_test: bool = True,
-                 selection: tuple[list[dict], dict[str, float]] | None = None,
+                 selection: tuple[list[dict], dict[str, float], float] | None = None,
                  dataset: Dataset | None = None) -> RunOutput:
     """Trains one configuration and, when `out` is given, writes the run directory.
 
@@ -68,8 +68,8 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
         evaluate_test: evaluate on the test split at the end; False (the tuner's trials, which
             must not read it; in memory only, `out` None) returns only `best_epoch` as metrics.
         selection: a --refit run's validated run (its history, written to selection.csv and
-            counted in the training seconds, and what it chose, added to the metrics); set by
-            pipeline/refit.py.
+            counted in the training seconds, what it chose, added to the metrics, and the
+            seconds of its model's start); set by pipeline/refit.py.
         dataset: the data `cfg` names, when the caller has loaded it already (the refit's two
             runs); None loads it.
 
@@ -119,8 +119,11 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
         fingerprint=fingerprint(cfg, train), drift=cfg.model == "two-tower", on_epoch=on_epoch)
     sampler_cfg = cfg if dist is None else dataclasses.replace(
         cfg, seed=distributed.sampler_seed(cfg.seed, dist.rank))  # seeded by (seed, rank)
+    started = time.perf_counter()
     trainer = build_trainer(cfg, train.n_users, train.n_items, fit_on, validation, options,
                             device, features=features, sampler_cfg=sampler_cfg)
+    # the model's start is training time too (--init spectral computes an SVD)
+    start_seconds = time.perf_counter() - started
     model = trainer.model
     if dist is not None:
         distributed.attach(trainer, dist)
@@ -139,6 +142,8 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
                                                  "commit": code_commit()})
             if selection is not None:
                 write_history(run_dir, selection[0], "selection.csv")
+    if state is None:  # a resumed run's checkpoint holds the seconds of its start already
+        trainer.result.train_seconds += start_seconds
     result = trainer.fit(state)
     model.eval()
     if isinstance(model, (SimpleX, TwoTower)):  # test-time user vectors read the whole history
@@ -146,13 +151,14 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
         model.to(device)  # the new history buffers too
     if not evaluate_test:  # the test interactions stay unread
         return RunOutput({"best_epoch": result.best_epoch}, result.history, model, train, test,
-                         time.perf_counter() - t0)
+                         time.perf_counter() - t0, start_seconds)
     metrics = (evaluate if dist is None else dist.evaluate)(score_fn(model), train, test, ks=(20, 50))
     metrics.update({"best_epoch": result.best_epoch, **unseen_test_items(train, test),
                     **(selection[1] if selection is not None else {})})
     seconds = time.perf_counter() - t0
     # a refit's user waited for both runs: the validated run's seconds count too
-    selection_seconds = 0.0 if selection is None else sum(r["seconds"] for r in selection[0])
+    selection_seconds = 0.0 if selection is None else (
+        sum(r["seconds"] for r in selection[0]) + selection[2])
     train_seconds = round(result.train_seconds + selection_seconds, 3)
     if run_dir is not None and writer:
         if isinstance(model, TwoTower):  # before write_run, whose metrics.json marks the end
@@ -163,11 +169,12 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
         write_run(run_dir, *vectors, model.measure, train, result.history,
                   {**cfg.to_dict(), "protocol": dataset.protocol}, metrics,
                   {"train_seconds": round(result.train_seconds, 3),
+                   "start_seconds": round(start_seconds, 3),
                    "session_seconds": round(seconds, 3), "resumed": resume,
                    **({"selection_train_seconds": round(selection_seconds, 3)}
                       if selection is not None else {})})
     metrics["train_seconds"] = train_seconds
-    return RunOutput(metrics, result.history, model, train, test, seconds)
+    return RunOutput(metrics, result.history, model, train, test, seconds, start_seconds)
 
 
 def _rank_entry(values: dict[str, Any], out: str | None, overwrite: bool, resume: bool) -> RunOutput:

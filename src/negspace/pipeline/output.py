@@ -10,7 +10,8 @@ from negspace.models.base import EmbeddingModel
 
 @dataclass
 class RunOutput:
-    """Test metrics (with `train_seconds`), history, the selected model, the split, seconds."""
+    """Test metrics (with `train_seconds`), history, the selected model, the split, seconds;
+    `start_seconds`: of the model's start, before the first epoch (counted in train_seconds)."""
 
     metrics: dict[str, float]
     history: list[dict]
@@ -18,3 +19,4 @@ class RunOutput:
     train: Interactions
     test: Interactions
     seconds: float
+    start_seconds: float = 0.0

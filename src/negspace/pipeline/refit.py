@@ -75,7 +75,8 @@ def train_with_refit(run_training: Callable[..., "RunOutput"], cfg: TrainConfig,
         print(f"refit: {final.epochs} epochs on every training interaction (validation chose "
               f"epoch {best}, {select} {max(scores):.4f})", flush=True)
     return run_training(final, out, overwrite, evaluate_test=evaluate_test,
-                        selection=(chosen.history, notes), dataset=dataset)
+                        selection=(chosen.history, notes, chosen.start_seconds),
+                        dataset=dataset)
 
 
 __all__ = ["refit_config", "train_with_refit"]

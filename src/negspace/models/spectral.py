@@ -1,0 +1,86 @@
+"""Spectral start for embedding tables: the leading singular vectors of the degree-normalised
+interaction matrix (the "ideal low-pass filter" of graph-filter recommenders such as GF-CF,
+Shen et al., CIKM 2021), as the first user and item vectors of a model trained by a loss.
+
+Why: a randomly started MF spends its first epochs finding what a truncated SVD computes in
+seconds. On gowalla-lightgcn's validation split, MF with the full softmax at d 64 reached
+Recall@20 0.114 after one epoch from this start against 0.022 from a random one, and 0.190
+after six against 0.181 (docs/results.md, "Accuracy: defaults, recipes and tuned peers").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from negspace.data.interactions import Interactions
+
+
+def normalised_matrix(matrix: sp.spmatrix) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray]:
+    """(R, R~, item degrees): the binary matrix R, R~ = D_u^-1/2 R D_i^-1/2, and D_i's
+    diagonal (degrees 0 read as 1, so that empty rows and columns stay 0)."""
+    r = sp.csr_matrix(matrix, dtype=np.float64, copy=True)
+    r.data[:] = 1.0
+    du = np.maximum(np.asarray(r.sum(axis=1)).ravel(), 1.0)
+    di = np.maximum(np.asarray(r.sum(axis=0)).ravel(), 1.0)
+    return r, (sp.diags(1 / np.sqrt(du)) @ r @ sp.diags(1 / np.sqrt(di))).tocsr(), di
+
+
+def leading_item_vectors(normalised: sp.spmatrix, k: int, seed: int = 0, niter: int = 4,
+                         dtype: torch.dtype = torch.float64) -> np.ndarray:
+    """The top `k` right singular vectors of `normalised` (items x k, largest first), by the
+    randomized SVD of Halko et al. (torch.svd_lowrank; at 4 power iterations on
+    gowalla-lightgcn half the time of ARPACK's exact one at k 256, 27 s on one core, and its
+    filter validated no worse); seeded, so the same seed gives the same vectors.
+
+    Args:
+        niter: power iterations (each costs two sparse products with k + 10 columns).
+        dtype: of the computation (float32 halves its time; a start needs no more).
+    """
+    coo = normalised.tocoo()
+    matrix = torch.sparse_coo_tensor(np.vstack([coo.row, coo.col]), coo.data, coo.shape,
+                                     check_invariants=False).to(dtype).coalesce()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        _, _, vectors = torch.svd_lowrank(matrix, q=min(k + 10, min(coo.shape)), niter=niter)
+    return vectors[:, :k].double().numpy()
+
+
+def spectral_vectors(history: Interactions, dim: int, seed: int = 0
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-norm user and item vectors whose dot products rank as the low-pass filter does.
+
+    With R the binary training matrix and D_u, D_i its user and item degrees, R~ = D_u^-1/2 R
+    D_i^-1/2 has top singular vectors V (items x k). GF-CF scores a user's row r as
+    r D_i^-1/2 V V^T D_i^1/2: users get r D_i^-1/2 V, items V D_i^1/2. Rows are scaled to unit
+    norm (a cosine ignores the scale, and unit rows are large against Adam's steps, so training
+    turns them without first erasing them); a dot-product model starts from the same directions.
+
+    Args:
+        history: the training interactions.
+        dim: vector size; the columns beyond the matrix's rank (tiny data) are seeded noise.
+        seed: seeds the SVD (leading_item_vectors) and the noise.
+
+    Returns:
+        (users [n_users, dim], items [n_items, dim]) float32 arrays.
+    """
+    r, normalised, di = normalised_matrix(history.matrix)
+    n_users, n_items = r.shape
+    rng = np.random.default_rng(seed)
+    k = max(min(dim, min(n_users, n_items) - 1), 0)
+    # a little noise: rows without interactions still get a direction (and no zero norm)
+    users = rng.normal(0.0, 1e-6, (n_users, dim))
+    items = rng.normal(0.0, 1e-6, (n_items, dim))
+    if k >= 1 and r.nnz:
+        # 2 power iterations in float32: a quarter of the time of 4 in float64 (5.6 against
+        # 15.7 cpu-s at d 512 on ML-1M), and training refines the start anyway
+        v = leading_item_vectors(normalised, k, seed, niter=2, dtype=torch.float32)
+        users[:, :k] += (r @ sp.diags(1 / np.sqrt(di))) @ v
+        items[:, :k] += v * np.sqrt(di)[:, None]
+    if k < dim:  # more columns than the matrix has rank: seeded noise, as a random start
+        users[:, k:] += rng.normal(0.0, 1e-2, (n_users, dim - k))
+        items[:, k:] += rng.normal(0.0, 1e-2, (n_items, dim - k))
+    for table in (users, items):
+        table /= np.maximum(np.linalg.norm(table, axis=1, keepdims=True), 1e-12)
+    return users.astype(np.float32), items.astype(np.float32)
