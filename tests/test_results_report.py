@@ -38,9 +38,10 @@ def test_any_record_renders_grouped_by_section_and_dataset(tmp_path):
     assert report.main(["--records", str(tmp_path / "rec"), "--out", str(out)]) == 0
     text = out.read_text()
     row = next(line for line in text.splitlines() if line.startswith("| gowalla-lightgcn |"))
-    # default, no recipe, ALS, no WARP, EASE (best, bold), the published-protocol figure labelled
+    # default, no recipe, ALS, no WARP, EASE (best, bold), no GF-CF, the published-protocol
+    # figure labelled
     assert "0.1801 / 0.1490" in row and "0.1700 / 0.1400 (12.5 s)" in row and "**0.1900 / -**" in row
-    assert row.count("| - |") == 2 and "negspace recipe 0.2000" in row
+    assert row.count("| - |") == 3 and "negspace recipe 0.2000" in row
     assert text.index("## Accuracy") < text.index("## Published protocol") < text.index("## new-topic")
     assert "a \\| pipe" in text and "`negspace train --dataset gowalla-lightgcn`" in text
     assert "### synthetic" in text and "| ms 1.5 +- 0.2500 |" in text
