@@ -13,13 +13,12 @@ import time
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 from negspace.data.interactions import Interactions
 from negspace.data.splits import holdout_split
 from negspace.evaluation.evaluator import evaluate
-from negspace.models.spectral import leading_item_vectors, normalised_matrix
+from negspace.models.spectral import leading_item_vectors, low_pass_factors, normalised_matrix
 
 GFCF_K = 256  # the published number of singular vectors
 GFCF_ALPHAS = (0.0, 0.1, 0.3, 1.0)  # 0.3: the published value on Gowalla, Yelp and Amazon-Book
@@ -32,14 +31,14 @@ class GraphFilter:
         self.r, self.normalised, di = normalised_matrix(train.matrix)
         self.normalised_t = self.normalised.T.tocsr()
         v = leading_item_vectors(self.normalised, min(k, min(self.r.shape) - 1), seed)
-        self.user_side = sp.diags(1 / np.sqrt(di))  # r -> r D_i^-1/2, then @ V
-        self.v, self.v_items = v, (v * np.sqrt(di)[:, None]).T
+        self.user_factors, item_factors = low_pass_factors(self.r, di, v)
+        self.item_factors_t = item_factors.T
 
     def score_fn(self, alpha: float):
         def scores(users: torch.Tensor) -> torch.Tensor:
-            r = self.r[users.numpy()]
-            linear = ((r @ self.normalised_t) @ self.normalised).toarray()
-            ideal = ((r @ self.user_side) @ self.v) @ self.v_items
+            rows = users.numpy()
+            linear = ((self.r[rows] @ self.normalised_t) @ self.normalised).toarray()
+            ideal = self.user_factors[rows] @ self.item_factors_t
             return torch.from_numpy((linear + alpha * ideal).astype(np.float32))
         return scores
 

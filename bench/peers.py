@@ -62,12 +62,7 @@ from negspace.data.splits import holdout_split, kfold_split
 from negspace.evaluation.evaluator import evaluate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/: also when loaded by path
-from graph_filter import run_gfcf  # noqa: E402
-
-
-def graph_filter_module():
-    """bench/graph_filter.py (GF-CF), as imported here."""
-    return sys.modules[run_gfcf.__module__]
+from graph_filter import GraphFilter, run_gfcf  # noqa: E402,F401 -- GraphFilter: for its tests
 
 DATASETS = {  # name: (protocol, d)
     "movielens-1m-lcfn": ("given", 64),

@@ -15,12 +15,11 @@ import argparse
 import time
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from scipy.sparse.linalg import svds
 
 from negspace.config import make_config, resolve_for_data, with_default_recipe
-from negspace.models.spectral import normalised_matrix
+from negspace.models.spectral import low_pass_factors, normalised_matrix
 from negspace.pipeline.build import build_trainer
 from negspace.pipeline.fit import load_for
 from negspace.pipeline.split import split_with_validation
@@ -31,8 +30,7 @@ def exact_start(history, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     r, normalised, di = normalised_matrix(history.matrix)
     v0 = np.random.default_rng(seed).uniform(-1, 1, min(r.shape))
     _, _, vt = svds(normalised, k=dim, v0=v0)
-    v = vt.T
-    users, items = (r @ sp.diags(1 / np.sqrt(di))) @ v, v * np.sqrt(di)[:, None]
+    users, items = low_pass_factors(r, di, vt.T)
     return tuple(t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
                  for t in (users, items))
 

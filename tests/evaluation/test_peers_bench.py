@@ -143,7 +143,7 @@ def test_gfcf_scores_are_the_linear_plus_low_pass_filter(peers):
     x = sp.random(30, 20, density=0.3, random_state=2, format="csr", dtype=np.float32)
     x.data[:] = 1.0
     data = I(x, np.arange(30), np.arange(20))
-    model = peers.graph_filter_module().GraphFilter(data, k=19)  # k = rank - 1: nearly all of it
+    model = peers.GraphFilter(data, k=19)  # k = rank - 1: nearly all of it
     du, di = np.maximum(x.sum(1).A.ravel(), 1), np.maximum(x.sum(0).A.ravel(), 1)
     rn = x.toarray() / np.sqrt(du)[:, None] / np.sqrt(di)[None, :]
     _, _, vt = np.linalg.svd(rn, full_matrices=False)
