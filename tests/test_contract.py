@@ -21,6 +21,9 @@ from negspace.training.options import TrainerOptions
 from .conftest import random_interactions
 
 COMBINATIONS = allowed_combinations()
+# MF with the graph encoder (--layers): every sampler and loss it takes, once each
+GRAPH = list({(c["sampler"], c["loss"]): {**c, "layers": 2}
+              for c in COMBINATIONS if c["model"] == "mf"}.values())
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 SMALL = dict(dim=8, batch_size=48, negatives=4, bank_size=16, candidates=12, history_len=5,
              lr=0.01, seed=3, progress=False, threads=1, validation=0.0)
@@ -53,7 +56,7 @@ def test_every_registered_name_is_covered():
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("combo", COMBINATIONS, ids=_name)
+@pytest.mark.parametrize("combo", COMBINATIONS + GRAPH, ids=_name)
 def test_trains_resumes_saves_loads_recommends(combo, device, toy, tmp_path):
     cfg = make_config({**SMALL, **combo, "device": device})
     reference = _trainer(cfg, toy, device)

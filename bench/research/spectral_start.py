@@ -1,17 +1,19 @@
 """Validation curves of the default recipe from the spectral start and from a random one.
 
     python bench/research/spectral_start.py --dataset gowalla-lightgcn --init spectral \
-        [--exact-svd] [--epochs 25]
+        [--exact-svd] [--epochs 25] [--set layers=2 ...]
 
 Trains the default recipe as resolved for the data (without its refit), from `--init`, and
 prints each epoch's validation row (the test split is never read). `--exact-svd` replaces the
 shipped randomized SVD by ARPACK's exact one (scipy.sparse.linalg.svds), the start the first
-gowalla-lightgcn curve in bench/records/accuracy.jsonl was measured from.
+gowalla-lightgcn curve in bench/records/accuracy.jsonl was measured from. `--set key=value`
+(repeatable) changes one more option of the recipe, e.g. `--set layers=2` (a graph encoder).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -35,6 +37,14 @@ def exact_start(history, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
                  for t in (users, items))
 
 
+def _option(text: str) -> tuple[str, object]:
+    key, _, value = text.partition("=")
+    try:
+        return key.replace("-", "_"), json.loads(value)
+    except json.JSONDecodeError:
+        return key.replace("-", "_"), value
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", required=True)
@@ -42,14 +52,18 @@ def main() -> None:
     p.add_argument("--exact-svd", action="store_true")
     p.add_argument("--epochs", type=int, default=25)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="one more recipe option (a JSON value, or a string)")
     a = p.parse_args()
+    extra = dict(_option(s) for s in a.set)
     torch.set_num_threads(a.threads)
     cfg = make_config(with_default_recipe({"dataset": a.dataset, "init": a.init, "refit": "no",
                                            "epochs": a.epochs, "progress": False,
-                                           "threads": a.threads}))
+                                           "threads": a.threads, **extra}))
     train, _, fit_on, validation = split_with_validation(cfg, load_for(cfg))
     cfg = resolve_for_data(cfg, train.n_users, train.n_items, train.nnz)
-    print(f"d {cfg.dim}, T {cfg.temperature}, sampler {cfg.sampler}, init {cfg.init}", flush=True)
+    print(f"d {cfg.dim}, T {cfg.temperature}, sampler {cfg.sampler}, init {cfg.init}"
+          + "".join(f", {k} {v}" for k, v in extra.items()), flush=True)
     options = TrainerOptions.from_config(cfg, "recall@20", on_epoch=lambda row: print(
         {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()
          if k in ("epoch", "lr", "cpu_seconds", "val_recall@20", "val_ndcg@20")}, flush=True))

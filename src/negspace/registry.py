@@ -17,6 +17,7 @@ import torch
 from negspace.data.interactions import Interactions
 from negspace.errors import NegspaceError
 from negspace.models import CML, MF, EmbeddingModel, SimpleX, TwoTower
+from negspace.models.graph import PropagatedMF
 from negspace.models.spectral import spectral_vectors
 from negspace.samplers.base import NegativeSampler, SamplerKind
 from negspace.samplers.in_batch import FullCatalogueSampler, InBatchSampler, UniformSoftmaxSampler
@@ -62,12 +63,14 @@ def _mf(cfg: TrainConfig, n_users: int, n_items: int, history: Any, features: An
     # 1 epoch what 0.1 did not in 6.
     std = cfg.init_std or (1e-3 if cosine else 0.1)
     spectral = cfg.init == "spectral"
-    model = MF(n_users, n_items, cfg.dim, measure="cosine" if cosine else "dot", init_std=std,
-               init="normal" if spectral else cfg.init, item_bias=cfg.item_bias,
-               user_dropout=cfg.user_dropout, sparse=cfg.batch_by != "user")
+    if (spectral or cfg.layers) and history is None:
+        raise NegspaceError("--init spectral and --layers read the training interactions; none given")
+    options = dict(measure="cosine" if cosine else "dot", init_std=std,
+                   init="normal" if spectral else cfg.init, item_bias=cfg.item_bias,
+                   user_dropout=cfg.user_dropout)
+    model = (PropagatedMF(n_users, n_items, cfg.dim, history, cfg.layers, **options) if cfg.layers
+             else MF(n_users, n_items, cfg.dim, sparse=cfg.batch_by != "user", **options))
     if spectral:
-        if history is None:
-            raise NegspaceError("--init spectral starts from the training interactions; none given")
         model.start_from(*spectral_vectors(history, cfg.dim, cfg.seed))
     return model
 

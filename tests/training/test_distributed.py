@@ -19,6 +19,7 @@ import torch.multiprocessing as mp
 
 from negspace.errors import NegspaceError
 from negspace.models import CML, MF, TwoTower
+from negspace.models.graph import PropagatedMF
 from negspace.samplers.in_batch import InBatchSampler
 from negspace.samplers.memory_bank import MemoryBankSampler
 from negspace.samplers.base import NegativeSampler
@@ -64,6 +65,10 @@ def _setup(case: str):
     if case == "mf-user":  # user batches, the multinomial likelihood over the whole catalogue
         model = MF(train.n_users, train.n_items, 16, measure="cosine", init_std=0.1)
         return train, model, FixedSampler(), Objective(loss="softmax", temperature=0.2)
+    if case == "mf-graph-user":  # the graph encoder: dense table gradients, a sparse buffer
+        model = PropagatedMF(train.n_users, train.n_items, 16, train, layers=2, measure="cosine",
+                             init_std=0.1)
+        return train, model, FixedSampler(), Objective(loss="softmax", temperature=0.2)
     if case == "mf-shared":
         model = MF(train.n_users, train.n_items, 16, measure="cosine", init_std=0.1)
         return train, model, FixedShared(), Objective(loss="ccl", margin=0.5, negative_weight=2.0)
@@ -78,7 +83,7 @@ def _trainer(case: str, batch: int) -> Trainer:
     # Adam moves a parameter by about lr whatever its gradient's size, so rounding-sized
     # gradient entries (of either sign) move by lr: the dense towers take a small one
     lr = 1e-3 if case.startswith("two-tower") else 0.01
-    extra = {"batch_by": "user"} if case == "mf-user" else {}
+    extra = {"batch_by": "user"} if case.endswith("-user") else {}
     opts = TrainerOptions(batch_size=batch, negatives=4, epochs=2, lr=lr, seed=1, **extra,
                           progress=False, prefetch=False, step_threads=1, fused=False)
     return Trainer(model, sampler, objective, train, opts, None)
@@ -148,8 +153,8 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("case", ["cml", "mf-shared", "mf-user", "two-tower-in-batch",
-                                  "two-tower-bank"])
+@pytest.mark.parametrize("case", ["cml", "mf-shared", "mf-user", "mf-graph-user",
+                                  "two-tower-in-batch", "two-tower-bank"])
 def test_two_ranks_of_b_match_one_process_of_2b(tmp_path, case):
     b = 16
     mp.spawn(_rank_main, args=(_port(), case, b, str(tmp_path)), nprocs=2, join=True)

@@ -25,7 +25,6 @@ from negspace.pipeline.rundir import load_run, prepare_run_dir, write_run
 from negspace.pipeline.towers import (FEATURES_FILE, TOWERS_FILE, TowerFeatures, load_towers,
                                       save_towers)
 from negspace.models.base import EmbeddingModel
-from negspace.models.simplex import SimpleX
 from negspace.models.two_tower import TwoTower
 from negspace.api.queries import RecommenderQueries
 from negspace.retrieval import ann
@@ -154,7 +153,7 @@ class Recommender(RecommenderQueries):
             cfg = self.config = refit_config(cfg, result.history, result.best_epoch, select)
             model, result = train_once(cfg, train, None)
         model.eval()
-        if isinstance(model, (SimpleX, TwoTower)):  # served vectors read the whole history
+        if model.reads_history:  # served vectors read the whole history
             model.set_history(train)
             model.to(device)
         self.model, self.history, self.train = model, result.history, train

@@ -44,7 +44,7 @@ what works together:
   ccl, mml         cosine scores (mf, simplex, cml --norm sphere, two-tower --measure cosine); per-row
                    samplers, shared uniform|popularity (the default from 200 negatives on), or any
                    vector sampler
-  --item-bias, --user-dropout, --init: mf; --gamma, --aggregator, --dropout: simplex
+  --item-bias, --user-dropout, --init, --layers: mf; --gamma, --aggregator, --dropout: simplex
 training runs until early stopping on the validation split (--epochs is a cap); by default the
 learning rate drops 10x and the best weights come back after each validation without improvement
 (--lr-schedule plateau), and the third such validation in a row ends training (--patience).
@@ -120,6 +120,7 @@ class TrainConfig:
     item_bias: bool = field(default=False, metadata=_opt("mf and simplex: a learned item bias added to the score"))
     user_dropout: float = field(default=0.0, metadata=_opt("mf: dropout on the user vector in training (simplex: --dropout)", low=0, high=0.9))
     init: str = field(default="normal", metadata=_opt("mf embedding initialisation: normal, xavier, or spectral (the leading singular vectors of the normalised training matrix, unit rows)", INITS))
+    layers: int = field(default=0, metadata=_opt("mf: propagate the vectors over the training graph this many times and average the layers, LightGCN-style (0: plain MF)", low=0))
     init_std: float | None = field(default=None, metadata=_opt("mf normal init std (default 0.1 dot, 1e-3 cosine)", low=0, low_open=True))
     side_features: bool = field(default=True, metadata=_opt("two-tower: use the dataset's side features"))
     gor_weight: float | None = field(default=None, metadata=_opt(
@@ -285,6 +286,8 @@ class TrainConfig:
             raise NegspaceError(f"--negative-temperature is a bsl option; got --loss {loss}")
         if self.item_bias and self.model != "mf":
             raise NegspaceError(f"--item-bias is an mf option; got --model {self.model}")
+        if self.layers and self.model != "mf":
+            raise NegspaceError(f"--layers is an mf option; got --model {self.model}")
         if self.user_dropout and self.model != "mf":
             raise NegspaceError(f"--user-dropout is an mf option (simplex: --dropout); got --model {self.model}")
         if self.measure == "dot" and self.model not in ("mf", "two-tower"):

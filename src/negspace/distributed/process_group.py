@@ -194,10 +194,12 @@ class DistContext:
         return out
 
     def broadcast_parameters(self, model: torch.nn.Module) -> None:
-        """Rank 0's parameters and buffers on every rank."""
+        """Rank 0's parameters and dense buffers on every rank (sparse ones, the graph encoder's
+        graph, are data every rank builds from the same interactions; gloo sends dense only)."""
         with torch.no_grad():
             for t in [*model.parameters(), *model.buffers()]:
-                dist.broadcast(t.data, src=0)
+                if t.layout == torch.strided:
+                    dist.broadcast(t.data, src=0)
 
     # ----------------------------------------------------------------------------- evaluation
     def evaluate(self, score_fn: Callable[[torch.Tensor], torch.Tensor], train: Interactions,

@@ -18,6 +18,9 @@ class EmbeddingModel(nn.Module):
     """
 
     measure: Measure = "dot"
+    # Whether the vectors read the training interactions (set_history(interactions) replaces
+    # them: the final export reads the whole training data, validation interactions included).
+    reads_history: bool = False
 
     def __init__(self, n_users: int, n_items: int, dim: int) -> None:
         super().__init__()

@@ -38,6 +38,7 @@ class SimpleX(EmbeddingModel):
     """
 
     measure = "cosine"
+    reads_history = True
 
     def __init__(self, n_users: int, n_items: int, dim: int, history: Interactions,
                  aggregator: str = "mean", gamma: float = 0.5, history_len: int = 50,

@@ -38,6 +38,8 @@ class TwoTower(EmbeddingModel):
         seed: seeds the choice of the capped history.
     """
 
+    reads_history = True
+
     def __init__(self, n_users: int, n_items: int, dim: int, history: Interactions,
                  user_features: np.ndarray | None = None, item_features: np.ndarray | None = None,
                  hidden: int | None = None, history_len: int = 50, measure: Measure = "dot",

@@ -26,7 +26,7 @@ from negspace.pipeline.rundir import (METRICS_FILE, check_run_dir, code_commit,
                                          write_run)
 from negspace.io import write_json
 from negspace.errors import NegspaceError
-from negspace.models import SimpleX, TwoTower
+from negspace.models import TwoTower
 from negspace.pipeline.build import build_trainer
 from negspace.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from negspace.config import TrainConfig, config_fields, make_config, resolve_for_data
@@ -146,7 +146,7 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
         trainer.result.train_seconds += start_seconds
     result = trainer.fit(state)
     model.eval()
-    if isinstance(model, (SimpleX, TwoTower)):  # test-time user vectors read the whole history
+    if model.reads_history:  # test-time user vectors read the whole history
         model.set_history(train)
         model.to(device)  # the new history buffers too
     if not evaluate_test:  # the test interactions stay unread
