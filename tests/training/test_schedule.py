@@ -105,6 +105,12 @@ def test_the_default_recipe_and_its_sampler_for_the_data_size():
     assert (amazon_book.sampler, amazon_book.batch_by) == ("full", "user")
     long_history = resolve_for_data(cfg, 10_001, 10_001, 20 * 10_001)  # above 1e8 cells
     assert (long_history.dim, long_history.temperature) == (32, 0.1)  # the user's dim stays
+    assert (long_history.layers, large.layers, small.layers) == (2, 0, 0)  # the graph encoder
+    own = resolve_for_data(make_config(with_default_recipe({"layers": 0})), 10_001, 10_001, 20 * 10_001)
+    assert own.layers == 0  # a layer count the user gives stays, 0 included
+    weighted = make_config(with_default_recipe({"confidence": 1.0}))
+    assert resolve_for_data(weighted, 10_001, 10_001, 20 * 10_001).layers == 0  # pair batches
+    assert make_config({"model": "mf"}).layers == 0  # only the recipe chooses
     wide = resolve_for_data(cfg, 100, FULL_SOFTMAX_MAX_ITEMS + 1)  # few cells, a step too large
     assert (wide.sampler, wide.batch_by) == ("uniform", "pair")
     # naming a model (or loss, sampler...) starts from the per-option defaults instead
@@ -113,17 +119,18 @@ def test_the_default_recipe_and_its_sampler_for_the_data_size():
         make_config({"sampler": "auto", "loss": "bpr", "model": "mf"})
 
 
-@pytest.mark.parametrize("users, items, pairs, dim, temperature", [
-    (6_022, 3_043, 796_244, 512, 0.15),  # movielens-1m-lcfn: as before the sparse branch
-    (1_684, 2_579, 50_333, 512, 0.15),  # lastfm-hetrec2011, fold 0 training share
-    (43_169, 35_648, 604_475, 256, 0.15),  # amazon-cds-bgcf: 14 items a user
-    (70_679, 24_915, 652_514, 256, 0.15),  # amazon-book-kgat: 9 items a user
-    (29_858, 40_981, 810_128, 64, 0.1),  # gowalla-lightgcn: 27 items a user, 1.2e9 cells
+@pytest.mark.parametrize("users, items, pairs, dim, temperature, layers", [
+    (6_022, 3_043, 796_244, 512, 0.15, 0),  # movielens-1m-lcfn: as before the sparse branch
+    (1_684, 2_579, 50_333, 512, 0.15, 0),  # lastfm-hetrec2011, fold 0 training share
+    (43_169, 35_648, 604_475, 256, 0.15, 0),  # amazon-cds-bgcf: 14 items a user
+    (70_679, 24_915, 652_514, 256, 0.15, 0),  # amazon-book-kgat: 9 items a user
+    (29_858, 40_981, 810_128, 64, 0.1, 2),  # gowalla-lightgcn: 27 items a user, 1.2e9 cells
 ])
-def test_the_default_recipe_by_the_data_statistics(users, items, pairs, dim, temperature):
+def test_the_default_recipe_by_the_data_statistics(users, items, pairs, dim, temperature, layers):
     from negspace.config import resolve_for_data, with_default_recipe
     cfg = resolve_for_data(make_config(with_default_recipe({})), users, items, pairs)
-    assert (cfg.sampler, cfg.batch_by, cfg.dim, cfg.temperature) == ("full", "user", dim, temperature)
+    assert (cfg.sampler, cfg.batch_by, cfg.dim, cfg.temperature, cfg.layers) == (
+        "full", "user", dim, temperature, layers)
 
 
 def test_runs_recorded_before_measure_was_mf_only_still_load():

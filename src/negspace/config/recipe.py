@@ -21,7 +21,7 @@ from negspace.config.schema import BY_SIZE, TrainConfig
 DEFAULT_RECIPE: dict[str, Any] = {
     "model": "mf", "loss": "softmax", "sampler": "auto", "dim": 0, "negatives": 1000,
     "batch_size": 256, "lr": 0.01, "temperature": 0, "init": "spectral", "init_std": 0.01,
-    "refit": "auto",
+    "refit": "auto", "layers": None,
 }
 # Up to this many user x item cells an epoch of the full softmax at d 512 stays cheap (ML-1M's
 # 1.8e7: about 5 s on one core), and d 512 at T 0.15 scored above d 128 at T 0.2 on the validation
@@ -34,9 +34,11 @@ LARGE_DATA = {"dim": 256, "temperature": 0.15}
 # Large data whose users hold at least this many training items on average (Gowalla's check-ins,
 # 27 a user): d 64 at T 0.1 costs half of d 256 an epoch; test Recall@20 0.1580 in 920 cpu-s
 # against d 256 / T 0.15's 0.1557 in about 1,200 (bench/records/gowalla.jsonl). The Amazon sets
-# (9 and 14 items a user) keep the recipe measured on them.
+# (9 and 14 items a user) keep the recipe measured on them. There the graph encoder (--layers 2,
+# models/graph.py) validated 0.2120 against plain MF's 0.2092 and reached 0.191 after one epoch
+# (MF: 0.114); test Recall@20 0.1660 in 439 s of training against 0.1626 in 18 epochs.
 LONG_HISTORY_MIN_ITEMS = 20
-LONG_HISTORY = {"dim": 64, "temperature": 0.1}
+LONG_HISTORY = {"dim": 64, "temperature": 0.1, "layers": 2}
 # sampler "auto": the full softmax batched by users while an epoch's n_users x n_items scores stay
 # affordable (up to this many: Amazon-Book's 1.8e9 take about 40 s an epoch on one core at d 128)
 # and a step's B_users x n_items scores fit in memory (n_items up to the second cap), else
@@ -49,23 +51,39 @@ FULL_SOFTMAX_MAX_ITEMS = 200_000
 
 def resolve_for_data(cfg: TrainConfig, n_users: int, n_items: int,
                      n_pairs: int = 0) -> TrainConfig:
-    """`cfg` with sampler "auto" (and dim, temperature 0) and refit "auto" replaced by what the
-    data's size (users, items, training pairs) calls for (see above)."""
+    """`cfg` with sampler "auto" (and dim, temperature 0), layers None and refit "auto" replaced
+    by what the data's size (users, items, training pairs) calls for (see above)."""
     cells = n_users * n_items
+    if cfg.layers is None:  # the default recipe's graph encoder: only where it measured better,
+        # with the full softmax by users (a step per 256 pairs would propagate 100x an epoch)
+        by_data = (cfg.sampler == "auto" and getattr(cfg, "confidence", 0) == 0
+                   and _sized(cells, n_items, n_pairs, n_users))
+        cfg = dataclasses.replace(cfg, layers=(by_data or {}).get("layers", 0))
     if cfg.refit == "auto":  # small data: the second run costs seconds, the 10% held out counts
         small = cells <= SMALL_DATA_MAX_CELLS and cfg.validation > 0 and cfg.nproc <= 1
         cfg = dataclasses.replace(cfg, refit="yes" if small else "no")
     if cfg.sampler != "auto":
         return cfg
-    # --confidence weights the draw of positive pairs: user batches have none to weight
-    fits = cells <= FULL_SOFTMAX_MAX_CELLS and n_items <= FULL_SOFTMAX_MAX_ITEMS
-    sized = SMALL_DATA if cells <= SMALL_DATA_MAX_CELLS else LARGE_DATA
-    if sized is LARGE_DATA and fits and n_pairs >= LONG_HISTORY_MIN_ITEMS * n_users:
-        sized = LONG_HISTORY
+    fits = _fits(cells, n_items)
+    sized = _sized(cells, n_items, n_pairs, n_users)
     picks = {k: sized[k] for k in BY_SIZE if getattr(cfg, k) == 0}
     if fits and getattr(cfg, "confidence", 0) == 0:
         return dataclasses.replace(cfg, sampler="full", batch_by="user", **picks).validate()
     return dataclasses.replace(cfg, sampler="uniform", **picks).validate()
+
+
+def _fits(cells: float, n_items: int) -> bool:
+    """Whether the full softmax by users is affordable (see FULL_SOFTMAX_MAX_CELLS)."""
+    return cells <= FULL_SOFTMAX_MAX_CELLS and n_items <= FULL_SOFTMAX_MAX_ITEMS
+
+
+def _sized(cells: float, n_items: int, n_pairs: int, n_users: int) -> dict[str, Any]:
+    """SMALL_DATA, LARGE_DATA or LONG_HISTORY: the settings the data's statistics call for."""
+    if cells <= SMALL_DATA_MAX_CELLS:
+        return SMALL_DATA
+    if _fits(cells, n_items) and n_pairs >= LONG_HISTORY_MIN_ITEMS * n_users:
+        return LONG_HISTORY
+    return LARGE_DATA
 
 
 RECIPE_CHOICES = ("model", "loss", "sampler", "negative_mode", "batch_by")

@@ -120,7 +120,7 @@ class TrainConfig:
     item_bias: bool = field(default=False, metadata=_opt("mf and simplex: a learned item bias added to the score"))
     user_dropout: float = field(default=0.0, metadata=_opt("mf: dropout on the user vector in training (simplex: --dropout)", low=0, high=0.9))
     init: str = field(default="normal", metadata=_opt("mf embedding initialisation: normal, xavier, or spectral (the leading singular vectors of the normalised training matrix, unit rows)", INITS))
-    layers: int = field(default=0, metadata=_opt("mf: propagate the vectors over the training graph this many times and average the layers, LightGCN-style (0: plain MF)", low=0))
+    layers: int | None = field(default=0, metadata=_opt("mf: propagate the vectors over the training graph this many times and average the layers, LightGCN-style (0: plain MF; the default recipe chooses by the data)", low=0))
     init_std: float | None = field(default=None, metadata=_opt("mf normal init std (default 0.1 dot, 1e-3 cosine)", low=0, low_open=True))
     side_features: bool = field(default=True, metadata=_opt("two-tower: use the dataset's side features"))
     gor_weight: float | None = field(default=None, metadata=_opt(
