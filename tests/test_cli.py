@@ -101,7 +101,7 @@ def test_toml_config_and_flag_override(csv_dataset, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["train", "--dataset", "no-such-dataset", "--out", "{tmp}/r"], "no-such-dataset"),
-    (["train", "--dataset", "{csv}", "--negatives", "0", "--out", "{tmp}/r"], "--negatives"),
+    (["train", "--dataset", "{csv}", "--model", "mf", "--negatives", "0", "--out", "{tmp}/r"], "--negatives"),
     (["train", "--dataset", "{csv}", "--sampler", "bogus", "--out", "{tmp}/r"], "--sampler"),
     (["train", "--dataset", "{csv}", "--lr", "abc", "--out", "{tmp}/r"], "lr"),
     (["train", "--dataset", "{tmp}/missing.csv", "--out", "{tmp}/r"], "missing.csv"),

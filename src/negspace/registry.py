@@ -69,7 +69,11 @@ def _mf(cfg: TrainConfig, n_users: int, n_items: int, history: Any, features: An
                    init="normal" if spectral else cfg.init, item_bias=cfg.item_bias,
                    user_dropout=cfg.user_dropout)
     model = (PropagatedMF(n_users, n_items, cfg.dim, history, cfg.layers, **options) if cfg.layers
-             else MF(n_users, n_items, cfg.dim, sparse=cfg.batch_by != "user", **options))
+             # dense tables where every step reads the whole catalogue (see MF's `sparse`); the
+             # sampled softmax by users touches a few thousand rows of tables too large for a
+             # dense Adam step each batch (the 8M-pair synthetic set: 400k rows)
+             else MF(n_users, n_items, cfg.dim,
+                     sparse=cfg.batch_by != "user" or cfg.sampler != "full", **options))
     if spectral:
         model.start_from(*spectral_vectors(history, cfg.dim, cfg.seed))
     return model

@@ -116,6 +116,48 @@ def test_multinomial_equals_the_full_softmax_of_each_pair_with_other_positives_k
     assert loss.item() == pytest.approx(float(np.mean(terms)), rel=1e-5)
 
 
+def test_sampled_multinomial_is_exact_on_the_whole_catalogue_and_unbiased_on_draws():
+    """--batch-by user --sampler uniform-softmax: the batch's positives exactly, the other items
+    estimated from uniform draws (n_items / N times their sum)."""
+    from negspace.samplers.in_batch import positive_rows
+    inter = random_interactions(n_users=12, n_items=30, density=0.15, seed=2, dense_user=False)
+    model = MF(inter.n_users, inter.n_items, 4, measure="cosine", init_std=0.5)
+    users = torch.tensor([0, 2, 5])
+    objective = Objective(loss="softmax", temperature=0.5)
+    positives = positive_rows(inter, users)
+    full = objective.multinomial(model, users, positives)
+    # every item drawn once: the estimate is the sum itself
+    every = objective.multinomial(model, users, positives, torch.arange(inter.n_items))
+    assert every.item() == pytest.approx(full.item(), rel=1e-5)
+    # draws with replacement: the softmax sum (exp of the mean log-sum-exp's parts) is unbiased
+    with torch.no_grad():
+        u = torch.nn.functional.normalize(model.users.weight[users], dim=1)
+        v = torch.nn.functional.normalize(model.items.weight, dim=1)
+        e = torch.exp(u @ v.T / 0.5)                                  # [3, n_items]
+        batch_items = torch.unique(positives[1])
+        outside = ~torch.isin(torch.arange(inter.n_items), batch_items)
+        g = torch.Generator().manual_seed(0)
+        estimates = []
+        for _ in range(4000):
+            draw = torch.randint(0, inter.n_items, (6,), generator=g)
+            keep = outside[draw]
+            estimates.append(e[:, batch_items].sum(1)
+                             + inter.n_items / 6 * (e[:, draw] * keep).sum(1))
+        assert torch.allclose(torch.stack(estimates).mean(0), e.sum(1), rtol=0.03)
+    # and through the objective: a draw of 6 gives a loss near the full one, not equal to it
+    drawn = objective.multinomial(model, users, positives, torch.randint(0, inter.n_items, (6,), generator=g))
+    assert drawn.item() != pytest.approx(full.item(), rel=1e-6) and abs(drawn.item() - full.item()) < 1.0
+
+
+def test_user_batches_take_the_full_or_the_uniform_sampled_catalogue():
+    from negspace.config import make_config
+    from negspace.errors import NegspaceError
+    base = {"model": "mf", "loss": "softmax", "batch_by": "user"}
+    assert make_config({**base, "sampler": "uniform-softmax"}).sampler == "uniform-softmax"
+    with pytest.raises(NegspaceError, match="needs (--)?sampler full"):
+        make_config({**base, "sampler": "uniform"})
+
+
 def test_bsl_through_the_objective_and_training(tmp_path):
     """loss = "bsl" from a configuration: the Objective the runs build gives the bilateral formula
     by hand (two temperatures) on per-row negatives, and a run with it learns."""

@@ -99,10 +99,17 @@ def test_the_default_recipe_and_its_sampler_for_the_data_size():
         make_config({"model": "mf", "dim": 0})  # 0 means "by size" only with --sampler auto
     n = int(FULL_SOFTMAX_MAX_CELLS ** 0.5) + 1
     large = resolve_for_data(cfg, n, n)
-    assert (large.sampler, large.batch_by, large.resolved_negative_mode) == ("uniform", "pair", "shared")
-    assert large.negatives == DEFAULT_RECIPE["negatives"]
-    amazon_book = resolve_for_data(cfg, 70_679, 24_915)  # 1.8e9 cells: still the full softmax
-    assert (amazon_book.sampler, amazon_book.batch_by) == ("full", "user")
+    # above the full softmax's cap: its estimate from uniform draws, at most an eighth of the items
+    assert (large.sampler, large.batch_by) == ("uniform-softmax", "user")
+    assert large.negatives == n // 8
+    synth = resolve_for_data(cfg, 300_000, 100_000)  # 1e9 / 300k draws a step
+    assert (synth.sampler, synth.negatives) == ("uniform-softmax", 3333)
+    assert resolve_for_data(cfg, 10_000_000, 100_000).negatives == 1000  # at least 1,000
+    assert DEFAULT_RECIPE["negatives"] == 0  # chosen by the branch; a number given stays
+    assert resolve_for_data(make_config(with_default_recipe({"negatives": 50})), n, n).negatives == 50
+    amazon_book = resolve_for_data(cfg, 70_679, 24_915)  # 1.8e9 cells, short histories
+    assert (amazon_book.sampler, amazon_book.batch_by, amazon_book.negatives) == (
+        "uniform-softmax", "user", 24_915 // 8)
     long_history = resolve_for_data(cfg, 10_001, 10_001, 20 * 10_001)  # above 1e8 cells
     assert (long_history.dim, long_history.temperature) == (32, 0.1)  # the user's dim stays
     assert (long_history.layers, large.layers, small.layers) == (2, 0, 0)  # the graph encoder
@@ -111,26 +118,38 @@ def test_the_default_recipe_and_its_sampler_for_the_data_size():
     weighted = make_config(with_default_recipe({"confidence": 1.0}))
     assert resolve_for_data(weighted, 10_001, 10_001, 20 * 10_001).layers == 0  # pair batches
     assert make_config({"model": "mf"}).layers == 0  # only the recipe chooses
+    # validation on a seeded sample of users above 2e9 cells (the 8M-pair synthetic set: 20,000)
+    assert (small.val_users, long_history.val_users, amazon_book.val_users) == (0, 0, 0)
+    assert resolve_for_data(cfg, 300_000, 100_000).val_users == 20_000
+    assert resolve_for_data(cfg, 2_000_000, 1_000_000).val_users == 10_000  # at least 10,000
+    assert resolve_for_data(make_config(with_default_recipe({"val_users": 0})),
+                            300_000, 100_000).val_users == 0  # the user's 0 stays: all users
     wide = resolve_for_data(cfg, 100, FULL_SOFTMAX_MAX_ITEMS + 1)  # few cells, a step too large
-    assert (wide.sampler, wide.batch_by) == ("uniform", "pair")
+    assert (wide.sampler, wide.batch_by) == ("uniform-softmax", "user")
     # naming a model (or loss, sampler...) starts from the per-option defaults instead
     assert with_default_recipe({"model": "cml"}) == {"model": "cml"}
     with pytest.raises(Exception, match="sampler auto"):
         make_config({"sampler": "auto", "loss": "bpr", "model": "mf"})
 
 
-@pytest.mark.parametrize("users, items, pairs, dim, temperature, layers", [
-    (6_022, 3_043, 796_244, 512, 0.15, 0),  # movielens-1m-lcfn: as before the sparse branch
-    (1_684, 2_579, 50_333, 512, 0.15, 0),  # lastfm-hetrec2011, fold 0 training share
-    (43_169, 35_648, 604_475, 256, 0.15, 0),  # amazon-cds-bgcf: 14 items a user
-    (70_679, 24_915, 652_514, 256, 0.15, 0),  # amazon-book-kgat: 9 items a user
-    (29_858, 40_981, 810_128, 64, 0.1, 2),  # gowalla-lightgcn: 27 items a user, 1.2e9 cells
+@pytest.mark.parametrize("users, items, pairs, sampler, negatives, dim, temperature, layers", [
+    # movielens-1m-lcfn: as before the sparse branch
+    (6_022, 3_043, 796_244, "full", 1000, 512, 0.15, 0),
+    (1_684, 2_579, 50_333, "full", 1000, 512, 0.15, 0),  # lastfm-hetrec2011, fold 0 training share
+    # amazon-cds-bgcf: 14 items a user: the softmax estimated from 4,456 draws (n_items / 8)
+    (43_169, 35_648, 604_475, "uniform-softmax", 4456, 256, 0.15, 0),
+    (70_679, 24_915, 652_514, "uniform-softmax", 3114, 256, 0.15, 0),  # amazon-book-kgat: 9 a user
+    # gowalla-lightgcn: 27 items a user, 1.2e9 cells: the full softmax and the graph encoder
+    (29_858, 40_981, 810_128, "full", 1000, 64, 0.1, 2),
+    # the 8M-pair synthetic set, 3e10 cells: 1e9 / 300k draws, validation on 20,000 users
+    (300_000, 100_000, 7_909_185, "uniform-softmax", 3333, 256, 0.15, 0),
 ])
-def test_the_default_recipe_by_the_data_statistics(users, items, pairs, dim, temperature, layers):
+def test_the_default_recipe_by_the_data_statistics(users, items, pairs, sampler, negatives, dim,
+                                                    temperature, layers):
     from negspace.config import resolve_for_data, with_default_recipe
     cfg = resolve_for_data(make_config(with_default_recipe({})), users, items, pairs)
-    assert (cfg.sampler, cfg.batch_by, cfg.dim, cfg.temperature, cfg.layers) == (
-        "full", "user", dim, temperature, layers)
+    assert (cfg.sampler, cfg.batch_by, cfg.negatives, cfg.dim, cfg.temperature, cfg.layers) == (
+        sampler, "user", negatives, dim, temperature, layers)
 
 
 def test_runs_recorded_before_measure_was_mf_only_still_load():
@@ -138,3 +157,30 @@ def test_runs_recorded_before_measure_was_mf_only_still_load():
     assert make_config({"model": "cml", "measure": "dot"}).measure is None
     with pytest.raises(Exception, match="measure"):
         make_config({"model": "cml", "measure": "cosine"})
+
+
+def test_the_pipeline_and_the_recommender_validate_on_the_recipes_sample(monkeypatch):
+    """Above VALIDATION_MAX_CELLS the default recipe's validation keeps a seeded sample of users
+    (config/recipe.py); both entry points apply it after resolving the recipe."""
+    import pandas as pd
+    from negspace.api import Recommender
+    from negspace.config import recipe, with_default_recipe
+    from negspace.data.dataset import Dataset
+    from negspace.pipeline.fit import run_training
+    from negspace.training.trainer import Trainer
+    from tests.conftest import random_interactions
+    monkeypatch.setattr(recipe, "VALIDATION_MAX_CELLS", 10)
+    monkeypatch.setattr(recipe, "VALIDATION_MIN_USERS", 7)
+    seen = []
+    validate = Trainer.validate
+
+    def spy(self):
+        seen.append(int((self.validation.user_degrees() > 0).sum()))
+        return validate(self)
+    monkeypatch.setattr(Trainer, "validate", spy)
+    data = random_interactions(n_users=40, n_items=30, density=0.3, seed=1, dense_user=False)
+    values = with_default_recipe({"epochs": 1, "dim": 8, "progress": False, "refit": "no"})
+    run_training(make_config(values), dataset=Dataset("toy", data, data), evaluate_test=False)
+    users, items = data.pairs()
+    Recommender(**values).fit(pd.DataFrame({"user": users, "item": items}))
+    assert seen == [7, 7]

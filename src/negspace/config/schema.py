@@ -51,7 +51,10 @@ learning rate drops 10x and the best weights come back after each validation wit
 """
 
 
+# the samplers of --batch-by user: the whole catalogue, or a uniform sample scaled up to it
+USER_BATCH_SAMPLERS = ("full", "uniform-softmax")
 BY_SIZE = ("dim", "temperature")  # 0 in these: chosen by the data's size (config/recipe.py)
+BY_DATA = (*BY_SIZE, "negatives")  # 0 allowed with --sampler auto (negatives: by the branch)
 
 
 def _opt(help: str, choices: tuple[str, ...] | None = None, low: float | None = None,
@@ -77,7 +80,7 @@ class TrainConfig:
     # Uniform: the best accuracy of every sampler in every Table-2 cell we ran, and safe on any
     # data; the exact 2-stage weights collapse at temperature 1 (docs/results.md, section 1).
     sampler: str = field(default="uniform", metadata=_opt("negative sampler", SAMPLER_NAMES))
-    negatives: int = field(default=5, metadata=_opt("negatives per positive (N)", low=1))
+    negatives: int = field(default=5, metadata=_opt("negatives per positive (N); with --sampler auto 0 lets the data choose", low=1))
     batch_size: int = field(default=256, metadata=_opt("positive pairs per batch (users per batch with --batch-by user)", low=1))
     batch_by: str = field(default="pair", metadata=_opt(
         "pair, or user: a batch is users with all their positives, the full softmax computed once per user (--sampler full --loss softmax; mf or cml)", ("pair", "user")))
@@ -139,7 +142,7 @@ class TrainConfig:
         "test split: auto (k-fold, or the dataset's given split), kfold, given, time (one global cut at --time-cut) or last (each user's last --last-n interactions by time); validation is carved from training the same way", ("auto", "kfold", "given", "time", "last")))
     time_cut: str = field(default="0.8", metadata=_opt("--split time: a quantile in (0, 1) of the times, a time in the file's unit (>= 1), or a date like 2015-06-01"))
     last_n: int = field(default=1, metadata=_opt("--split last: interactions held out per user", low=1))
-    val_users: int = field(default=0, metadata=_opt("validate on a seeded sample of this many users (0: all); the test evaluation always ranks for every user", low=0))
+    val_users: int | None = field(default=0, metadata=_opt("validate on a seeded sample of this many users (0: all; the default recipe samples above 2e9 user x item cells); the test evaluation always ranks for every user", low=0))
     nproc: int = field(default=1, metadata=_opt("data-parallel training in this many local processes (torch.distributed, gloo; docs/scale.md)", low=1))
     eval_every: int = field(default=1, metadata=_opt("validate every K epochs", low=1))
     patience: int = field(default=3, metadata=_opt("stop after this many validations without improvement", low=1))
@@ -227,7 +230,7 @@ class TrainConfig:
             meta, value = f.metadata, getattr(self, f.name)
             if value is None or isinstance(value, (bool, str)) and not meta.get("choices"):
                 continue
-            if f.name in BY_SIZE and value == 0 and self.sampler == "auto":
+            if f.name in BY_DATA and value == 0 and self.sampler == "auto":
                 continue  # chosen by the data's size when the data is loaded (resolve_for_data)
             if meta.get("choices") and value not in meta["choices"]:
                 raise NegspaceError(f"--{_flag(f.name)} must be one of {', '.join(meta['choices'])}; "
@@ -277,10 +280,12 @@ class TrainConfig:
             raise NegspaceError("--sampler auto (the full softmax by users on small catalogues, "
                                 "shared uniform negatives on large ones) needs --loss softmax, "
                                 "--model mf or cml and --batch-by pair (it chooses)")
-        if self.batch_by == "user" and (self.sampler != "full" or loss != "softmax"
+        if self.batch_by == "user" and (self.sampler not in USER_BATCH_SAMPLERS or loss != "softmax"
                                         or self.model not in ("mf", "cml")):
-            raise NegspaceError("--batch-by user needs --sampler full, --loss softmax and --model "
-                                f"mf or cml (a history-reading model would see its targets); got "
+            raise NegspaceError("--batch-by user needs --sampler full (or uniform-softmax: the "
+                                "catalogue's softmax estimated from uniform draws), "
+                                "--loss softmax and --model mf or cml (a history-reading model "
+                                "would see its targets); got "
                                 f"--sampler {self.sampler}, --loss {loss}, --model {self.model}")
         if self.negative_temperature is not None and loss != "bsl":
             raise NegspaceError(f"--negative-temperature is a bsl option; got --loss {loss}")

@@ -17,6 +17,7 @@ from negspace.data.interactions import Interactions
 from negspace.data.loaders import Columns, load_dataset
 from negspace.evaluation.evaluator import evaluate
 from negspace.distributed import process_group as distributed
+from negspace.data.splits import sample_users
 from negspace.pipeline.split import split_parts, split_with_validation
 from negspace.pipeline.output import RunOutput
 from negspace.pipeline.refit import train_with_refit
@@ -109,6 +110,8 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
     train, test, fit_on, validation = split_with_validation(cfg, dataset)
     # sampler "auto" (the default recipe)
     cfg = resolve_for_data(cfg, train.n_users, train.n_items, train.nnz)
+    if validation is not None:  # the recipe's sample on large data (a no-op when already taken)
+        validation = sample_users(validation, cfg.val_users, cfg.seed)
     select = selection_metric(cfg, dataset.protocol)
     if cfg.refit == "yes":  # train with validation in memory, then again on all training data
         return train_with_refit(run_training, cfg, select, out, overwrite, on_epoch,

@@ -71,4 +71,4 @@ def split_with_validation(cfg: TrainConfig, dataset: Dataset
         fit_on, validation, _ = last_split(train, times, cfg.last_n)
     else:
         fit_on, validation = holdout_split(train, cfg.validation, cfg.seed)
-    return train, test, fit_on, sample_users(validation, getattr(cfg, "val_users", 0), cfg.seed)
+    return train, test, fit_on, sample_users(validation, getattr(cfg, "val_users", 0) or 0, cfg.seed)

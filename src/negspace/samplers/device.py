@@ -165,6 +165,10 @@ class DeviceSampler:
             neg = self.popularity_shared(n)
         return neg, ~self.pos.contains(users.unsqueeze(1), neg.unsqueeze(0))
 
+    def draw_items(self, n: int) -> torch.Tensor:
+        """UniformSoftmaxSampler.draw_items on the device."""
+        return torch.randint(0, self.n_items, (n,), generator=self.gen, device=self.device)
+
     def candidates(self, users: torch.Tensor, items: torch.Tensor, n: int) -> CandidateSet:
         """The embedding-level samplers' CandidateSet on the device."""
         host = self.host

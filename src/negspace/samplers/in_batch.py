@@ -112,6 +112,17 @@ class UniformSoftmaxSampler(EmbeddingSampler):
         # As in TensorFlow's sampled softmax, the true class is corrected by the sampler's q too.
         return np.full(len(items), -np.log(self.train.n_items))
 
+    def draw_items(self, n: int) -> torch.Tensor:
+        """[n] items drawn uniformly with replacement for a batch of users, unmasked: the sample
+        the sampled multinomial (`--batch-by user`, Objective.multinomial) estimates the
+        catalogue's softmax sum from; rank 0's draw on every rank under `--nproc`."""
+        if self.train is None:
+            raise RuntimeError("call fit(train) before draw_items()")
+        ids = self.rng.integers(0, self.train.n_items, n)
+        if self.collectives is not None:
+            ids = self._global_ids(ids, np.zeros(0))[0]
+        return to_tensor(ids)
+
 
 class FullCatalogueSampler(EmbeddingSampler):
     """Every item is a candidate of every row: the full softmax (or CCL/MML over the whole

@@ -70,10 +70,12 @@ class DeviceStep:
         items = items.to(self.device, non_blocking=True)
         ds, update, enqueue = self.sampler, None, False
         with autocast(self.device, self.precision if self.cast else "fp32"):
-            if t.opt.batch_by == "user":  # the multinomial likelihood over the whole catalogue
+            if t.opt.batch_by == "user":  # the multinomial likelihood over the catalogue
                 rows, cols = positive_rows(t.train, host_users)  # from the host CSR, copied over
+                sample = None if not hasattr(t.sampler, "draw_items") else ds.draw_items(n)
                 loss = objective.multinomial(model, users, (rows.to(self.device, non_blocking=True),
-                                                            cols.to(self.device, non_blocking=True)))
+                                                            cols.to(self.device, non_blocking=True)),
+                                             sample)
             elif t.sampler.kind is SamplerKind.CANDIDATES:
                 cands = ds.candidates(users, items, n)
                 neg = ds.sample(users, items, n, model) if objective.family is LossFamily.HINGE else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -190,32 +191,48 @@ class Objective:
         return total
 
     def multinomial(self, model: EmbeddingModel, users: torch.Tensor,
-                    positives: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+                    positives: tuple[torch.Tensor, torch.Tensor],
+                    sample: torch.Tensor | None = None) -> torch.Tensor:
         """The full softmax batched by users: each user's scores over the catalogue computed
         once, -log softmax summed over its positives (the multinomial likelihood of Mult-VAE):
         the same terms as the full softmax over the user's pairs with its other positives left
         among the negatives, at B_users x n_items scores a step instead of B_pairs x n_items.
 
+        With `sample` (N items drawn uniformly with replacement, shared by the batch) the
+        catalogue's sum of exp(score) is estimated in two strata: the batch's positive items
+        exactly (popular, so the largest terms), the other items from the sample (n_items / N
+        times the sum over its draws outside the positives: unbiased), at
+        B_users x (positives + N) scores a step instead of B_users x n_items.
+
         Args:
             users: [B] user indices.
             positives: (rows, cols): batch row and item of each of the users' positives.
+            sample: [N] item indices, or None for the whole catalogue.
 
         Returns:
             Scalar: the mean over the batch's positive pairs, plus the L2 term.
         """
         u = model.user_vectors_for_pairs(users, users)
-        v = model.item_vectors(None)
+        rows, cols = positives
+        log_weight = None
+        if sample is not None:  # the batch's positives, then the draws outside them
+            batch_items, cols = torch.unique(cols, return_inverse=True)
+            outside = ~torch.isin(sample, batch_items)
+            log_weight = torch.cat([torch.zeros(len(batch_items), device=outside.device),
+                                    torch.where(outside, math.log(model.n_items / len(sample)),
+                                                float("-inf"))])
+            sample = torch.cat([batch_items, sample])
+        v = model.item_vectors(sample)
         # 1/T folded into the [B, d] side, and unit vectors not normalised twice: the [B, n_items]
         # passes are what a step costs on large catalogues
         measure = "dot" if _unit_vectors(model) and model.measure != "l2" else model.measure
         logits = score_matrix(u / self.temperature, v, measure) if measure != "l2" else \
             score_matrix(u, v, measure) / self.temperature
-        rows, cols = positives
         # sum over pairs of (lse_u - s_ui): the row's log-sum-exp once per positive, no dense target
         # (index_add_, not bincount: on a GPU bincount reads its largest value back to the host)
         counts = logits.new_zeros(len(users)).index_add_(0, rows, logits.new_ones(len(rows)))
-        total = ((counts * torch.logsumexp(logits, dim=1)).sum()
-                 - logits[rows, cols].sum()) / max(len(rows), 1)
+        lse = torch.logsumexp(logits if log_weight is None else logits + log_weight, dim=1)
+        total = ((counts * lse).sum() - logits[rows, cols].sum()) / max(len(rows), 1)
         if self.l2_weight:
             total = total + self.l2_weight * embedding_l2(u, v)
         return total

@@ -151,8 +151,11 @@ class Trainer(TrainerCheckpoints):
         if self.device_step is not None:  # on an accelerator: no host round trip per step
             return self.device_step(users, items)
         enqueue, update = False, None
-        if self.opt.batch_by == "user":  # the multinomial likelihood over the whole catalogue
-            loss = self.objective.multinomial(self.model, users, positive_rows(self.train, users))
+        if self.opt.batch_by == "user":  # the multinomial likelihood over the catalogue
+            draw = getattr(self.sampler, "draw_items", None)  # or its estimate from a draw
+            sample = None if draw is None else draw(self.opt.negatives)
+            loss = self.objective.multinomial(self.model, users, positive_rows(self.train, users),
+                                              sample)
         elif self.sampler.kind is SamplerKind.CANDIDATES:
             # In-batch, uniform sampled-softmax or memory-bank negatives, scored as vectors.
             cands = self.sampler.candidates(users.numpy(), items.numpy(), self.opt.negatives)
