@@ -15,6 +15,7 @@ import torch
 from negspace.api import Recommender
 from negspace.config import make_config
 from negspace.config.combinations import allowed_combinations
+from negspace.config.schema import USER_BATCH_SAMPLERS
 from negspace.pipeline.build import build_trainer
 from negspace.training.options import TrainerOptions
 
@@ -24,6 +25,10 @@ COMBINATIONS = allowed_combinations()
 # MF with the graph encoder (--layers): every sampler and loss it takes, once each
 GRAPH = list({(c["sampler"], c["loss"]): {**c, "layers": 2}
               for c in COMBINATIONS if c["model"] == "mf"}.values())
+# user batches (the multinomial likelihood): over the catalogue or estimated from uniform draws
+USER_BATCHES = [{"model": model, "sampler": sampler, "loss": "softmax", "batch_by": "user", **extra}
+                for model, extra in (("mf", {}), ("cml", {}), ("mf", {"layers": 2}))
+                for sampler in USER_BATCH_SAMPLERS]
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 SMALL = dict(dim=8, batch_size=48, negatives=4, bank_size=16, candidates=12, history_len=5,
              lr=0.01, seed=3, progress=False, threads=1, validation=0.0)
@@ -56,7 +61,7 @@ def test_every_registered_name_is_covered():
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("combo", COMBINATIONS + GRAPH, ids=_name)
+@pytest.mark.parametrize("combo", COMBINATIONS + GRAPH + USER_BATCHES, ids=_name)
 def test_trains_resumes_saves_loads_recommends(combo, device, toy, tmp_path):
     cfg = make_config({**SMALL, **combo, "device": device})
     reference = _trainer(cfg, toy, device)
