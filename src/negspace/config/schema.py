@@ -45,6 +45,8 @@ what works together:
                    samplers, shared uniform|popularity (the default from 200 negatives on), or any
                    vector sampler
   --item-bias, --user-dropout, --init, --layers: mf; --gamma, --aggregator, --dropout: simplex
+  --batch-by user  softmax with mf or cml, --sampler full (the whole catalogue) or uniform-softmax
+                   (the batch's positives plus --negatives uniform draws, scaled to the catalogue)
 training runs until early stopping on the validation split (--epochs is a cap); by default the
 learning rate drops 10x and the best weights come back after each validation without improvement
 (--lr-schedule plateau), and the third such validation in a row ends training (--patience).
@@ -83,7 +85,7 @@ class TrainConfig:
     negatives: int = field(default=5, metadata=_opt("negatives per positive (N); with --sampler auto 0 lets the data choose", low=1))
     batch_size: int = field(default=256, metadata=_opt("positive pairs per batch (users per batch with --batch-by user)", low=1))
     batch_by: str = field(default="pair", metadata=_opt(
-        "pair, or user: a batch is users with all their positives, the full softmax computed once per user (--sampler full --loss softmax; mf or cml)", ("pair", "user")))
+        "pair, or user: a batch is users with all their positives, the softmax computed once per user (--loss softmax; mf or cml; --sampler full: over the catalogue, uniform-softmax: estimated from --negatives uniform draws)", ("pair", "user")))
     dim: int = field(default=128, metadata=_opt("embedding dimension d (0 with --sampler auto: by the data's size, 512 up to 1e8 user x item cells, else 256; 64 with long histories)", low=4))
     epochs: int = field(default=300, metadata=_opt("cap on epochs: training runs until early stopping (the budget itself with --validation 0)", low=1))
     lr: float = field(default=1e-3, metadata=_opt("Adam learning rate", low=0, low_open=True))
