@@ -184,3 +184,17 @@ def test_the_pipeline_and_the_recommender_validate_on_the_recipes_sample(monkeyp
     users, items = data.pairs()
     Recommender(**values).fit(pd.DataFrame({"user": users, "item": items}))
     assert seen == [7, 7]
+
+
+def test_min_gain_reaches_the_schedule():
+    from negspace.training.options import TrainerOptions
+    from negspace.training.schedule import PlateauSchedule
+    from negspace.pipeline.build import build_trainer
+    from tests.conftest import random_interactions
+    cfg = make_config({"model": "mf", "min_gain": 0.01, "dim": 4})
+    data = random_interactions(n_users=10, n_items=8, density=0.3, seed=0, dense_user=False)
+    options = TrainerOptions.from_config(cfg, "recall@20", progress=False)
+    schedule = build_trainer(cfg, 10, 8, data, None, options, torch.device("cpu")).schedule
+    assert schedule.min_gain == 0.01
+    assert not schedule.improves(0.2019, 0.2) and schedule.improves(0.2021, 0.2)
+    assert PlateauSchedule().improves(0.2001, 0.2)  # the default: a relative 1e-4

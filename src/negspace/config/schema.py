@@ -148,6 +148,7 @@ class TrainConfig:
     nproc: int = field(default=1, metadata=_opt("data-parallel training in this many local processes (torch.distributed, gloo; docs/scale.md)", low=1))
     eval_every: int = field(default=1, metadata=_opt("validate every K epochs", low=1))
     patience: int = field(default=3, metadata=_opt("stop after this many validations without improvement", low=1))
+    min_gain: float = field(default=1e-4, metadata=_opt("a validation improves when it beats the best by more than this relative gain", low=0))
     min_epochs: int = field(default=5, metadata=_opt("never stop early before this epoch (CML can plateau at first)", low=0))
     select_metric: str | None = field(default=None, metadata=_opt("validation metric for model selection (default ndcg@50 k-fold, recall@20 given split)"))
     threads: int | None = field(default=None, metadata=_opt("torch threads (default: all cores for the full softmax by users and shared negatives, else 1 for training steps with negatives drawn on a second core; all cores for evaluation)", low=1))

@@ -39,6 +39,7 @@ class TrainerOptions:
         seed: seeds the shuffling generator.
         eval_every: validate every this many epochs.
         patience: validations without improvement before stopping.
+        min_gain: the relative gain over the best validation that counts as an improvement.
         min_epochs: no early stop before this epoch.
         select_metric: validation metric to maximise.
         progress: show a tqdm bar.
@@ -89,6 +90,7 @@ class TrainerOptions:
     seed: int = _configured('seed')
     eval_every: int = _configured('eval_every')
     patience: int = _configured('patience')
+    min_gain: float = _configured('min_gain')
     min_epochs: int = _configured('min_epochs')
     select_metric: str = "ndcg@50"  # a resolved name (selection_metric), not a config default
     progress: bool = _configured('progress')

@@ -37,7 +37,7 @@ class PlateauSchedule:
     min_gain: float = 1e-4
 
     def improves(self, score: float, best: float) -> bool:
-        """Whether `score` beats `best` by more than a relative 1e-4: gains below that (a tiny
+        """Whether `score` beats `best` by more than `min_gain` (relative; 1e-4): gains below that (a tiny
         learning rate's drift) would otherwise hold training open without changing anything."""
         return best == float("-inf") or score > best + self.min_gain * abs(best)
 

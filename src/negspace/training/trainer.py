@@ -90,7 +90,7 @@ class Trainer(TrainerCheckpoints):
         self.best_state: dict | None = None
         self.stale = 0
         self.schedule = PlateauSchedule(options.lr_schedule, options.lr_decay, options.lr_floor,
-                                        options.patience)
+                                        options.patience, options.min_gain)
         self.finished = False
         # Position: the next step is step `step_in_epoch` (0-based) of epoch `epoch` (1-based).
         self.epoch, self.step_in_epoch, self.global_step = 1, 0, 0
