@@ -132,11 +132,10 @@ class Recommender(RecommenderQueries):
         train = confidence(self._read(data, columns), cfg.confidence)
         if cfg.validation > 0:
             fit_on, validation = holdout_split(train, cfg.validation, cfg.seed)
-            validation = sample_users(validation, cfg.val_users or 0, cfg.seed)  # --val-users
         else:
             fit_on, validation = train, None
         cfg = self.config = resolve_for_data(cfg, train.n_users, train.n_items, train.nnz)
-        if validation is not None:  # the recipe's sample on large data
+        if validation is not None:  # --val-users, or the recipe's sample on large data
             validation = sample_users(validation, cfg.val_users, cfg.seed)
         features = self._side_features(train, user_features, item_features)
         select = selection_metric(cfg, "python")

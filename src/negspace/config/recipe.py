@@ -73,11 +73,6 @@ def resolve_for_data(cfg: TrainConfig, n_users: int, n_items: int,
     "auto" replaced by what the data's size (users, items, training pairs) calls for (see
     above). The caller samples its validation users again after this (`sample_users`)."""
     cells = n_users * n_items
-    if cfg.layers is None:  # the default recipe's graph encoder: only where it measured better,
-        # with the full softmax by users (a step per 256 pairs would propagate 100x an epoch)
-        by_data = (cfg.sampler == "auto" and getattr(cfg, "confidence", 0) == 0
-                   and _sized(cells, n_items, n_pairs, n_users))
-        cfg = dataclasses.replace(cfg, layers=(by_data or {}).get("layers", 0))
     if cfg.val_users is None:
         sample = cells > VALIDATION_MAX_CELLS
         cfg = dataclasses.replace(cfg, val_users=max(VALIDATION_MIN_USERS, int(
@@ -85,19 +80,23 @@ def resolve_for_data(cfg: TrainConfig, n_users: int, n_items: int,
     if cfg.refit == "auto":  # small data: the second run costs seconds, the 10% held out counts
         small = cells <= SMALL_DATA_MAX_CELLS and cfg.validation > 0 and cfg.nproc <= 1
         cfg = dataclasses.replace(cfg, refit="yes" if small else "no")
+    # layers None: the graph encoder where it measured better, with the full softmax by users
+    # only (pair batches would propagate once per 256 pairs, 100x an epoch); else none
+    plain = 0 if cfg.layers is None else cfg.layers
     if cfg.sampler != "auto":
-        return cfg
+        return dataclasses.replace(cfg, layers=plain)
     fits = _fits(cells, n_items)
     sized = _sized(cells, n_items, n_pairs, n_users)
     picks = {k: sized[k] for k in BY_SIZE if getattr(cfg, k) == 0}
     if getattr(cfg, "confidence", 0):  # weighted draws of positive pairs: pair batches
         return dataclasses.replace(cfg, sampler="uniform", negatives=cfg.negatives or
-                                   SHARED_NEGATIVES, **picks).validate()
+                                   SHARED_NEGATIVES, layers=plain, **picks).validate()
     if fits and sized is not LARGE_DATA:  # (negatives unused: every item is one)
-        return dataclasses.replace(cfg, sampler="full", batch_by="user",
+        layers = sized.get("layers", 0) if cfg.layers is None else cfg.layers
+        return dataclasses.replace(cfg, sampler="full", batch_by="user", layers=layers,
                                    negatives=cfg.negatives or SHARED_NEGATIVES, **picks).validate()
     draws = int(min(max(SAMPLED_CELLS / n_users, SAMPLED_MIN_DRAWS), n_items / 8))
-    return dataclasses.replace(cfg, sampler="uniform-softmax", batch_by="user",
+    return dataclasses.replace(cfg, sampler="uniform-softmax", batch_by="user", layers=plain,
                                negatives=cfg.negatives or max(draws, 1), **picks).validate()
 
 
