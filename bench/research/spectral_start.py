@@ -52,6 +52,8 @@ def main() -> None:
     p.add_argument("--exact-svd", action="store_true")
     p.add_argument("--epochs", type=int, default=25)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--select", default="recall@20",
+                   help="the validation metric that picks the best epoch (ndcg@50 on k-fold sets)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="one more recipe option (a JSON value, or a string)")
     a = p.parse_args()
@@ -64,9 +66,11 @@ def main() -> None:
     cfg = resolve_for_data(cfg, train.n_users, train.n_items, train.nnz)
     print(f"d {cfg.dim}, T {cfg.temperature}, sampler {cfg.sampler}, init {cfg.init}"
           + "".join(f", {k} {v}" for k, v in extra.items()), flush=True)
-    options = TrainerOptions.from_config(cfg, "recall@20", on_epoch=lambda row: print(
-        {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()
-         if k in ("epoch", "lr", "cpu_seconds", "val_recall@20", "val_ndcg@20")}, flush=True))
+    shown = ("epoch", "lr", "cpu_seconds", "val_recall@20", "val_ndcg@20", f"val_{a.select}",
+             "val_map@50")
+    options = TrainerOptions.from_config(cfg, a.select, on_epoch=lambda row: print(
+        {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items() if k in shown},
+        flush=True))
     t = time.perf_counter()
     trainer = build_trainer(cfg, train.n_users, train.n_items, fit_on, validation, options,
                             torch.device("cpu"))

@@ -6,20 +6,22 @@ import torch
 
 from negspace.pipeline.build import build_model, build_objective, build_sampler
 from negspace.config import make_config
-from negspace.training.schedule import PlateauSchedule
+from negspace.training.schedule import PlateauSchedule, floor_after
 from negspace.training.trainer import Trainer, TrainerOptions
 from negspace.data.splits import holdout_split
 from tests.conftest import random_interactions
 
 
-def _trainer(scores: list[float], schedule: str, patience: int = 3, epochs: int = 10):
+def _trainer(scores: list[float], schedule: str, patience: int = 3, epochs: int = 10,
+             max_decays: int = 0):
     inter = random_interactions(seed=1)
     fit, val = holdout_split(inter, 0.2, 0)
     cfg = make_config(dict(model="mf", dim=8, negatives=2, progress=False))
     model = build_model(cfg, inter.n_users, inter.n_items)
     options = TrainerOptions(batch_size=32, negatives=2, epochs=epochs, lr=0.05, patience=patience,
                              min_epochs=0, select_metric="recall@20", progress=False,
-                             lr_schedule=schedule, lr_decay=0.1, lr_floor=1e-6)
+                             lr_schedule=schedule, lr_decay=0.1, lr_floor=1e-6,
+                             max_decays=max_decays)
     trainer = Trainer(model, build_sampler(cfg), build_objective(cfg), fit, options, val)
     feed = iter(scores)
     snapshots = []
@@ -65,6 +67,36 @@ def test_the_floor_ends_training():
     assert not schedule.should_stop(1, 1e-2)
     assert schedule.should_stop(1, 1e-3)
     assert not PlateauSchedule("none", patience=10).should_stop(1, 1e-9)
+
+
+def test_after_max_decays_the_next_validation_without_improvement_ends_training():
+    scores = [0.1, 0.3, 0.2, 0.35, 0.32, 0.36, 0.37, 0.38, 0.1, 0.1, 0.1]
+    # two decays (epochs 3 and 5), then improvements at 6 to 8 keep it going at the floor; the
+    # next validation without improvement (9) ends training, where the patience of 3 needs 11
+    result = _trainer(scores, "plateau", max_decays=2)[0].fit()
+    assert [row["lr"] for row in result.history] == pytest.approx(
+        [0.05, 0.05, 0.05, 0.005, 0.005, 0.0005, 0.0005, 0.0005, 0.0005])
+    assert result.best_epoch == 8
+    unlimited = _trainer(scores, "plateau", epochs=9)[0].fit()  # same epochs before the stop
+    assert [r["lr"] for r in unlimited.history] == [r["lr"] for r in result.history]
+    assert len(_trainer(scores, "plateau", epochs=12)[0].fit().history) == 11
+
+
+def test_the_floor_tolerates_the_rounding_of_repeated_decays():
+    lr = 1e-2
+    for _ in range(4):
+        lr *= 0.1
+    assert lr > 1e-6  # 1.0000000000000002e-06: one decay too many before the tolerance
+    assert PlateauSchedule("plateau", 0.1, 1e-6, patience=10).should_stop(1, lr)
+    assert floor_after(1e-2, 0.1, 1e-6, 2) == pytest.approx(1e-4)
+    assert floor_after(1e-2, 0.1, 1e-6, 0) == 1e-6
+    assert floor_after(1e-2, 0.1, 1e-3, 5) == 1e-3
+
+
+def test_the_default_recipe_stops_after_two_decays():
+    from negspace.config import with_default_recipe
+    assert make_config(with_default_recipe({})).max_decays == 2
+    assert make_config(with_default_recipe({"model": "mf"})).max_decays == 0  # named: no recipe
 
 
 def test_steps_replay_decays_without_validation():
@@ -188,7 +220,7 @@ def test_the_pipeline_and_the_recommender_validate_on_the_recipes_sample(monkeyp
 
 def test_min_gain_reaches_the_schedule():
     from negspace.training.options import TrainerOptions
-    from negspace.training.schedule import PlateauSchedule
+    from negspace.training.schedule import PlateauSchedule, floor_after
     from negspace.pipeline.build import build_trainer
     from tests.conftest import random_interactions
     cfg = make_config({"model": "mf", "min_gain": 0.01, "dim": 4})

@@ -16,12 +16,13 @@ from negspace.config.schema import BY_SIZE, TrainConfig
 # reached the random start's best in half the epochs or fewer, and validated higher; gowalla's
 # test Recall@20 0.1580 -> 0.1626 in 18 epochs instead of 32). Chosen on validation
 # splits only (docs/results.md, "Default recipe"); it reads nothing of the dataset but its
-# statistics. dim 0 means "by the data's size" (resolve_for_data), as sampler "auto" does; a
+# statistics. Training ends at the first validation without improvement after two decays of the
+# rate (training/schedule.py floor_after). dim 0 means "by the data's size" (resolve_for_data), as sampler "auto" does; a
 # value given by the user stays.
 DEFAULT_RECIPE: dict[str, Any] = {
     "model": "mf", "loss": "softmax", "sampler": "auto", "dim": 0, "negatives": 0,
     "batch_size": 256, "lr": 0.01, "temperature": 0, "init": "spectral", "init_std": 0.01,
-    "refit": "auto", "layers": None, "val_users": None,
+    "refit": "auto", "layers": None, "val_users": None, "max_decays": 2,
 }
 # Up to this many user x item cells an epoch of the full softmax at d 512 stays cheap (ML-1M's
 # 1.8e7: about 5 s on one core), and d 512 at T 0.15 scored above d 128 at T 0.2 on the validation

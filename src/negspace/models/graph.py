@@ -9,15 +9,13 @@ plain MF at equal dimension; the propagation lets a user's vector borrow from it
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 from negspace.data.interactions import Interactions
 from negspace.models.mf import MF
-from negspace.models.spectral import normalised_matrix
+from negspace.models.spectral import normalised_matrix, torch_csr
 
 
 class _GraphProduct(torch.autograd.Function):
@@ -33,16 +31,6 @@ class _GraphProduct(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         return None, None, torch.sparse.mm(ctx.transposed, grad.contiguous())
-
-
-def _csr(matrix: sp.spmatrix) -> torch.Tensor:
-    m = sp.csr_matrix(matrix, dtype=np.float32)
-    with warnings.catch_warnings():  # "CSR support is in beta": products and .to() are all we use
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(torch.from_numpy(m.indptr.astype(np.int64)),
-                                       torch.from_numpy(m.indices.astype(np.int64)),
-                                       torch.from_numpy(m.data), size=m.shape,
-                                       check_invariants=False)
 
 
 def propagate(users: torch.Tensor, items: torch.Tensor, graph: torch.Tensor,
@@ -95,8 +83,8 @@ class PropagatedMF(MF):
         reads the whole training data, validation interactions included, as SimpleX's does)."""
         _, normalised, _ = normalised_matrix(history.matrix)
         # Buffers, not parameters, and not in state_dict: the graph is data, not a weight.
-        self.register_buffer("graph", _csr(normalised), persistent=False)
-        self.register_buffer("graph_t", _csr(normalised.T), persistent=False)
+        self.register_buffer("graph", torch_csr(normalised), persistent=False)
+        self.register_buffer("graph_t", torch_csr(normalised.T), persistent=False)
         self._cache = None
 
     def propagated(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,6 +10,8 @@ after six against 0.181 (docs/results.md, "Accuracy: defaults, recipes and tuned
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -27,6 +29,18 @@ def normalised_matrix(matrix: sp.spmatrix) -> tuple[sp.csr_matrix, sp.csr_matrix
     return r, (sp.diags(1 / np.sqrt(du)) @ r @ sp.diags(1 / np.sqrt(di))).tocsr(), di
 
 
+def torch_csr(matrix: sp.spmatrix, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """`matrix` as a torch CSR tensor of `dtype` (for sparse @ dense products)."""
+    m = sp.csr_matrix(matrix, dtype=np.float64 if dtype == torch.float64 else np.float32)
+    m.sort_indices()
+    with warnings.catch_warnings():  # "CSR support is in beta": products and .to() are all we use
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(torch.from_numpy(m.indptr.astype(np.int64)),
+                                       torch.from_numpy(m.indices.astype(np.int64)),
+                                       torch.from_numpy(m.data), size=m.shape,
+                                       check_invariants=False)
+
+
 def leading_item_vectors(normalised: sp.spmatrix, k: int, seed: int = 0, niter: int = 4,
                          dtype: torch.dtype = torch.float64) -> np.ndarray:
     """The top `k` right singular vectors of `normalised` (items x k, largest first), by the
@@ -38,12 +52,12 @@ def leading_item_vectors(normalised: sp.spmatrix, k: int, seed: int = 0, niter: 
         niter: power iterations (each costs two sparse products with k + 10 columns).
         dtype: of the computation (float32 halves its time; a start needs no more).
     """
-    coo = normalised.tocoo()
-    matrix = torch.sparse_coo_tensor(np.vstack([coo.row, coo.col]), coo.data, coo.shape,
-                                     check_invariants=False).to(dtype).coalesce()
+    # CSR, not COO: the same vectors to float rounding in 40% of the time (ML-1M at k 512:
+    # 1.9 s against 4.6; gowalla-lightgcn at k 64: 0.7 s against 1.9)
+    matrix = torch_csr(normalised, dtype)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        _, _, vectors = torch.svd_lowrank(matrix, q=min(k + 10, min(coo.shape)), niter=niter)
+        _, _, vectors = torch.svd_lowrank(matrix, q=min(k + 10, min(normalised.shape)), niter=niter)
     return vectors[:, :k].double().numpy()
 
 

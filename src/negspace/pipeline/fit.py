@@ -196,7 +196,8 @@ _ADDED_LATER = {"bank_size": 2048, "warmup": 0, "temperature": 1.0, "logq_streng
                 "split_bank_gradient": False, "split": "auto", "time_cut": "0.8", "last_n": 1,
                 "val_users": 0, "nproc": 1, "user_col": None, "item_col": None,
                 "weight_col": None, "time_col": None, "precision": "fp32",
-                "deterministic": False, "confidence": 0.0, "refit": "no"}
+                "deterministic": False, "confidence": 0.0, "refit": "no",
+                "max_decays": 0}
 
 
 def fingerprint(cfg: TrainConfig, train: Interactions) -> str:

@@ -77,6 +77,8 @@ class TrainerOptions:
             (not below `lr_floor`) and reloads the best validated weights after each validation
             that does not improve; "none" keeps the rate (training/schedule.py). Either way
             `patience` consecutive validations without improvement end training.
+        max_decays: with "plateau", the rate after this many decays is a floor that ends
+            training at the next validation without improvement (0: `lr_floor` alone).
         on_epoch: called with each epoch's history row once it is recorded (validated epochs
             hold `val_<metric>` keys); returning True ends training there as an early stop
             does (the tuner's time budget), an exception it raises aborts it (the tuner's
@@ -107,6 +109,7 @@ class TrainerOptions:
     batch_by: str = _configured('batch_by')
     lr_decay: float = _configured('lr_decay')
     lr_floor: float = _configured('lr_floor')
+    max_decays: int = _configured('max_decays')
     precision: str = _configured('precision')
     device_step: bool | None = None
     weighted: bool = False

@@ -45,11 +45,25 @@ class PlateauSchedule:
         """Whether training ends after `stale` consecutive validations without improvement."""
         if stale >= self.patience:
             return True
-        return self.kind == "plateau" and stale > 0 and lr <= self.floor
+        # (a relative tolerance: 1e-2 x 0.1^4 is 1.0000000000000002e-06, one ulp above 1e-6)
+        return self.kind == "plateau" and stale > 0 and lr <= self.floor * (1 + 1e-9)
 
     def decays_now(self, stale: int) -> bool:
         """Whether this validation (the `stale`-th without improvement) decays the rate."""
         return self.kind == "plateau" and stale > 0
+
+
+def floor_after(lr: float, decay: float, floor: float, max_decays: int) -> float:
+    """The plateau schedule's floor: `floor`, or with `max_decays` > 0 the rate after that many
+    decays of `lr` when that is higher (reaching it, the next validation without improvement
+    ends training).
+
+    Why: after two decays of the default recipe's rate (1e-2 to 1e-4) the validated best moved by
+    at most 0.04% on six curves (ML-1M, gowalla-lightgcn, the Amazon sets, the 8M-pair synthetic
+    set), while the epochs spent there until patience ran out were 12% to 23% of the run's time
+    (docs/results.md, "Stopping after two decays").
+    """
+    return max(floor, lr * decay ** max_decays) if max_decays > 0 else floor
 
 
 def current_lr(optimizers: list[torch.optim.Optimizer]) -> float:

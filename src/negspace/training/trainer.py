@@ -32,7 +32,7 @@ from negspace.training.shared_step import SharedCosineStep
 from negspace.training.device_step import DeviceStep
 from negspace.training.optim import SparseFriendlyAdam
 from negspace.training.options import TrainerOptions, TrainResult
-from negspace.training.schedule import PlateauSchedule, current_lr, scale_lr
+from negspace.training.schedule import PlateauSchedule, current_lr, floor_after, scale_lr
 # check_finite and first_non_finite are re-exported: they lived here before the split
 from negspace.training.trainer_state import (TrainerCheckpoints, check_finite,  # noqa: F401
                                              first_non_finite)
@@ -89,7 +89,9 @@ class Trainer(TrainerCheckpoints):
         self.result = TrainResult()
         self.best_state: dict | None = None
         self.stale = 0
-        self.schedule = PlateauSchedule(options.lr_schedule, options.lr_decay, options.lr_floor,
+        self.schedule = PlateauSchedule(options.lr_schedule, options.lr_decay,
+                                        floor_after(options.lr, options.lr_decay, options.lr_floor,
+                                                    options.max_decays),
                                         options.patience, options.min_gain)
         self.finished = False
         # Position: the next step is step `step_in_epoch` (0-based) of epoch `epoch` (1-based).
@@ -337,7 +339,7 @@ class Trainer(TrainerCheckpoints):
                         and self.best_state is not None):
                     # continue from the best weights with smaller steps (the optimiser's moments stay)
                     self.model.load_state_dict(self.best_state)
-                    scale_lr(self.optimizer.optimizers, self.opt.lr_decay, self.opt.lr_floor)
+                    scale_lr(self.optimizer.optimizers, self.opt.lr_decay, self.schedule.floor)
             if self.opt.progress:
                 tqdm.write(f"epoch {epoch}: loss {loss:.4f}  val {self.opt.select_metric} "
                            f"{score:.4f}  ({seconds:.1f}s)")
