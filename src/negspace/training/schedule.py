@@ -61,7 +61,7 @@ def floor_after(lr: float, decay: float, floor: float, max_decays: int) -> float
     Why: after two decays of the default recipe's rate (1e-2 to 1e-4) the validated best moved by
     at most 0.04% on six curves (ML-1M, gowalla-lightgcn, the Amazon sets, the 8M-pair synthetic
     set), while the epochs spent there until patience ran out were 12% to 23% of the run's time
-    (docs/results.md, "Stopping after two decays").
+    (docs/results.md, "Schedules").
     """
     return max(floor, lr * decay ** max_decays) if max_decays > 0 else floor
 
