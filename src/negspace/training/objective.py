@@ -9,6 +9,7 @@ import torch
 
 from negspace.errors import NegspaceError
 from negspace.losses import bpr, cosine_contrastive, multi_margin, triplet_hinge
+from negspace.losses.multinomial import multinomial_nll
 from negspace.losses.sampled_softmax import bilateral_softmax, sampled_softmax
 from negspace.models.base import EmbeddingModel, score_matrix
 from negspace.registry import LOSSES, LossFamily
@@ -229,10 +230,7 @@ class Objective:
         logits = score_matrix(u / self.temperature, v, measure) if measure != "l2" else \
             score_matrix(u, v, measure) / self.temperature
         # sum over pairs of (lse_u - s_ui): the row's log-sum-exp once per positive, no dense target
-        # (index_add_, not bincount: on a GPU bincount reads its largest value back to the host)
-        counts = logits.new_zeros(len(users)).index_add_(0, rows, logits.new_ones(len(rows)))
-        lse = torch.logsumexp(logits if log_weight is None else logits + log_weight, dim=1)
-        total = ((counts * lse).sum() - logits[rows, cols].sum()) / max(len(rows), 1)
+        total = multinomial_nll(logits, rows, cols, log_weight)
         if self.l2_weight:
             total = total + self.l2_weight * embedding_l2(u, v)
         return total

@@ -32,6 +32,7 @@ from negspace.training.shared_step import SharedCosineStep
 from negspace.training.device_step import DeviceStep
 from negspace.training.optim import SparseFriendlyAdam
 from negspace.training.options import TrainerOptions, TrainResult
+from negspace.training.heap import keep_large_blocks
 from negspace.training.schedule import PlateauSchedule, current_lr, floor_after, scale_lr
 # check_finite and first_non_finite are re-exported: they lived here before the split
 from negspace.training.trainer_state import (TrainerCheckpoints, check_finite,  # noqa: F401
@@ -64,6 +65,7 @@ class Trainer(TrainerCheckpoints):
                  train: Interactions, options: TrainerOptions,
                  validation: Interactions | None = None) -> None:
         self.model, self.sampler, self.objective = model, sampler, objective
+        keep_large_blocks()  # large score matrices reuse memory instead of faulting it in afresh
         self.train, self.validation, self.opt = train, validation, options
         if train.nnz == 0:
             raise NegspaceError("no training interactions")
