@@ -86,7 +86,7 @@ class TrainConfig:
     batch_size: int = field(default=256, metadata=_opt("positive pairs per batch (users per batch with --batch-by user)", low=1))
     batch_by: str = field(default="pair", metadata=_opt(
         "pair, or user: a batch is users with all their positives, the softmax computed once per user (--loss softmax; mf or cml; --sampler full: over the catalogue, uniform-softmax: estimated from --negatives uniform draws)", ("pair", "user")))
-    dim: int = field(default=128, metadata=_opt("embedding dimension d (0 with --sampler auto: by the data's size, 512 up to 1e8 user x item cells, else 256; 64 with long histories)", low=4))
+    dim: int = field(default=128, metadata=_opt("embedding dimension d (0 with --sampler auto: by the data's size, 512 up to 1e8 user x item cells, else 256; 128 with long histories)", low=4))
     epochs: int = field(default=300, metadata=_opt("cap on epochs: training runs until early stopping (the budget itself with --validation 0)", low=1))
     lr: float = field(default=1e-3, metadata=_opt("Adam learning rate", low=0, low_open=True))
     lr_schedule: str = field(default="plateau", metadata=_opt(
