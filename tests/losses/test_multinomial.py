@@ -2,6 +2,7 @@
 that keeps its large score matrices mapped."""
 
 import math
+import platform
 import sys
 
 import pytest
@@ -35,7 +36,7 @@ def test_value_and_gradient_match_autograd(weighted):
     assert got.item() == pytest.approx(want.item(), rel=1e-12)
     assert torch.allclose(got_grad, want_grad, atol=1e-12)
     assert torch.autograd.gradcheck(lambda t: multinomial_nll(t, rows, cols, log_weight),
-                                    (logits.detach()[:, :].clone().requires_grad_(),))
+                                    (logits.detach().clone().requires_grad_(),))
 
 
 def test_the_callers_scores_are_left_as_they_were():
@@ -48,5 +49,5 @@ def test_the_callers_scores_are_left_as_they_were():
 def test_keep_large_blocks_is_idempotent():
     first = keep_large_blocks()
     assert keep_large_blocks() is first
-    if sys.platform.startswith("linux") and "glibc" in " ".join(__import__("platform").libc_ver()):
+    if sys.platform.startswith("linux") and "glibc" in " ".join(platform.libc_ver()):
         assert first

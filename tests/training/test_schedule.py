@@ -220,7 +220,7 @@ def test_the_pipeline_and_the_recommender_validate_on_the_recipes_sample(monkeyp
 
 def test_min_gain_reaches_the_schedule():
     from negspace.training.options import TrainerOptions
-    from negspace.training.schedule import PlateauSchedule, floor_after
+    from negspace.training.schedule import PlateauSchedule
     from negspace.pipeline.build import build_trainer
     from tests.conftest import random_interactions
     cfg = make_config({"model": "mf", "min_gain": 0.01, "dim": 4})

@@ -17,8 +17,8 @@ from negspace.config.schema import BY_SIZE, TrainConfig
 # test Recall@20 0.1580 -> 0.1626 in 18 epochs instead of 32). Chosen on validation
 # splits only (docs/results.md, "Default recipe"); it reads nothing of the dataset but its
 # statistics. Training ends at the first validation without improvement after two decays of the
-# rate (training/schedule.py floor_after). dim 0 means "by the data's size" (resolve_for_data), as sampler "auto" does; a
-# value given by the user stays.
+# rate (training/schedule.py floor_after). dim 0 means "by the data's size" (resolve_for_data),
+# as sampler "auto" does; a value given by the user stays.
 DEFAULT_RECIPE: dict[str, Any] = {
     "model": "mf", "loss": "softmax", "sampler": "auto", "dim": 0, "negatives": 0,
     "batch_size": 256, "lr": 0.01, "temperature": 0, "init": "spectral", "init_std": 0.01,

@@ -34,6 +34,6 @@ def keep_large_blocks() -> bool:
             try:
                 libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
                 _applied = bool(libc.mallopt(M_MMAP_THRESHOLD, LARGE_BLOCKS))
-            except (OSError, AttributeError):  # musl and others have no mallopt
-                _applied = False
+            except (OSError, AttributeError):  # musl and others have no mallopt: unchanged
+                pass
     return _applied
