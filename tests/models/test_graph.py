@@ -7,7 +7,7 @@ import torch
 
 from negspace.config import make_config
 from negspace.errors import NegspaceError
-from negspace.models.graph import PropagatedMF, propagate
+from negspace.models.graph import PropagatedMF, propagate, rows_product
 from negspace.registry import build_model
 
 from ..conftest import random_interactions
@@ -59,6 +59,34 @@ def test_gradient_matches_the_dense_product(toy):
         su, si = su + lu, si + li
     ((su / 3) * weights[0]).sum().add(((si / 3) * weights[1]).sum()).backward()
     assert torch.allclose(got[0], eu.grad, atol=1e-5) and torch.allclose(got[1], ei.grad, atol=1e-5)
+
+
+def test_rows_product_is_the_slice_product(toy):
+    model = PropagatedMF(toy.n_users, toy.n_items, 4, toy, layers=2)
+    rows = torch.tensor([3, 0, 3, 24, 7])  # repeats, and rows of every length
+    x = torch.randn(toy.n_items, 5, dtype=torch.float32)
+    assert torch.allclose(rows_product(model.graph, rows, x), model.graph.to_dense()[rows] @ x,
+                          atol=1e-6)
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_a_steps_user_rows_equal_the_whole_propagation_and_its_gradient(toy, layers):
+    """A step computes the users' last layer for its batch only; the vectors and the gradients
+    are those of propagating every user."""
+    model = PropagatedMF(toy.n_users, toy.n_items, 4, toy, layers=layers, measure="cosine")
+    users = torch.tensor([2, 5, 5, 11, 0])
+    weights = torch.randn(len(users), 4), torch.randn(toy.n_items, 4)
+    rows = model.user_vectors_for_pairs(users, users)  # the step's path: the batch's rows only
+    (rows * weights[0]).sum().add((model.item_vectors(None) * weights[1]).sum()).backward()
+    got = rows.detach(), model.users.weight.grad.clone(), model.items.weight.grad.clone()
+    model.zero_grad()
+    u, i = propagate(model.users.weight, model.items.weight, model.graph, model.graph_t, layers)
+    whole = torch.nn.functional.normalize(u[users], dim=-1)
+    (whole * weights[0]).sum().add((torch.nn.functional.normalize(i, dim=-1)
+                                    * weights[1]).sum()).backward()
+    assert torch.allclose(got[0], whole.detach(), atol=1e-6)
+    assert torch.allclose(got[1], model.users.weight.grad, atol=1e-5)
+    assert torch.allclose(got[2], model.items.weight.grad, atol=1e-5)
 
 
 def test_one_propagation_per_step_and_a_fresh_one_after_the_update(toy):
