@@ -18,7 +18,7 @@ import argparse
 import csv
 from pathlib import Path
 
-from negspace.training.schedule import PlateauSchedule, floor_after
+from negspace.training.schedule import PlateauSchedule
 
 
 def replay(rows: list[dict[str, str]], key: str, schedule: PlateauSchedule,
@@ -27,11 +27,12 @@ def replay(rows: list[dict[str, str]], key: str, schedule: PlateauSchedule,
     best, stale, epoch = float("-inf"), 0, 0
     for row in rows:
         epoch, score = int(row["epoch"]), float(row[key])
-        if schedule.improves(score, best):
-            best, stale = score, 0
-        else:
-            stale += 1
-        if schedule.should_stop(stale, float(row["lr"])) and epoch >= min_epochs:
+        # the trainer's own decision (its decays are already in the recorded rates)
+        decision = schedule.decide(score, best, stale, float(row["lr"]))
+        stale = decision.stale
+        if decision.improved:
+            best = score
+        if decision.stop and epoch >= min_epochs:
             break
     return epoch, best
 
@@ -51,11 +52,11 @@ def main() -> None:
         rows = list(csv.DictReader(path.open()))
         key = f"val_{a.select}"
         seconds = [float(r["seconds"]) for r in rows]
-        whole = replay(rows, key, PlateauSchedule("plateau", a.decay, 1e-6))
+        whole = replay(rows, key, PlateauSchedule.for_rate("plateau", a.lr, a.decay, 1e-6))
         cells = [f"{whole[0]}, {whole[1]:.5f}"]
         for n in a.max_decays:
-            stop, best = replay(rows, key, PlateauSchedule(
-                "plateau", a.decay, floor_after(a.lr, a.decay, 1e-6, n)))
+            stop, best = replay(rows, key, PlateauSchedule.for_rate(
+                "plateau", a.lr, a.decay, 1e-6, n))
             saved = sum(seconds[stop:whole[0]]) / max(sum(seconds[:whole[0]]), 1e-9)
             cells.append(f"{stop}, {best:.5f} ({100 * (best / whole[1] - 1):+.2f}%), {100 * saved:.0f}%")
         print(f"| {path.parent.name or path.name} | " + " | ".join(cells) + " |")

@@ -6,7 +6,7 @@ import torch
 
 from negspace.pipeline.build import build_model, build_objective, build_sampler
 from negspace.config import make_config
-from negspace.training.schedule import PlateauSchedule, floor_after
+from negspace.training.schedule import Decision, PlateauSchedule, floor_after
 from negspace.training.trainer import Trainer, TrainerOptions
 from negspace.data.splits import holdout_split
 from tests.conftest import random_interactions
@@ -91,6 +91,21 @@ def test_the_floor_tolerates_the_rounding_of_repeated_decays():
     assert floor_after(1e-2, 0.1, 1e-6, 2) == pytest.approx(1e-4)
     assert floor_after(1e-2, 0.1, 1e-6, 0) == 1e-6
     assert floor_after(1e-2, 0.1, 1e-3, 5) == 1e-3
+
+
+def test_one_decision_for_the_trainer_and_the_replay():
+    schedule = PlateauSchedule.for_rate("plateau", 1e-2, 0.1, 1e-6, max_decays=2)
+    assert schedule.floor == pytest.approx(1e-4)  # the rate after two decays
+    assert schedule.decide(0.2, float("-inf"), 0, 1e-2) == Decision(True, False, False, 0)
+    assert schedule.decide(0.1, 0.2, 0, 1e-2) == Decision(False, True, False, 1)
+    assert schedule.decide(0.1, 0.2, 0, 1e-2, last=True) == Decision(False, False, False, 1)
+    assert schedule.decide(0.1, 0.2, 1, 1e-4) == Decision(False, False, True, 2)  # at the floor
+    # an epoch without validation keeps the count; only the floor or the patience may stop
+    assert schedule.decide(None, 0.2, 1, 1e-3) == Decision(False, False, False, 1)
+    assert schedule.decide(None, 0.2, 1, 1e-4).stop
+    plain = PlateauSchedule.for_rate("none", 1e-2, 0.1, 1e-6, patience=2)
+    assert plain.floor == 1e-6
+    assert plain.decide(0.1, 0.2, 1, 1e-2) == Decision(False, False, True, 2)
 
 
 def test_the_default_recipe_stops_after_two_decays():

@@ -11,6 +11,23 @@ import torch
 SCHEDULES = ("plateau", "none")
 
 
+@dataclass(frozen=True)
+class Decision:
+    """What follows one epoch under a PlateauSchedule (`PlateauSchedule.decide`).
+
+    Args:
+        improved: the validation is the new best (keep these weights).
+        decay: reload the best weights and decay the rate.
+        stop: the schedule ends training here (a caller's minimum of epochs may still hold it).
+        stale: consecutive validations without improvement, this epoch's included.
+    """
+
+    improved: bool
+    decay: bool
+    stop: bool
+    stale: int
+
+
 @dataclass
 class PlateauSchedule:
     """What happens after a validation that does not improve on the best one so far.
@@ -35,6 +52,50 @@ class PlateauSchedule:
     floor: float = 1e-6
     patience: int = 3
     min_gain: float = 1e-4
+
+    @classmethod
+    def for_rate(cls, kind: str, lr: float, decay: float, floor: float, max_decays: int = 0,
+                 patience: int = 3, min_gain: float = 1e-4) -> "PlateauSchedule":
+        """The schedule of a run that starts at rate `lr`, its floor raised by `max_decays`.
+
+        Args:
+            kind: "plateau" or "none".
+            lr: the run's first learning rate.
+            decay: factor of one decay.
+            floor: the lowest rate (--lr-floor).
+            max_decays: with > 0, the rate after that many decays is the floor when higher
+                (`floor_after`); 0: `floor` alone.
+            patience: consecutive validations without improvement that end training.
+            min_gain: relative gain over the best score that counts as an improvement.
+
+        Returns:
+            The schedule, whose `floor` is the one `scale_lr` and `should_stop` read.
+        """
+        return cls(kind, decay, floor_after(lr, decay, floor, max_decays), patience, min_gain)
+
+    def decide(self, score: float | None, best: float, stale: int, lr: float,
+               last: bool = False) -> Decision:
+        """Improve, decay or stop after an epoch: the one decision the trainer acts on and
+        bench/research/stop_replay.py replays.
+
+        Args:
+            score: this epoch's validation score; None where the epoch was not validated (the
+                count of stale validations stays, and only `should_stop` on it applies).
+            best: the best validation score so far (-inf before the first).
+            stale: consecutive validations without improvement before this epoch.
+            lr: the rate this epoch trained at.
+            last: the run's last epoch (no decay: nothing would train at the new rate).
+
+        Returns:
+            The Decision, with the new count of stale validations.
+        """
+        improved = score is not None and self.improves(score, best)
+        if score is not None:
+            stale = 0 if improved else stale + 1
+        stop = self.should_stop(stale, lr)
+        # no decay where training stops anyway (the rate is at the floor)
+        decay = score is not None and not last and self.decays_now(stale) and not stop
+        return Decision(improved, decay, stop, stale)
 
     def improves(self, score: float, best: float) -> bool:
         """Whether `score` beats `best` by more than `min_gain` (relative; 1e-4): gains below that (a tiny
@@ -154,5 +215,5 @@ def refit_plan(history: list[dict], key: str, best_epoch: int, plateau: bool,
     return {"epochs": max(1, len(chain)), **replayed_decays([r.get("lr") for r in chain], decay)}
 
 
-__all__ = ["PlateauSchedule", "SCHEDULES", "current_lr", "kept_epochs", "refit_plan",
+__all__ = ["Decision", "PlateauSchedule", "SCHEDULES", "current_lr", "kept_epochs", "refit_plan",
            "replayed_decays", "scale_lr"]

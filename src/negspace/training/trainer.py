@@ -33,7 +33,7 @@ from negspace.training.device_step import DeviceStep
 from negspace.training.optim import SparseFriendlyAdam
 from negspace.training.options import TrainerOptions, TrainResult
 from negspace.training.heap import keep_large_blocks
-from negspace.training.schedule import PlateauSchedule, current_lr, floor_after, scale_lr
+from negspace.training.schedule import PlateauSchedule, current_lr, scale_lr
 # check_finite and first_non_finite are re-exported: they lived here before the split
 from negspace.training.trainer_state import (TrainerCheckpoints, check_finite,  # noqa: F401
                                              first_non_finite)
@@ -91,10 +91,10 @@ class Trainer(TrainerCheckpoints):
         self.result = TrainResult()
         self.best_state: dict | None = None
         self.stale = 0
-        self.schedule = PlateauSchedule(options.lr_schedule, options.lr_decay,
-                                        floor_after(options.lr, options.lr_decay, options.lr_floor,
-                                                    options.max_decays),
-                                        options.patience, options.min_gain)
+        self.schedule = PlateauSchedule.for_rate(options.lr_schedule, options.lr,
+                                                 options.lr_decay, options.lr_floor,
+                                                 options.max_decays, options.patience,
+                                                 options.min_gain)
         self.finished = False
         # Position: the next step is step `step_in_epoch` (0-based) of epoch `epoch` (1-based).
         self.epoch, self.step_in_epoch, self.global_step = 1, 0, 0
@@ -327,31 +327,29 @@ class Trainer(TrainerCheckpoints):
         last = epoch == self.opt.epochs
         lr = current_lr(self.optimizer.optimizers)
         row["lr"] = lr
+        score = None  # None: not validated this epoch
         if self.validation is not None and (epoch % self.opt.eval_every == 0 or last):
             metrics = self.validate()
             row.update({f"val_{k}": v for k, v in metrics.items() if "@" in k})
             score = metrics[self.opt.select_metric]
-            if self.schedule.improves(score, result.best_score):
-                result.best_score, result.best_epoch, self.stale = score, epoch, 0
-                self.best_state = copy.deepcopy(self.model.state_dict())
-            else:
-                self.stale += 1
-                if (not last and self.schedule.decays_now(self.stale)
-                        and not self.schedule.should_stop(self.stale, lr)
-                        and self.best_state is not None):
-                    # continue from the best weights with smaller steps (the optimiser's moments stay)
-                    self.model.load_state_dict(self.best_state)
-                    scale_lr(self.optimizer.optimizers, self.opt.lr_decay, self.schedule.floor)
-            if self.opt.progress:
-                tqdm.write(f"epoch {epoch}: loss {loss:.4f}  val {self.opt.select_metric} "
-                           f"{score:.4f}  ({seconds:.1f}s)")
+        decision = self.schedule.decide(score, result.best_score, self.stale, lr, last)
+        self.stale = decision.stale
+        if decision.improved:
+            result.best_score, result.best_epoch = score, epoch
+            self.best_state = copy.deepcopy(self.model.state_dict())
+        elif decision.decay and self.best_state is not None:
+            # continue from the best weights with smaller steps (the optimiser's moments stay)
+            self.model.load_state_dict(self.best_state)
+            scale_lr(self.optimizer.optimizers, self.opt.lr_decay, self.schedule.floor)
+        if score is not None and self.opt.progress:
+            tqdm.write(f"epoch {epoch}: loss {loss:.4f}  val {self.opt.select_metric} "
+                       f"{score:.4f}  ({seconds:.1f}s)")
         result.history.append(row)
         if self.opt.lr_schedule == "steps" and epoch in self.opt.lr_steps:  # listed k times: k decays
             scale_lr(self.optimizer.optimizers, self.opt.lr_decay ** self.opt.lr_steps.count(epoch),
                      self.opt.lr_floor)
         stop = self.opt.on_epoch is not None and bool(self.opt.on_epoch(row))
-        self.finished = stop or last or (self.schedule.should_stop(self.stale, lr)
-                                         and epoch >= self.opt.min_epochs)
+        self.finished = stop or last or (decision.stop and epoch >= self.opt.min_epochs)
         self.epoch, self.step_in_epoch, self.epoch_loss = epoch + 1, 0, 0.0
         self.epoch_seconds, self.epoch_cpu = 0.0, 0.0
         if self.opt.checkpoint is not None:
