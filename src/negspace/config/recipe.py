@@ -74,7 +74,7 @@ def resolve_for_data(cfg: TrainConfig, n_users: int, n_items: int,
                      n_pairs: int = 0) -> TrainConfig:
     """`cfg` with sampler "auto" (and dim, temperature 0), layers and val_users None and refit
     "auto" replaced by what the data's size (users, items, training pairs) calls for (see
-    above). The caller samples its validation users again after this (`sample_users`)."""
+    above). The caller samples its validation users after this (`sample_users`)."""
     cells = n_users * n_items
     if cfg.val_users is None:
         sample = cells > VALIDATION_MAX_CELLS

@@ -17,8 +17,7 @@ from negspace.data.interactions import Interactions
 from negspace.data.loaders import Columns, load_dataset
 from negspace.evaluation.evaluator import evaluate
 from negspace.distributed import process_group as distributed
-from negspace.data.splits import sample_users
-from negspace.pipeline.split import split_parts, split_with_validation
+from negspace.pipeline.split import hold_out_validation, split_parts
 from negspace.pipeline.output import RunOutput
 from negspace.pipeline.refit import train_with_refit
 from negspace.pipeline.towers import plot_drift, save_towers, tower_features
@@ -107,11 +106,11 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
         check_run_dir(run_dir, overwrite)  # refuse before the (slow) loading
     t0 = time.perf_counter()
     dataset = load_for(cfg) if dataset is None else dataset
-    train, test, fit_on, validation = split_with_validation(cfg, dataset)
-    # sampler "auto" (the default recipe)
+    train, test, times = split_parts(cfg, dataset)
+    # sampler "auto" (the default recipe) and its val_users resolved first: validation users are
+    # sampled once, by the resolved count
     cfg = resolve_for_data(cfg, train.n_users, train.n_items, train.nnz)
-    if validation is not None:  # the recipe's sample on large data (a no-op when already taken)
-        validation = sample_users(validation, cfg.val_users, cfg.seed)
+    fit_on, validation = hold_out_validation(cfg, dataset, train, times)
     select = selection_metric(cfg, dataset.protocol)
     if cfg.refit == "yes":  # train with validation in memory, then again on all training data
         return train_with_refit(run_training, cfg, select, out, overwrite, on_epoch,

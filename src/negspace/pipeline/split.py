@@ -53,17 +53,33 @@ def split_parts(cfg: TrainConfig, dataset: Dataset
 def split_with_validation(cfg: TrainConfig, dataset: Dataset
                           ) -> tuple[Interactions, Interactions, Interactions,
                                      Interactions | None]:
-    """(train, test, the part trained on, validation or None) of a run.
+    """(train, test, the part trained on, validation or None) of a run: `split_parts`, then
+    `hold_out_validation` on its training part."""
+    train, test, times = split_parts(cfg, dataset)
+    return (train, test, *hold_out_validation(cfg, dataset, train, times))
+
+
+def hold_out_validation(cfg: TrainConfig, dataset: Dataset, train: Interactions,
+                        times: np.ndarray | None) -> tuple[Interactions, Interactions | None]:
+    """Carves the validation split from a run's training interactions.
 
     Validation (when `cfg.validation` > 0) comes from `train` only: k-fold and given splits hold
     out `cfg.validation` of each user's training items at random; `--split time` holds out the
     latest `cfg.validation` share of the training interactions (a second global cut, before the
     test cut); `--split last` each user's last `cfg.last_n` training interactions. With
     `cfg.val_users` the validation keeps a seeded sample of that many users.
+
+    Args:
+        cfg: the configuration (its val_users resolved when the recipe chooses it by size).
+        dataset: the run's dataset (its protocol picks the split mode).
+        train: the training interactions (`split_parts`).
+        times: their times, for the time splits (`split_parts`).
+
+    Returns:
+        (the part trained on, validation or None).
     """
-    train, test, times = split_parts(cfg, dataset)
     if cfg.validation <= 0:
-        return train, test, train, None
+        return train, None
     mode = _mode(cfg, dataset)
     if mode == "time":
         fit_on, validation, _ = time_split(train, times, 1.0 - cfg.validation, "validation")
@@ -71,4 +87,4 @@ def split_with_validation(cfg: TrainConfig, dataset: Dataset
         fit_on, validation, _ = last_split(train, times, cfg.last_n)
     else:
         fit_on, validation = holdout_split(train, cfg.validation, cfg.seed)
-    return train, test, fit_on, sample_users(validation, getattr(cfg, "val_users", 0) or 0, cfg.seed)
+    return fit_on, sample_users(validation, getattr(cfg, "val_users", 0) or 0, cfg.seed)
