@@ -136,3 +136,16 @@ def test_two_stage_refresh_every_reads_stale_vectors_and_resumes():
     again.load_state_dict(state)
     assert torch.equal(first, again.sample(u, i, 3, model))
     assert ds._calls == 2 and ds._cached is not None
+
+
+def test_draw_items_is_declared_by_every_sampler(interactions):
+    """The softmax by users (`--batch-by user`) reads `draw_items` from any sampler: None (the
+    exact sum) unless the sampler's draw estimates it, on the host and on the device alike."""
+    from negspace.samplers.in_batch import FullCatalogueSampler, UniformSoftmaxSampler
+    for host in (UniformSampler(seed=1), FullCatalogueSampler(seed=1)):
+        host.fit(interactions)
+        assert host.draw_items(7) is None
+        assert device_sampler(host, CPU).draw_items(7) is None
+    host = UniformSoftmaxSampler(seed=1).fit(interactions)
+    for drawn in (host.draw_items(7), device_sampler(host, CPU).draw_items(7)):
+        assert drawn.shape == (7,) and 0 <= int(drawn.min()) and int(drawn.max()) < interactions.n_items

@@ -49,6 +49,7 @@ class NegativeSampler(ABC):
     Class attributes (the sampler's contract, read by the trainer and the device step):
         kind: which protocol its draws follow (SamplerKind).
         reads_model: sampling reads the current embeddings (its draws cannot be prefetched).
+    Batches of users (`--batch-by user`) read `draw_items` whatever the kind.
 
     Args:
         seed: seeds the sampler's own numpy generator (its state is saved in checkpoints).
@@ -95,6 +96,19 @@ class NegativeSampler(ABC):
 
     @abstractmethod
     def _sample(self, users: np.ndarray, items: np.ndarray, n: int, model: Any) -> np.ndarray: ...
+
+    def draw_items(self, n: int) -> torch.Tensor | None:
+        """The items a batch of users' softmax (`--batch-by user`, Objective.multinomial) estimates
+        the catalogue's sum from. None by default: the sum runs over every item, exactly; a sampler
+        whose draw estimates it (UniformSoftmaxSampler) returns its [n] items.
+
+        Args:
+            n: items to draw.
+
+        Returns:
+            [n] item indices, or None for the exact sum.
+        """
+        return None
 
     def epoch_notes(self) -> dict[str, float]:
         """Columns this sampler adds to each epoch's history row (none by default)."""

@@ -165,8 +165,11 @@ class DeviceSampler:
             neg = self.popularity_shared(n)
         return neg, ~self.pos.contains(users.unsqueeze(1), neg.unsqueeze(0))
 
-    def draw_items(self, n: int) -> torch.Tensor:
-        """UniformSoftmaxSampler.draw_items on the device."""
+    def draw_items(self, n: int) -> torch.Tensor | None:
+        """The host's `draw_items` on the device: UniformSoftmaxSampler's uniform draw, None (the
+        exact sum) for the others, as their host default."""
+        if not isinstance(self.host, UniformSoftmaxSampler):
+            return None
         return torch.randint(0, self.n_items, (n,), generator=self.gen, device=self.device)
 
     def candidates(self, users: torch.Tensor, items: torch.Tensor, n: int) -> CandidateSet:

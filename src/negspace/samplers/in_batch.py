@@ -115,7 +115,14 @@ class UniformSoftmaxSampler(EmbeddingSampler):
     def draw_items(self, n: int) -> torch.Tensor:
         """[n] items drawn uniformly with replacement for a batch of users, unmasked: the sample
         the sampled multinomial (`--batch-by user`, Objective.multinomial) estimates the
-        catalogue's softmax sum from; rank 0's draw on every rank under `--nproc`."""
+        catalogue's softmax sum from; rank 0's draw on every rank under `--nproc`.
+
+        Args:
+            n: items to draw.
+
+        Returns:
+            [n] item indices.
+        """
         if self.train is None:
             raise RuntimeError("call fit(train) before draw_items()")
         ids = self.rng.integers(0, self.train.n_items, n)

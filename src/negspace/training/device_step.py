@@ -72,7 +72,7 @@ class DeviceStep:
         with autocast(self.device, self.precision if self.cast else "fp32"):
             if t.opt.batch_by == "user":  # the multinomial likelihood over the catalogue
                 rows, cols = positive_rows(t.train, host_users)  # from the host CSR, copied over
-                sample = None if not hasattr(t.sampler, "draw_items") else ds.draw_items(n)
+                sample = ds.draw_items(n)  # None: the exact sum
                 loss = objective.multinomial(model, users, (rows.to(self.device, non_blocking=True),
                                                             cols.to(self.device, non_blocking=True)),
                                              sample)

@@ -156,8 +156,7 @@ class Trainer(TrainerCheckpoints):
             return self.device_step(users, items)
         enqueue, update = False, None
         if self.opt.batch_by == "user":  # the multinomial likelihood over the catalogue
-            draw = getattr(self.sampler, "draw_items", None)  # or its estimate from a draw
-            sample = None if draw is None else draw(self.opt.negatives)
+            sample = self.sampler.draw_items(self.opt.negatives)  # None: the exact sum
             loss = self.objective.multinomial(self.model, users, positive_rows(self.train, users),
                                               sample)
         elif self.sampler.kind is SamplerKind.CANDIDATES:
