@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
@@ -27,8 +27,8 @@ from negspace.samplers.shared import SharedNegativeSampler
 from negspace.samplers.two_stage import TwoStageSampler
 from negspace.samplers.uniform import UniformSampler
 
-# The builders take a TrainConfig (config/schema.py, which reads its choices from this module).
-TrainConfig = Any
+if TYPE_CHECKING:  # config/schema.py reads its choices from this module: for type checkers only
+    from negspace.config.schema import TrainConfig
 
 
 # ------------------------------------------------------------------------------------- models
