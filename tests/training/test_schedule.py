@@ -160,6 +160,12 @@ def test_the_default_recipe_and_its_sampler_for_the_data_size():
     long_history = resolve_for_data(cfg, 10_001, 10_001, 20 * 10_001)  # above 1e8 cells
     assert (long_history.dim, long_history.temperature) == (32, 0.1)  # the user's dim stays
     assert (long_history.layers, large.layers, small.layers) == (2, 0, 0)  # the graph encoder
+    # batches by size: 1,024 users where each step propagates over the whole graph, else 256
+    assert (long_history.batch_size, large.batch_size, small.batch_size) == (1024, 256, 256)
+    assert resolve_for_data(make_config(with_default_recipe({"batch_size": 64})), 10_001, 10_001,
+                            20 * 10_001).batch_size == 64  # a batch size the user gives stays
+    with pytest.raises(Exception, match="batch_size must be >= 1"):
+        make_config({"model": "mf", "batch_size": 0})  # 0 means "by size" only with --sampler auto
     own = resolve_for_data(make_config(with_default_recipe({"layers": 0})), 10_001, 10_001, 20 * 10_001)
     assert own.layers == 0  # a layer count the user gives stays, 0 included
     weighted = make_config(with_default_recipe({"confidence": 1.0}))

@@ -55,7 +55,7 @@ learning rate drops 10x and the best weights come back after each validation wit
 
 # the samplers of --batch-by user: the whole catalogue, or a uniform sample scaled up to it
 USER_BATCH_SAMPLERS = ("full", "uniform-softmax")
-BY_SIZE = ("dim", "temperature")  # 0 in these: chosen by the data's size (config/recipe.py)
+BY_SIZE = ("dim", "temperature", "batch_size")  # 0: chosen by the data's size (config/recipe.py)
 BY_DATA = (*BY_SIZE, "negatives")  # 0 allowed with --sampler auto (negatives: by the branch)
 
 
@@ -83,7 +83,7 @@ class TrainConfig:
     # data; the exact 2-stage weights collapse at temperature 1 (docs/results.md, section 1).
     sampler: str = field(default="uniform", metadata=_opt("negative sampler", SAMPLER_NAMES))
     negatives: int = field(default=5, metadata=_opt("negatives per positive (N); with --sampler auto 0 lets the data choose", low=1))
-    batch_size: int = field(default=256, metadata=_opt("positive pairs per batch (users per batch with --batch-by user)", low=1))
+    batch_size: int = field(default=256, metadata=_opt("positive pairs per batch (users per batch with --batch-by user); 0 with --sampler auto: by the data's size", low=1))
     batch_by: str = field(default="pair", metadata=_opt(
         "pair, or user: a batch is users with all their positives, the softmax computed once per user (--loss softmax; mf or cml; --sampler full: over the catalogue, uniform-softmax: estimated from --negatives uniform draws)", ("pair", "user")))
     dim: int = field(default=128, metadata=_opt("embedding dimension d (0 with --sampler auto: by the data's size, 512 up to 1e8 user x item cells, else 256; 128 with long histories)", low=4))

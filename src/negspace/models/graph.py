@@ -9,8 +9,6 @@ plain MF at equal dimension; the propagation lets a user's vector borrow from it
 
 from __future__ import annotations
 
-import numpy as np
-import scipy.sparse as sp
 import torch
 
 from negspace.data.interactions import Interactions

@@ -31,7 +31,7 @@ from negspace.data.interactions import Interactions
 from negspace.errors import NegspaceError
 from negspace.samplers.base import NegativeSampler
 from negspace.samplers.candidates import CandidateSet, popularity_log_q
-from negspace.samplers.in_batch import (EmbeddingSampler, FullCatalogueSampler, InBatchSampler,
+from negspace.samplers.in_batch import (EmbeddingSampler, FullCatalogueSampler,
                                         UniformSoftmaxSampler)
 from negspace.samplers.memory_bank import MemoryBankSampler
 from negspace.samplers.popularity import PopularitySampler, popularity_weights

@@ -20,7 +20,7 @@ from negspace.data.interactions import Interactions
 from negspace.errors import NegspaceError
 from negspace.evaluation.evaluator import evaluate
 from negspace.evaluation.scoring import model_scorer
-from negspace.models.base import EmbeddingModel, score_matrix
+from negspace.models.base import EmbeddingModel
 from negspace.registry import LossFamily
 from negspace.samplers.base import NegativeSampler, SamplerKind, to_tensor
 from negspace.samplers.in_batch import positive_rows
