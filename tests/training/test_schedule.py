@@ -161,7 +161,10 @@ def test_the_default_recipe_and_its_sampler_for_the_data_size():
     assert (long_history.dim, long_history.temperature) == (32, 0.1)  # the user's dim stays
     assert (long_history.layers, large.layers, small.layers) == (2, 0, 0)  # the graph encoder
     # batches by size: 1,024 users where each step propagates over the whole graph, else 256
-    assert (long_history.batch_size, large.batch_size, small.batch_size) == (1024, 256, 256)
+    assert (long_history.batch_size, large.batch_size, small.batch_size) == (1024, 256, 64)
+    # small data: batches halve (down to 64) until an epoch holds 20 steps
+    assert [resolve_for_data(cfg, n_users, 3_000).batch_size
+            for n_users in (1_294, 2_600, 6_022)] == [64, 128, 256]
     assert resolve_for_data(make_config(with_default_recipe({"batch_size": 64})), 10_001, 10_001,
                             20 * 10_001).batch_size == 64  # a batch size the user gives stays
     with pytest.raises(Exception, match="batch_size must be >= 1"):
