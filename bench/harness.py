@@ -115,6 +115,16 @@ def timed() -> Iterator[dict[str, float]]:
 
 # ---------------------------------------------------------------- data
 
+def recipe_option(text: str) -> tuple[str, Any]:
+    """A `--set KEY=VALUE` of the research scripts: (key with dashes as underscores, the value
+    as JSON, or the string itself where it is not JSON)."""
+    key, _, value = text.partition("=")
+    try:
+        return key.replace("-", "_"), json.loads(value)
+    except json.JSONDecodeError:
+        return key.replace("-", "_"), value
+
+
 def load_split(dataset: str, fold: int = 0, seed: int = 0, **values: Any) -> tuple[Any, Any, Any]:
     """(config, train, test) of a named dataset (or a file), split as `negspace train` splits it:
     the given split, or fold `fold` of 4 (seed `seed`) for k-fold data."""

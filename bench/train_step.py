@@ -19,15 +19,10 @@ import subprocess
 import sys
 import time
 
+from harness import recipe_option  # bench/ is on the path when run as a script
+
 VARIANTS = ("glibc", "mmap", "mmap+trim")
 
-
-def _option(text: str) -> tuple[str, object]:
-    key, _, value = text.partition("=")
-    try:
-        return key.replace("-", "_"), json.loads(value)
-    except json.JSONDecodeError:
-        return key.replace("-", "_"), value
 
 
 def child(a: argparse.Namespace) -> None:
@@ -49,7 +44,7 @@ def child(a: argparse.Namespace) -> None:
     torch.set_num_threads(a.threads)
     cfg = make_config(with_default_recipe({"dataset": a.dataset, "refit": "no", "epochs": 1,
                                            "progress": False, "threads": a.threads,
-                                           **dict(_option(s) for s in a.set)}))
+                                           **dict(recipe_option(s) for s in a.set)}))
     train, _, fit_on, validation = split_with_validation(cfg, load_for(cfg))
     cfg = resolve_for_data(cfg, train.n_users, train.n_items, train.nnz)
     trainer = build_trainer(cfg, train.n_users, train.n_items, fit_on, validation,

@@ -13,8 +13,9 @@ gowalla-lightgcn curve in bench/records/accuracy.jsonl was measured from. `--set
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,6 +28,9 @@ from negspace.pipeline.fit import load_for
 from negspace.pipeline.split import split_with_validation
 from negspace.training.options import TrainerOptions
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/
+from harness import recipe_option  # noqa: E402
+
 
 def exact_start(history, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     r, normalised, di = normalised_matrix(history.matrix)
@@ -36,13 +40,6 @@ def exact_start(history, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return tuple(t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
                  for t in (users, items))
 
-
-def _option(text: str) -> tuple[str, object]:
-    key, _, value = text.partition("=")
-    try:
-        return key.replace("-", "_"), json.loads(value)
-    except json.JSONDecodeError:
-        return key.replace("-", "_"), value
 
 
 def main() -> None:
@@ -57,7 +54,7 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="one more recipe option (a JSON value, or a string)")
     a = p.parse_args()
-    extra = dict(_option(s) for s in a.set)
+    extra = dict(recipe_option(s) for s in a.set)
     torch.set_num_threads(a.threads)
     cfg = make_config(with_default_recipe({"dataset": a.dataset, "init": a.init, "refit": "no",
                                            "epochs": a.epochs, "progress": False,
