@@ -50,7 +50,7 @@ def propagate(users: torch.Tensor, items: torch.Tensor, graph: torch.Tensor,
 def propagate_items(users: torch.Tensor, items: torch.Tensor, graph: torch.Tensor,
                     graph_t: torch.Tensor, layers: int
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The item side's layer mean, and what a user's needs besides its own rows.
+    """The item side's layer mean, and what each user's mean needs besides its last layer.
 
     Why: a step of the full softmax reads every item's vector but only its batch's users'. The
     users' last layer (R~ e_i^(K-1)) is needed for those rows alone, so a step computes it for
@@ -58,8 +58,8 @@ def propagate_items(users: torch.Tensor, items: torch.Tensor, graph: torch.Tenso
     K = 2, and as many fewer in the backward.
 
     Returns:
-        (e_u^0 + ... + e_u^(K-1) [n_users, d], the items' mean [n_items, d], e_i^(K-1)
-        [n_items, d]): a user's mean is (first[u] + (R~ e_i^(K-1))[u]) / (K + 1).
+        (partial = e_u^0 + ... + e_u^(K-1) [n_users, d], the items' mean [n_items, d],
+        last = e_i^(K-1) [n_items, d]): user u's mean is (partial[u] + (R~ last)[u]) / (K + 1).
     """
     u_sum, i_sum, u, i = users, items, users, items
     for k in range(layers):
