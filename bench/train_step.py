@@ -24,7 +24,6 @@ from harness import recipe_option  # bench/ is on the path when run as a script
 VARIANTS = ("glibc", "mmap", "mmap+trim")
 
 
-
 def child(a: argparse.Namespace) -> None:
     """Times the steps in this process under heap variant `a.child`."""
     from negspace.training import heap

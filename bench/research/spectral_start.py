@@ -41,7 +41,6 @@ def exact_start(history, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
                  for t in (users, items))
 
 
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", required=True)

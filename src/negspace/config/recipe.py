@@ -105,7 +105,7 @@ def resolve_for_data(cfg: TrainConfig, n_users: int, n_items: int,
     if getattr(cfg, "confidence", 0):  # weighted draws of positive pairs: pair batches
         return dataclasses.replace(cfg, sampler="uniform", negatives=cfg.negatives or
                                    SHARED_NEGATIVES, layers=plain, **picks).validate()
-    if fits and sized != LARGE_DATA:  # (negatives unused: every item is one)
+    if fits and sized is not LARGE_DATA:  # (negatives unused: every item is one)
         layers = sized.get("layers", 0) if cfg.layers is None else cfg.layers
         return dataclasses.replace(cfg, sampler="full", batch_by="user", layers=layers,
                                    negatives=cfg.negatives or SHARED_NEGATIVES, **picks).validate()

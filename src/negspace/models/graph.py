@@ -44,7 +44,17 @@ def propagate(users: torch.Tensor, items: torch.Tensor, graph: torch.Tensor,
         (users [n_users, d], items [n_items, d]): (e^0 + ... + e^K) / (K + 1) of each side.
     """
     partial, items_mean, last = propagate_items(users, items, graph, graph_t, layers)
-    return (partial + _GraphProduct.apply(graph, graph_t, last)) / (layers + 1), items_mean
+    return users_mean(partial, last, graph, graph_t, layers), items_mean
+
+
+def users_mean(partial: torch.Tensor, last: torch.Tensor, graph: torch.Tensor,
+               graph_t: torch.Tensor, layers: int) -> torch.Tensor:
+    """Every user's layer mean from `propagate_items`' partial sum and last item layer.
+
+    Returns:
+        [n_users, d]: (partial + R~ last) / (K + 1).
+    """
+    return (partial + _GraphProduct.apply(graph, graph_t, last)) / (layers + 1)
 
 
 def propagate_items(users: torch.Tensor, items: torch.Tensor, graph: torch.Tensor,
@@ -131,8 +141,7 @@ class PropagatedMF(MF):
         cosine's normalisation."""
         partial, items, last = self._propagated_items()
         if self._cache[4] is None:  # type: ignore[index]  # the users' last layer, all of it
-            users = (partial + _GraphProduct.apply(self.graph, self.graph_t, last)) / (
-                self.layers + 1)
+            users = users_mean(partial, last, self.graph, self.graph_t, self.layers)
             if users.requires_grad:
                 users.register_hook(self._forget)
             self._cache = (*self._cache[:4], users)  # type: ignore[index]
