@@ -29,7 +29,8 @@ SECTIONS = {"summary": "Headline results", "accuracy": "Accuracy: defaults, reci
             "peers": "Peers at their issue-6 settings, and negspace's other models",
             "samplers": "Negative samplers for CML (the grid of Tran et al., SIGIR 2019)",
             "schedule": "Schedules", "speed": "Speed", "scale": "Scale and distributed training",
-            "serving": "Serving", "gpu": "GPU"}
+            "serving": "Serving", "gpu": "GPU",
+            "significance": "Significance: paired tests over test users"}
 # summary columns: (title, does a record's method belong to it)
 COLUMNS = [("negspace default", lambda m: m == "negspace default"),
            ("negspace recipe", lambda m: m == "negspace recipe"),

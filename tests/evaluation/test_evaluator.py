@@ -9,6 +9,7 @@ import torch
 
 from negspace.data.interactions import Interactions
 from negspace.evaluation import evaluate, evaluate_folds
+from negspace.evaluation.evaluator import per_user_metrics, rank_test_users
 
 NAMES = ("map", "ndcg", "recall", "precision", "hit", "mmr", "avgpop", "longtail", "coverage", "gini")
 
@@ -20,6 +21,17 @@ def _inter(mask: np.ndarray) -> Interactions:
 
 def _brute_force(scores: np.ndarray, train: np.ndarray, test: np.ndarray, k: int) -> dict:
     """Per-user metrics written plainly from their definitions, averaged over users with test items."""
+    per_user, shown = _brute_force_per_user(scores, train, test, k)
+    out = {name: float(np.mean(v)) for name, v in per_user.items() if v}
+    out["coverage"] = sum(c > 0 for c in shown) / len(shown)
+    x, n = sorted(shown), len(shown)  # Gini as the mean absolute difference over 2 * mean
+    out["gini"] = sum(abs(a - b) for a in x for b in x) / (2 * n * n * np.mean(x))
+    return out
+
+
+def _brute_force_per_user(scores: np.ndarray, train: np.ndarray, test: np.ndarray, k: int
+                          ) -> tuple[dict[str, list[float]], list[int]]:
+    """(each metric of each user with test items, in user order; how often each item is shown)."""
     counts = train.sum(axis=0)
     per_user: dict[str, list[float]] = {name: [] for name in NAMES}
     head, seen = set(), 0  # most popular items until they hold 20% of the interactions
@@ -51,11 +63,7 @@ def _brute_force(scores: np.ndarray, train: np.ndarray, test: np.ndarray, k: int
         per_user["longtail"].append(sum(i not in head for i in ranked) / len(ranked))
         for i in ranked:
             shown[i] += 1
-    out = {name: float(np.mean(v)) for name, v in per_user.items() if v}
-    out["coverage"] = sum(c > 0 for c in shown) / len(shown)
-    x, n = sorted(shown), len(shown)  # Gini as the mean absolute difference over 2 * mean
-    out["gini"] = sum(abs(a - b) for a in x for b in x) / (2 * n * n * np.mean(x))
-    return out
+    return per_user, shown
 
 
 def _random_case(seed: int, n_users: int = 40, n_items: int = 90):
@@ -87,6 +95,19 @@ def test_matches_brute_force(seed, chunk):
         want = _brute_force(scores, train, test, k)
         for name in NAMES:
             assert got[f"{name}@{k}"] == pytest.approx(want[name], rel=1e-9, abs=1e-12), (name, k)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_per_user_metrics_match_brute_force_user_by_user(seed):
+    scores, train, test = _random_case(seed)
+    users, top = rank_test_users(lambda u: torch.from_numpy(scores[u.numpy()]), _inter(train),
+                                 _inter(test), ks=(5, 20))
+    np.testing.assert_array_equal(users, np.flatnonzero(test.sum(axis=1) > 0))
+    got = per_user_metrics(top, users, _inter(test), ks=(5, 20))
+    for k in (5, 20):
+        want, _ = _brute_force_per_user(scores, train, test, k)
+        for name in ("map", "ndcg", "recall", "precision", "hit"):
+            np.testing.assert_allclose(got[f"{name}@{k}"], want[name], rtol=1e-9, atol=1e-12)
 
 
 def test_hand_computed():

@@ -36,6 +36,15 @@ def evaluate(score_fn: ScoreFn, train: Interactions, test: Interactions,
         users' lists; see evaluation/beyond.py); `n_eval_users` (users with at least one test
         item) and `n_users_without_test` (users skipped), as floats.
     """
+    users, top = rank_test_users(score_fn, train, test, ks, chunk_size)
+    return metrics_from_top(top, users, train, test, ks)
+
+
+def rank_test_users(score_fn: ScoreFn, train: Interactions, test: Interactions,
+                    ks: Sequence[int], chunk_size: int | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(the users with at least one test item, in increasing order; their top max(ks) items
+    among those not in their training rows, -1 padding): the ranking `evaluate` scores."""
     if train.matrix.shape != test.matrix.shape:
         raise ValueError(f"train {train.matrix.shape} and test {test.matrix.shape} differ in shape")
     if len(ks) == 0 or min(ks) < 1:
@@ -45,7 +54,26 @@ def evaluate(score_fn: ScoreFn, train: Interactions, test: Interactions,
     if len(users):
         top, _ = topk_items(score_fn, users, max(ks), exclude=train,
                             chunk_size=chunk_size or auto_chunk_size(train.n_items))
-    return metrics_from_top(top, users, train, test, ks)
+    return users, top
+
+
+def per_user_metrics(top: np.ndarray, users: np.ndarray, test: Interactions,
+                     ks: Sequence[int]) -> dict[str, np.ndarray]:
+    """Each ranking metric of each user (`evaluate` reports their means; a paired test compares
+    them user by user: evaluation/significance.py).
+
+    Args:
+        top, users: `rank_test_users`' ranking.
+        test: the held-out interactions.
+        ks: cut-offs.
+
+    Returns:
+        `map@K`, `ndcg@K`, `recall@K`, `precision@K`, `hit@K` -> [len(users)] float64.
+    """
+    # padding (-1) is never a hit; clamp it to a valid index only for the lookup
+    hits = test.contains(users[:, None], np.maximum(top, 0)) & (top >= 0)
+    n_rel = test.user_degrees()[users]
+    return {f"{name}@{k}": fn(hits, n_rel, k) for k in ks for name, fn in RANKING_METRICS.items()}
 
 
 def metrics_from_top(top: np.ndarray, users: np.ndarray, train: Interactions, test: Interactions,
@@ -59,18 +87,14 @@ def metrics_from_top(top: np.ndarray, users: np.ndarray, train: Interactions, te
         train, test: as in `evaluate`.
         ks: cut-offs.
     """
-    n_test = test.user_degrees()
     names = [*RANKING_METRICS, "mmr", *BEYOND_METRICS]
     result = {f"{name}@{k}": float("nan") for k in ks for name in names}
     if len(users):
-        # padding (-1) is never a hit; clamp it to a valid index only for the lookup
-        hits = test.contains(users[:, None], np.maximum(top, 0)) & (top >= 0)
-        n_rel = n_test[users]
+        result.update({key: float(values.mean())
+                       for key, values in per_user_metrics(top, users, test, ks).items()})
         counts = train.item_counts()
         tail = long_tail_mask(counts)
         for k in ks:
-            for name, fn in RANKING_METRICS.items():
-                result[f"{name}@{k}"] = float(fn(hits, n_rel, k).mean())
             mmr = median_rank_popularity(top, counts, k)
             # a user with every item masked has no median (possible only if test overlaps train)
             if not np.isnan(mmr).all():
