@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from negspace.pipeline.refit import refit_config
+from negspace.pipeline.refit import fold_back_config, refit_config
 from negspace.pipeline.fit import run_training
 from negspace.config import make_config, resolve_for_data, with_default_recipe
 from negspace.training.schedule import refit_plan
@@ -77,18 +77,21 @@ def test_a_refit_run_is_the_validated_runs_choice_retrained_on_all_data(toy_csv,
     assert not torch.equal(out.model.items.weight, validated.model.items.weight)
 
 
-def test_refit_auto_is_yes_on_small_data_only():
+def test_refit_auto_refits_small_data_and_folds_back_above():
     cfg = make_config(with_default_recipe({}))
     assert cfg.refit == "auto"
     assert resolve_for_data(cfg, 6_022, 3_043).refit == "yes"
-    assert resolve_for_data(cfg, 70_679, 24_915).refit == "no"
+    assert resolve_for_data(cfg, 70_679, 24_915).refit == "fold"
+    two = make_config(with_default_recipe({"nproc": 2}))
+    assert resolve_for_data(two, 70_679, 24_915).refit == "no"
     no_validation = make_config(with_default_recipe({"validation": 0.0}))
     assert resolve_for_data(no_validation, 100, 100).refit == "no"
 
 
-def test_refit_yes_needs_a_validation_split():
+@pytest.mark.parametrize("refit", ["yes", "fold"])
+def test_refit_yes_needs_a_validation_split(refit):
     with pytest.raises(Exception, match="needs validation > 0"):
-        make_config({"model": "mf", "refit": "yes", "validation": 0.0})
+        make_config({"model": "mf", "refit": refit, "validation": 0.0})
 
 
 def test_the_python_api_refits_too(toy_csv):
@@ -97,3 +100,49 @@ def test_the_python_api_refits_too(toy_csv):
                                if k not in ("dataset", "model")})
     rec.fit(str(toy_csv))
     assert rec.config.validation == 0.0 and rec.config.epochs == len(rec.history)
+
+
+def test_fold_back_config_goes_on_without_validation_or_schedule(toy_csv):
+    cfg = make_config(_values(toy_csv, refit="fold", fold_epochs=2))
+    final = fold_back_config(cfg)
+    assert (final.refit, final.validation, final.val_users, final.epochs, final.lr_schedule,
+            final.lr) == ("no", 0.0, 0, 2, "none", cfg.lr)
+
+
+def test_a_fold_back_run_goes_on_from_the_validated_model_over_all_data(toy_csv, tmp_path):
+    values = _values(toy_csv, refit="fold", fold_epochs=2)
+    out = run_training(make_config(values), tmp_path / "run")
+    assert len(out.history) == 2 == out.metrics["fold_epochs"]
+    assert not any(k.startswith("val_") for k in out.history[-1])
+    assert (tmp_path / "run" / "selection.csv").exists() and out.metrics["selection_best_epoch"] >= 1
+    # config.json records the whole run: repeating it gives the same model (same seed)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (config["refit"], config["fold_epochs"], config["validation"]) == ("fold", 2, 0.1)
+    again = run_training(make_config({k: v for k, v in config.items()
+                                      if k not in ("protocol", "commit")}))
+    assert torch.equal(out.model.items.weight, again.model.items.weight)
+    # the second run starts from the validated run's model, not from a new one
+    validated = run_training(make_config(_values(toy_csv)), evaluate_test=False)
+    by_hand = run_training(fold_back_config(make_config(values)), start=validated.model)
+    assert torch.equal(out.model.items.weight, by_hand.model.items.weight)
+    fresh = run_training(fold_back_config(make_config(values)))
+    assert not torch.equal(out.model.items.weight, fresh.model.items.weight)
+
+
+def test_fold_back_over_the_graph_reads_every_training_interaction(toy_csv):
+    validated = run_training(make_config(_values(toy_csv, layers=2)), evaluate_test=False)
+    graph_before = validated.model.graph
+    folded = run_training(fold_back_config(make_config(_values(toy_csv, layers=2,
+                                                               refit="fold"))),
+                          start=validated.model)
+    # the model's graph was set to all the training data (a new buffer) before the epochs
+    assert folded.model.graph is not graph_before
+    assert folded.model.graph._nnz() == folded.train.nnz
+
+
+def test_the_python_api_folds_back_too(toy_csv):
+    from negspace import Recommender
+    rec = Recommender("mf", **{k: v for k, v in _values(toy_csv, refit="fold", fold_epochs=2).items()
+                               if k not in ("dataset", "model")})
+    rec.fit(str(toy_csv))
+    assert rec.config.refit == "fold" and len(rec.history) == 2

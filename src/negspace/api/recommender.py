@@ -140,11 +140,12 @@ class Recommender(RecommenderQueries):
         features = self._side_features(train, user_features, item_features)
         select = selection_metric(cfg, "python")
 
-        def train_once(cfg: TrainConfig, fit_on: Interactions,
-                       validation: Interactions | None) -> tuple[EmbeddingModel, Any]:
+        def train_once(cfg: TrainConfig, fit_on: Interactions, validation: Interactions | None,
+                       start: EmbeddingModel | None = None) -> tuple[EmbeddingModel, Any]:
+            factory = self._model_factory if start is None else lambda *_: start
             trainer = build_trainer(cfg, train.n_users, train.n_items, fit_on, validation,
                                     TrainerOptions.from_config(cfg, select), device, features=features,
-                                    model_factory=self._model_factory, sampler=self._sampler,
+                                    model_factory=factory, sampler=self._sampler,
                                     objective=self._objective)
             return trainer.model, trainer.fit()
 
@@ -153,6 +154,11 @@ class Recommender(RecommenderQueries):
             from negspace.pipeline.refit import refit_config
             cfg = self.config = refit_config(cfg, result.history, result.best_epoch, select)
             model, result = train_once(cfg, train, None)
+        elif cfg.refit == "fold":  # the chosen model goes on over every training interaction
+            from negspace.pipeline.refit import fold_back_config
+            if model.reads_history:
+                model.set_history(train)
+            model, result = train_once(fold_back_config(cfg), train, None, start=model)
         model.eval()
         if model.reads_history:  # served vectors read the whole history
             model.set_history(train)

@@ -27,6 +27,7 @@ from negspace.pipeline.rundir import (METRICS_FILE, check_run_dir, code_commit,
 from negspace.io import write_json
 from negspace.errors import NegspaceError
 from negspace.models import TwoTower
+from negspace.models.base import EmbeddingModel
 from negspace.pipeline.build import build_trainer
 from negspace.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from negspace.config import TrainConfig, config_fields, make_config, resolve_for_data
@@ -52,7 +53,8 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
                  resume: bool = False, on_epoch: Callable[[dict], bool | None] | None = None,
                  evaluate_test: bool = True,
                  selection: tuple[list[dict], dict[str, float], float] | None = None,
-                 dataset: Dataset | None = None) -> RunOutput:
+                 dataset: Dataset | None = None, start: EmbeddingModel | None = None,
+                 recorded: TrainConfig | None = None) -> RunOutput:
     """Trains one configuration and, when `out` is given, writes the run directory.
 
     The validation split is carved from the training data; the test data is touched once, at the
@@ -72,6 +74,10 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
             seconds of its model's start); set by pipeline/refit.py.
         dataset: the data `cfg` names, when the caller has loaded it already (the refit's two
             runs); None loads it.
+        start: a trained model to go on training instead of a new one (--refit fold's second
+            run; pipeline/refit.py); its graph becomes this run's training data.
+        recorded: the configuration config.json records, when not `cfg` (--refit fold records
+            the whole run's, which repeats it, not its second run's).
 
     Returns:
         Test metrics (with `train_seconds`), history, the selected model, the split, seconds.
@@ -112,7 +118,7 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
     cfg = resolve_for_data(cfg, train.n_users, train.n_items, train.nnz)
     fit_on, validation = hold_out_validation(cfg, dataset, train, times)
     select = selection_metric(cfg, dataset.protocol)
-    if cfg.refit == "yes":  # train with validation in memory, then again on all training data
+    if cfg.refit in ("yes", "fold"):  # train with validation in memory, then on all of it
         return train_with_refit(run_training, cfg, select, out, overwrite, on_epoch,
                                 evaluate_test, dataset)
     features = tower_features(dataset) if cfg.model == "two-tower" and cfg.side_features else None
@@ -122,8 +128,11 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
     sampler_cfg = cfg if dist is None else dataclasses.replace(
         cfg, seed=distributed.sampler_seed(cfg.seed, dist.rank))  # seeded by (seed, rank)
     started = time.perf_counter()
+    if start is not None and start.reads_history:
+        start.set_history(fit_on)
     trainer = build_trainer(cfg, train.n_users, train.n_items, fit_on, validation, options,
-                            device, features=features, sampler_cfg=sampler_cfg)
+                            device, features=features, sampler_cfg=sampler_cfg,
+                            model_factory=None if start is None else lambda *_: start)
     # the model's start is training time too (--init spectral computes an SVD)
     start_seconds = time.perf_counter() - started
     model = trainer.model
@@ -140,7 +149,8 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
                 dist.barrier()  # every rank has read it before rank 0 writes the next one
         elif writer:
             start_run_dir(run_dir, overwrite)
-            write_json(run_dir / "config.json", {**cfg.to_dict(), "protocol": dataset.protocol,
+            write_json(run_dir / "config.json", {**(recorded or cfg).to_dict(),
+                                                 "protocol": dataset.protocol,
                                                  "commit": code_commit()})
             if selection is not None:
                 write_history(run_dir, selection[0], "selection.csv")
@@ -169,7 +179,7 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
         with torch.no_grad():
             vectors = model.user_vectors(None), model.item_vectors(None)
         write_run(run_dir, *vectors, model.measure, train, result.history,
-                  {**cfg.to_dict(), "protocol": dataset.protocol}, metrics,
+                  {**(recorded or cfg).to_dict(), "protocol": dataset.protocol}, metrics,
                   {"train_seconds": round(result.train_seconds, 3),
                    "start_seconds": round(start_seconds, 3),
                    "session_seconds": round(seconds, 3), "resumed": resume,
@@ -196,7 +206,7 @@ _ADDED_LATER = {"bank_size": 2048, "warmup": 0, "temperature": 1.0, "logq_streng
                 "val_users": 0, "nproc": 1, "user_col": None, "item_col": None,
                 "weight_col": None, "time_col": None, "precision": "fp32",
                 "deterministic": False, "confidence": 0.0, "refit": "no",
-                "max_decays": 0}
+                "max_decays": 0, "fold_epochs": 3}
 
 
 def fingerprint(cfg: TrainConfig, train: Interactions) -> str:

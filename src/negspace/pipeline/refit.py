@@ -1,4 +1,5 @@
-"""`--refit yes`: early-stop on the validation split, then train again on all the training data.
+"""`--refit yes` and `--refit fold`: early-stop on the validation split, then train on all the
+training data.
 
 The validation split (10% of each user's training items by default) is what early stopping and
 the plateau decays need, but the model trained without it has seen less data. A refit run trains
@@ -6,6 +7,14 @@ twice: first with validation, in memory, which chooses the epochs (and the decay
 the same epochs: training/schedule.py `refit_plan`); then on every training interaction for
 those epochs, the model kept and evaluated. This is what `negspace tune` does with its best trial,
 and the default recipe does it on small data (config/schema.py, refit "auto").
+
+`--refit fold` folds the held-out interactions back instead: the validated run's model goes on
+for `fold_epochs` epochs on every training interaction, at the first rate with a fresh optimiser
+and no validation, and the last model is kept. Why: on large data a refit costs a second whole
+run. Measured without the test split (bench/research/fold_back.py: one level down, the
+validation split as the test and a second split carved from the rest as validation), on
+gowalla-lightgcn three fold-back epochs lifted Recall@20 on the held-out split from 0.2120 to
+0.2200, the refit's 0.2197, in 51 s against its 190 s.
 """
 
 from __future__ import annotations
@@ -48,11 +57,11 @@ def train_with_refit(run_training: Callable[..., "RunOutput"], cfg: TrainConfig,
                      out: str | Path | None, overwrite: bool,
                      on_epoch: Callable[[dict], bool | None] | None,
                      evaluate_test: bool, dataset: "Dataset") -> "RunOutput":
-    """Trains `cfg` with validation in memory, then its refit (see the module docstring).
+    """Trains `cfg` with validation in memory, then its refit or fold-back (module docstring).
 
     Args:
         run_training: the pipeline's one run (pipeline/fit.py), called for both runs.
-        cfg: a configuration with refit "yes" (resolved for the data).
+        cfg: a configuration with refit "yes" or "fold" (resolved for the data).
         select: the validation metric.
         out: run directory of the refit (selection.csv holds the validated run's history).
         overwrite: replace an existing run directory.
@@ -61,22 +70,34 @@ def train_with_refit(run_training: Callable[..., "RunOutput"], cfg: TrainConfig,
         dataset: the loaded data, shared by both runs.
 
     Returns:
-        The refit's output; its metrics add `selection_best_epoch`, `selection_val_<metric>`
-        and `refit_epochs`.
+        The second run's output; its metrics add `selection_best_epoch`,
+        `selection_val_<metric>` and `refit_epochs` (or `fold_epochs`).
     """
     chosen = run_training(dataclasses.replace(cfg, refit="no"), None, on_epoch=on_epoch,
                           evaluate_test=False, dataset=dataset)
     best = int(chosen.metrics["best_epoch"])
-    final = refit_config(cfg, chosen.history, best, select)
+    fold = cfg.refit == "fold"
+    final = fold_back_config(cfg) if fold else refit_config(cfg, chosen.history, best, select)
     scores = [row[f"val_{select}"] for row in chosen.history if f"val_{select}" in row]
     notes = {"selection_best_epoch": float(best), f"selection_val_{select}": max(scores),
-             "refit_epochs": float(final.epochs)}
+             ("fold_epochs" if fold else "refit_epochs"): float(final.epochs)}
     if cfg.progress:
-        print(f"refit: {final.epochs} epochs on every training interaction (validation chose "
-              f"epoch {best}, {select} {max(scores):.4f})", flush=True)
+        print(f"{'fold-back' if fold else 'refit'}: {final.epochs} epochs on every training "
+              f"interaction (validation chose epoch {best}, {select} {max(scores):.4f})",
+              flush=True)
     return run_training(final, out, overwrite, evaluate_test=evaluate_test,
                         selection=(chosen.history, notes, chosen.start_seconds),
-                        dataset=dataset)
+                        dataset=dataset, start=chosen.model if fold else None,
+                        recorded=cfg if fold else None)
 
 
-__all__ = ["refit_config", "train_with_refit"]
+def fold_back_config(cfg: TrainConfig) -> TrainConfig:
+    """The configuration of `--refit fold`'s second run: `cfg.fold_epochs` epochs on every
+    training interaction at `cfg.lr`, no validation, no schedule (the model comes from the
+    validated run, so nothing of `init` is computed again)."""
+    return dataclasses.replace(cfg, refit="no", validation=0.0, val_users=0,
+                               epochs=cfg.fold_epochs, lr_schedule="none",
+                               lr_steps="").validate()
+
+
+__all__ = ["fold_back_config", "refit_config", "train_with_refit"]
