@@ -61,6 +61,9 @@ def main() -> None:
     p.add_argument("--rates", nargs="+", default=["best", "first"],
                    help="fold-back rates: best (the rate at the best epoch), first (the run's "
                         "first rate) or a number")
+    p.add_argument("--steps", nargs="+", default=[""], metavar="EPOCHS",
+                   help="fold-back schedules: each a --lr-steps value (the epochs after which the "
+                        "rate is multiplied by --lr-decay), '' for a constant rate")
     p.add_argument("--refit", action="store_true", help="also the refit, for comparison")
     p.add_argument("--control", action="store_true",
                    help="also go on at each rate on the validated run's own data (without V2): "
@@ -101,13 +104,16 @@ def main() -> None:
     print(f"validated: best epoch {result.best_epoch} (lr {best_lr}), {seconds:.0f} s; on V {base}",
           flush=True)
     state = {k: x.clone() for k, x in model.state_dict().items()}
-    for rate, data in [(r, d) for r in a.rates for d in ((seen, fit_on) if a.control else (seen,))]:
+    for rate, steps, data in [(r, s, d) for r in a.rates for s in a.steps
+                              for d in ((seen, fit_on) if a.control else (seen,))]:
         lr = best_lr if rate == "best" else cfg.lr if rate == "first" else float(rate)
-        name = "fold-back" if data is seen else "control (no V2)"
+        name = ("fold-back" if data is seen else "control (no V2)") + (
+            f" decays after {steps}" if steps else "")
         model.load_state_dict(state)
         if model.reads_history:
             model.set_history(data)
-        c = dataclasses.replace(cfg, epochs=a.epochs, lr=lr, lr_schedule="none", validation=0.0)
+        c = dataclasses.replace(cfg, epochs=a.epochs, lr=lr, validation=0.0,
+                                lr_schedule="steps" if steps else "none", lr_steps=steps)
         t = time.perf_counter()
         fold = trainer_for(c, data, None, model=model, show=False)
         # evaluated on V after each epoch (the callback runs at the epoch's end)

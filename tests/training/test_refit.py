@@ -81,14 +81,14 @@ def test_refit_auto_refits_small_data_and_folds_back_above():
     cfg = make_config(with_default_recipe({}))
     assert cfg.refit == "auto"
     assert resolve_for_data(cfg, 6_022, 3_043).refit == "yes"
-    assert resolve_for_data(cfg, 70_679, 24_915).refit == "fold"
+    assert resolve_for_data(cfg, 70_679, 24_915).refit == "fold-back"
     two = make_config(with_default_recipe({"nproc": 2}))
     assert resolve_for_data(two, 70_679, 24_915).refit == "no"
     no_validation = make_config(with_default_recipe({"validation": 0.0}))
     assert resolve_for_data(no_validation, 100, 100).refit == "no"
 
 
-@pytest.mark.parametrize("refit", ["yes", "fold"])
+@pytest.mark.parametrize("refit", ["yes", "fold-back"])
 def test_refit_yes_needs_a_validation_split(refit):
     with pytest.raises(Exception, match="needs validation > 0"):
         make_config({"model": "mf", "refit": refit, "validation": 0.0})
@@ -103,21 +103,21 @@ def test_the_python_api_refits_too(toy_csv):
 
 
 def test_fold_back_config_goes_on_without_validation_or_schedule(toy_csv):
-    cfg = make_config(_values(toy_csv, refit="fold", fold_epochs=2))
+    cfg = make_config(_values(toy_csv, refit="fold-back", fold_back_epochs=2))
     final = fold_back_config(cfg)
     assert (final.refit, final.validation, final.val_users, final.epochs, final.lr_schedule,
             final.lr) == ("no", 0.0, 0, 2, "none", cfg.lr)
 
 
 def test_a_fold_back_run_goes_on_from_the_validated_model_over_all_data(toy_csv, tmp_path):
-    values = _values(toy_csv, refit="fold", fold_epochs=2)
+    values = _values(toy_csv, refit="fold-back", fold_back_epochs=2)
     out = run_training(make_config(values), tmp_path / "run")
-    assert len(out.history) == 2 == out.metrics["fold_epochs"]
+    assert len(out.history) == 2 == out.metrics["fold_back_epochs"]
     assert not any(k.startswith("val_") for k in out.history[-1])
     assert (tmp_path / "run" / "selection.csv").exists() and out.metrics["selection_best_epoch"] >= 1
     # config.json records the whole run: repeating it gives the same model (same seed)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert (config["refit"], config["fold_epochs"], config["validation"]) == ("fold", 2, 0.1)
+    assert (config["refit"], config["fold_back_epochs"], config["validation"]) == ("fold-back", 2, 0.1)
     again = run_training(make_config({k: v for k, v in config.items()
                                       if k not in ("protocol", "commit")}))
     assert torch.equal(out.model.items.weight, again.model.items.weight)
@@ -133,7 +133,7 @@ def test_fold_back_over_the_graph_reads_every_training_interaction(toy_csv):
     validated = run_training(make_config(_values(toy_csv, layers=2)), evaluate_test=False)
     graph_before = validated.model.graph
     folded = run_training(fold_back_config(make_config(_values(toy_csv, layers=2,
-                                                               refit="fold"))),
+                                                               refit="fold-back"))),
                           start=validated.model)
     # the model's graph was set to all the training data (a new buffer) before the epochs
     assert folded.model.graph is not graph_before
@@ -142,7 +142,7 @@ def test_fold_back_over_the_graph_reads_every_training_interaction(toy_csv):
 
 def test_the_python_api_folds_back_too(toy_csv):
     from negspace import Recommender
-    rec = Recommender("mf", **{k: v for k, v in _values(toy_csv, refit="fold", fold_epochs=2).items()
+    rec = Recommender("mf", **{k: v for k, v in _values(toy_csv, refit="fold-back", fold_back_epochs=2).items()
                                if k not in ("dataset", "model")})
     rec.fit(str(toy_csv))
-    assert rec.config.refit == "fold" and len(rec.history) == 2
+    assert rec.config.refit == "fold-back" and len(rec.history) == 2

@@ -154,7 +154,7 @@ class Recommender(RecommenderQueries):
             from negspace.pipeline.refit import refit_config
             cfg = self.config = refit_config(cfg, result.history, result.best_epoch, select)
             model, result = train_once(cfg, train, None)
-        elif cfg.refit == "fold":  # the chosen model goes on over every training interaction
+        elif cfg.refit == "fold-back":  # the chosen model goes on over every training interaction
             from negspace.pipeline.refit import fold_back_config
             if model.reads_history:
                 model.set_history(train)

@@ -99,7 +99,7 @@ def resolve_for_data(cfg: TrainConfig, n_users: int, n_items: int,
             VALIDATION_MAX_CELLS / max(n_items, 1))) if sample else 0)
     if cfg.refit == "auto":  # the 10% held out for validation counts: trained on at the end
         one = cfg.validation > 0 and cfg.nproc <= 1
-        cfg = dataclasses.replace(cfg, refit=("yes" if cells <= SMALL_DATA_MAX_CELLS else "fold")
+        cfg = dataclasses.replace(cfg, refit=("yes" if cells <= SMALL_DATA_MAX_CELLS else "fold-back")
                                   if one else "no")
     # layers None: the graph encoder where it measured better, with the full softmax by users
     # only (pair batches would propagate once per 256 pairs, 100x an epoch); else none

@@ -92,8 +92,8 @@ class TrainConfig:
     lr_schedule: str = field(default="plateau", metadata=_opt(
         "plateau: after each validation without improvement, lr x --lr-decay and the best weights reloaded; steps: lr x --lr-decay after each epoch of --lr-steps; none: constant lr", ("plateau", "steps", "none")))
     refit: str = field(default="no", metadata=_opt(
-        "yes: after the run early-stopped on the validation split, train again on every training interaction for the epochs (and lr decays) it chose, and keep that model (the tuner's refit); fold: instead, go on from the chosen model for --fold-epochs epochs on every training interaction at --lr (a quarter of a refit's cost on large data, as accurate on validation); auto: yes up to 1e8 user x item cells, fold above, in one process (the default recipe)", ("no", "yes", "fold", "auto")))
-    fold_epochs: int = field(default=3, metadata=_opt("--refit fold: epochs on every training interaction after the validated run", low=1))
+        "yes: after the run early-stopped on the validation split, train again on every training interaction for the epochs (and lr decays) it chose, and keep that model (the tuner's refit); fold-back: instead, go on from the chosen model for --fold-back-epochs epochs on every training interaction at --lr (a quarter of a refit's cost on large data, as accurate on validation); auto: yes up to 1e8 user x item cells, fold-back above, in one process (the default recipe)", ("no", "yes", "fold-back", "auto")))
+    fold_back_epochs: int = field(default=3, metadata=_opt("--refit fold-back: epochs on every training interaction after the validated run", low=1))
     lr_steps: str = field(default="", metadata=_opt("steps: comma-separated epochs after which the learning rate is multiplied by --lr-decay (the tuner's refit replays a plateau run's decays)"))
     lr_decay: float = field(default=0.1, metadata=_opt("plateau: learning-rate factor per decay", low=0, high=1, low_open=True))
     lr_floor: float = field(default=1e-6, metadata=_opt("plateau: the learning rate never goes below this", low=0))
@@ -254,7 +254,7 @@ class TrainConfig:
         self._validate_cosine_losses()
         self._validate_softmax()
         self.lr_step_list  # noqa: B018 -- parses and checks --lr-steps
-        if self.refit in ("yes", "fold") and (self.validation <= 0 or self.nproc > 1):
+        if self.refit in ("yes", "fold-back") and (self.validation <= 0 or self.nproc > 1):
             raise NegspaceError(f"--refit {self.refit} trains on after a validated run: it "
                                 "needs --validation > 0 and one process (--nproc 1)")
         return self

@@ -74,9 +74,9 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
             seconds of its model's start); set by pipeline/refit.py.
         dataset: the data `cfg` names, when the caller has loaded it already (the refit's two
             runs); None loads it.
-        start: a trained model to go on training instead of a new one (--refit fold's second
+        start: a trained model to go on training instead of a new one (--refit fold-back's second
             run; pipeline/refit.py); its graph becomes this run's training data.
-        recorded: the configuration config.json records, when not `cfg` (--refit fold records
+        recorded: the configuration config.json records, when not `cfg` (--refit fold-back records
             the whole run's, which repeats it, not its second run's).
 
     Returns:
@@ -118,7 +118,7 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
     cfg = resolve_for_data(cfg, train.n_users, train.n_items, train.nnz)
     fit_on, validation = hold_out_validation(cfg, dataset, train, times)
     select = selection_metric(cfg, dataset.protocol)
-    if cfg.refit in ("yes", "fold"):  # train with validation in memory, then on all of it
+    if cfg.refit in ("yes", "fold-back"):  # train with validation in memory, then on all of it
         return train_with_refit(run_training, cfg, select, out, overwrite, on_epoch,
                                 evaluate_test, dataset)
     features = tower_features(dataset) if cfg.model == "two-tower" and cfg.side_features else None
@@ -206,7 +206,7 @@ _ADDED_LATER = {"bank_size": 2048, "warmup": 0, "temperature": 1.0, "logq_streng
                 "val_users": 0, "nproc": 1, "user_col": None, "item_col": None,
                 "weight_col": None, "time_col": None, "precision": "fp32",
                 "deterministic": False, "confidence": 0.0, "refit": "no",
-                "max_decays": 0, "fold_epochs": 3}
+                "max_decays": 0, "fold_back_epochs": 3}
 
 
 def fingerprint(cfg: TrainConfig, train: Interactions) -> str:

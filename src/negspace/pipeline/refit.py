@@ -1,4 +1,4 @@
-"""`--refit yes` and `--refit fold`: early-stop on the validation split, then train on all the
+"""`--refit yes` and `--refit fold-back`: early-stop on the validation split, then train on all the
 training data.
 
 The validation split (10% of each user's training items by default) is what early stopping and
@@ -8,8 +8,8 @@ the same epochs: training/schedule.py `refit_plan`); then on every training inte
 those epochs, the model kept and evaluated. This is what `negspace tune` does with its best trial,
 and the default recipe does it on small data (config/schema.py, refit "auto").
 
-`--refit fold` folds the held-out interactions back instead: the validated run's model goes on
-for `fold_epochs` epochs on every training interaction, at the first rate with a fresh optimiser
+`--refit fold-back` folds the held-out interactions back instead: the validated run's model goes on
+for `fold_back_epochs` epochs on every training interaction, at the first rate with a fresh optimiser
 and no validation, and the last model is kept. Why: on large data a refit costs a second whole
 run. Measured without the test split (bench/research/fold_back.py: one level down, the
 validation split as the test and a second split carved from the rest as validation), on
@@ -61,7 +61,7 @@ def train_with_refit(run_training: Callable[..., "RunOutput"], cfg: TrainConfig,
 
     Args:
         run_training: the pipeline's one run (pipeline/fit.py), called for both runs.
-        cfg: a configuration with refit "yes" or "fold" (resolved for the data).
+        cfg: a configuration with refit "yes" or "fold-back" (resolved for the data).
         select: the validation metric.
         out: run directory of the refit (selection.csv holds the validated run's history).
         overwrite: replace an existing run directory.
@@ -71,16 +71,16 @@ def train_with_refit(run_training: Callable[..., "RunOutput"], cfg: TrainConfig,
 
     Returns:
         The second run's output; its metrics add `selection_best_epoch`,
-        `selection_val_<metric>` and `refit_epochs` (or `fold_epochs`).
+        `selection_val_<metric>` and `refit_epochs` (or `fold_back_epochs`).
     """
     chosen = run_training(dataclasses.replace(cfg, refit="no"), None, on_epoch=on_epoch,
                           evaluate_test=False, dataset=dataset)
     best = int(chosen.metrics["best_epoch"])
-    fold = cfg.refit == "fold"
+    fold = cfg.refit == "fold-back"
     final = fold_back_config(cfg) if fold else refit_config(cfg, chosen.history, best, select)
     scores = [row[f"val_{select}"] for row in chosen.history if f"val_{select}" in row]
     notes = {"selection_best_epoch": float(best), f"selection_val_{select}": max(scores),
-             ("fold_epochs" if fold else "refit_epochs"): float(final.epochs)}
+             ("fold_back_epochs" if fold else "refit_epochs"): float(final.epochs)}
     if cfg.progress:
         print(f"{'fold-back' if fold else 'refit'}: {final.epochs} epochs on every training "
               f"interaction (validation chose epoch {best}, {select} {max(scores):.4f})",
@@ -92,11 +92,11 @@ def train_with_refit(run_training: Callable[..., "RunOutput"], cfg: TrainConfig,
 
 
 def fold_back_config(cfg: TrainConfig) -> TrainConfig:
-    """The configuration of `--refit fold`'s second run: `cfg.fold_epochs` epochs on every
+    """The configuration of `--refit fold-back`'s second run: `cfg.fold_back_epochs` epochs on every
     training interaction at `cfg.lr`, no validation, no schedule (the model comes from the
     validated run, so nothing of `init` is computed again)."""
     return dataclasses.replace(cfg, refit="no", validation=0.0, val_users=0,
-                               epochs=cfg.fold_epochs, lr_schedule="none",
+                               epochs=cfg.fold_back_epochs, lr_schedule="none",
                                lr_steps="").validate()
 
 
