@@ -111,6 +111,22 @@ def summary(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def significance_summary(records: list[dict[str, Any]]) -> list[str]:
+    """One line per dataset with paired tests (bench/significance.py): how many of its
+    comparisons are significant at the 5% level, and the range of their p-values."""
+    tests = [r for r in records if r["section"] == "significance" and "p_value" in r["metrics"]]
+    lines = []
+    for ds in ordered([r["dataset"] for r in tests]):
+        mine = [r for r in tests if r["dataset"] == ds]
+        p = [r["metrics"]["p_value"] for r in mine]
+        significant = sum(v < 0.05 for v in p)
+        lines.append(f"Paired tests on {ds} ({len(p)} comparisons of the methods above over "
+                     f"{mine[0]['metrics'].get('test_users', '?')} test users, section "
+                     f"{SECTIONS['significance']!r}): {significant or 'none'} significant at the "
+                     f"5% level (p {min(p):.2f} to {max(p):.2f}).")
+    return lines + ([""] if lines else [])
+
+
 def section(records: list[dict[str, Any]]) -> list[str]:
     lines = []
     for ds in ordered([r["dataset"] for r in records]):
@@ -142,7 +158,7 @@ def render(records: list[dict[str, Any]]) -> str:
              "Best test result per column (validation protocol; bold: the best of the row; "
              "training seconds in brackets). The last column is the published protocol, which "
              "chooses the epoch on the test split: comparable with papers only.", ""]
-    lines += summary(records) + [""]
+    lines += summary(records) + [""] + significance_summary(records)
     known = [s for s in SECTIONS if any(r["section"] == s for r in records)]
     other = sorted({r["section"] for r in records} - set(SECTIONS))
     for name in known + other:

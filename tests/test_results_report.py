@@ -47,6 +47,20 @@ def test_any_record_renders_grouped_by_section_and_dataset(tmp_path):
     assert "### synthetic" in text and "| ms 1.5 +- 0.2500 |" in text
 
 
+def test_paired_tests_are_summed_up_under_the_summary(tmp_path):
+    tests = [{**BASE, "id": f"s{i}", "section": "significance", "method": f"a vs b {i}",
+              "metrics": {"p_value": p, "test_users": 1294}} for i, p in enumerate((0.03, 0.4, 0.9))]
+    _write(tmp_path / "rec", {**BASE, "id": "a", "method": "negspace default",
+                              "metrics": {"recall@20": 0.18}}, *tests)
+    out = tmp_path / "results.md"
+    assert report.main(["--records", str(tmp_path / "rec"), "--out", str(out)]) == 0
+    text = out.read_text()
+    line = next(x for x in text.splitlines() if x.startswith("Paired tests on gowalla-lightgcn"))
+    assert "3 comparisons" in line and "1294 test users" in line
+    assert "1 significant at the 5% level (p 0.03 to 0.90)" in line
+    assert text.index(line) < text.index("## Accuracy") < text.index("## Significance")
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"command": "negspace train --data-dir /" + "home/me/data"}, "absolute machine path"),
     ({"date": None}, "missing date")])

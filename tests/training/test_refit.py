@@ -117,7 +117,8 @@ def test_a_fold_back_run_goes_on_from_the_validated_model_over_all_data(toy_csv,
     assert (tmp_path / "run" / "selection.csv").exists() and out.metrics["selection_best_epoch"] >= 1
     # config.json records the whole run: repeating it gives the same model (same seed)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert (config["refit"], config["fold_back_epochs"], config["validation"]) == ("fold-back", 2, 0.1)
+    assert (config["refit"], config["fold_back_epochs"], config["validation"]) == (
+        "fold-back", 2, 0.1)
     again = run_training(make_config({k: v for k, v in config.items()
                                       if k not in ("protocol", "commit")}))
     assert torch.equal(out.model.items.weight, again.model.items.weight)
@@ -142,7 +143,7 @@ def test_fold_back_over_the_graph_reads_every_training_interaction(toy_csv):
 
 def test_the_python_api_folds_back_too(toy_csv):
     from negspace import Recommender
-    rec = Recommender("mf", **{k: v for k, v in _values(toy_csv, refit="fold-back", fold_back_epochs=2).items()
-                               if k not in ("dataset", "model")})
+    values = _values(toy_csv, refit="fold-back", fold_back_epochs=2)
+    rec = Recommender("mf", **{k: v for k, v in values.items() if k not in ("dataset", "model")})
     rec.fit(str(toy_csv))
     assert rec.config.refit == "fold-back" and len(rec.history) == 2

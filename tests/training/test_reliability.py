@@ -349,3 +349,38 @@ def test_same_seed_same_bytes(toy_csv, tmp_path, sampler):
         config = json.loads((tmp_path / "a" / "config.json").read_text())
         assert config["sampler"] == "full" and (tmp_path / "a" / "selection.csv").exists()
     assert_same_run(tmp_path / "a", tmp_path / "b")
+
+
+def _crash_second_run_at(monkeypatch, global_step: int) -> None:
+    """As `_crash_at`, in a --refit run's second run only (the one trained without validation)."""
+    step = trainer_module.Trainer.step
+    def crashing(self, users, items):
+        if self.validation is None and self.global_step + 1 == global_step:
+            raise _Crash
+        return step(self, users, items)
+    monkeypatch.setattr(trainer_module.Trainer, "step", crashing)
+
+
+@pytest.mark.parametrize("refit, crash", [("yes", _crash_at), ("fold-back", _crash_at),
+                                          ("fold-back", _crash_second_run_at)])
+def test_a_refit_run_killed_in_either_run_resumes_to_the_same_files(toy_csv, tmp_path, monkeypatch,
+                                                                    refit, crash):
+    values = dict(dataset=str(toy_csv), model="mf", loss="softmax", sampler="full",
+                  batch_by="user", batch_size=8, dim=8, epochs=4, lr=0.05, temperature=0.2,
+                  seed=5, progress=False, checkpoint_every=3, refit=refit, fold_back_epochs=2)
+    run_training(make_config(values), tmp_path / "ref")
+    with monkeypatch.context() as m:
+        crash(m, 12)  # epoch 2 of 8 steps, 3 steps after the checkpoint at step 9
+        with pytest.raises(_Crash):
+            run_training(make_config(values), tmp_path / "run")
+    first = crash is _crash_at
+    assert (tmp_path / "run" / "selection-checkpoint.pt").exists() == first
+    assert (tmp_path / "run" / CHECKPOINT_FILE).exists() != first
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    with pytest.raises(NegspaceError, match="resume"):  # never overwritten silently
+        run_training(make_config(values), tmp_path / "run")
+    resume_training(tmp_path / "run")
+    assert_same_run(tmp_path / "run", tmp_path / "ref")
+    assert (tmp_path / "run" / "selection.csv").read_text().count("\n") == \
+        (tmp_path / "ref" / "selection.csv").read_text().count("\n")
+    assert not (tmp_path / "run" / "selection-checkpoint.pt").exists()

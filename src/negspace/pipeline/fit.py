@@ -54,7 +54,8 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
                  evaluate_test: bool = True,
                  selection: tuple[list[dict], dict[str, float], float] | None = None,
                  dataset: Dataset | None = None, start: EmbeddingModel | None = None,
-                 recorded: TrainConfig | None = None) -> RunOutput:
+                 recorded: TrainConfig | None = None,
+                 checkpoint: Path | None = None) -> RunOutput:
     """Trains one configuration and, when `out` is given, writes the run directory.
 
     The validation split is carved from the training data; the test data is touched once, at the
@@ -78,6 +79,8 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
             run; pipeline/refit.py); its graph becomes this run's training data.
         recorded: the configuration config.json records, when not `cfg` (--refit fold-back records
             the whole run's, which repeats it, not its second run's).
+        checkpoint: with `out` None, the checkpoint file of this run kept in memory (a --refit
+            run's validated run; pipeline/refit.py); with `resume`, continued from it if it exists.
 
     Returns:
         Test metrics (with `train_seconds`), history, the selected model, the split, seconds.
@@ -120,10 +123,10 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
     select = selection_metric(cfg, dataset.protocol)
     if cfg.refit in ("yes", "fold-back"):  # train with validation in memory, then on all of it
         return train_with_refit(run_training, cfg, select, out, overwrite, on_epoch,
-                                evaluate_test, dataset)
+                                evaluate_test, dataset, resume)
     features = tower_features(dataset) if cfg.model == "two-tower" and cfg.side_features else None
     options = TrainerOptions.from_config(
-        cfg, select, checkpoint=run_dir / CHECKPOINT_FILE if run_dir else None,
+        cfg, select, checkpoint=run_dir / CHECKPOINT_FILE if run_dir else checkpoint,
         fingerprint=fingerprint(cfg, train), drift=cfg.model == "two-tower", on_epoch=on_epoch)
     sampler_cfg = cfg if dist is None else dataclasses.replace(
         cfg, seed=distributed.sampler_seed(cfg.seed, dist.rank))  # seeded by (seed, rank)
@@ -154,6 +157,8 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
                                                  "commit": code_commit()})
             if selection is not None:
                 write_history(run_dir, selection[0], "selection.csv")
+    elif checkpoint is not None and resume and checkpoint.exists():
+        state = load_checkpoint(checkpoint)
     if state is None:  # a resumed run's checkpoint holds the seconds of its start already
         trainer.result.train_seconds += start_seconds
     result = trainer.fit(state)

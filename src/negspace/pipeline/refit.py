@@ -8,9 +8,9 @@ the same epochs: training/schedule.py `refit_plan`); then on every training inte
 those epochs, the model kept and evaluated. This is what `negspace tune` does with its best trial,
 and the default recipe does it on small data (config/schema.py, refit "auto").
 
-`--refit fold-back` folds the held-out interactions back instead: the validated run's model goes on
-for `fold_back_epochs` epochs on every training interaction, at the first rate with a fresh optimiser
-and no validation, and the last model is kept. Why: on large data a refit costs a second whole
+`--refit fold-back` folds the held-out interactions back instead: the validated run's model goes
+on for `fold_back_epochs` epochs on every training interaction, at the first rate with a fresh
+optimiser and no validation, and the last model is kept. Why: on large data a refit costs a second whole
 run. Measured without the test split (bench/research/fold_back.py: one level down, the
 validation split as the test and a second split carved from the rest as validation), on
 gowalla-lightgcn three fold-back epochs lifted Recall@20 on the held-out split from 0.2120 to
@@ -24,6 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from negspace.config import TrainConfig
+from negspace.io import write_json
+from negspace.pipeline.rundir import code_commit, start_run_dir
+from negspace.training.checkpoint import CHECKPOINT_FILE, SELECTION_CHECKPOINT_FILE
 from negspace.training.schedule import refit_plan
 
 if TYPE_CHECKING:
@@ -56,25 +59,38 @@ def refit_config(cfg: TrainConfig, history: list[dict], best_epoch: int,
 def train_with_refit(run_training: Callable[..., "RunOutput"], cfg: TrainConfig, select: str,
                      out: str | Path | None, overwrite: bool,
                      on_epoch: Callable[[dict], bool | None] | None,
-                     evaluate_test: bool, dataset: "Dataset") -> "RunOutput":
+                     evaluate_test: bool, dataset: "Dataset", resume: bool = False
+                     ) -> "RunOutput":
     """Trains `cfg` with validation in memory, then its refit or fold-back (module docstring).
+
+    With `out`, both runs can be resumed: the run directory gets the whole configuration first,
+    and the validated run checkpoints to its SELECTION_CHECKPOINT_FILE, the second run to its
+    own checkpoint; `negspace train --resume` continues whichever was cut short.
 
     Args:
         run_training: the pipeline's one run (pipeline/fit.py), called for both runs.
         cfg: a configuration with refit "yes" or "fold-back" (resolved for the data).
         select: the validation metric.
-        out: run directory of the refit (selection.csv holds the validated run's history).
+        out: run directory of the second run (selection.csv holds the validated run's history).
         overwrite: replace an existing run directory.
         on_epoch: called after each epoch of the validated run.
-        evaluate_test: evaluate the refit model on the test split.
+        evaluate_test: evaluate the final model on the test split.
         dataset: the loaded data, shared by both runs.
+        resume: continue a run directory `out` that a killed run left.
 
     Returns:
         The second run's output; its metrics add `selection_best_epoch`,
         `selection_val_<metric>` and `refit_epochs` (or `fold_back_epochs`).
     """
-    chosen = run_training(dataclasses.replace(cfg, refit="no"), None, on_epoch=on_epoch,
-                          evaluate_test=False, dataset=dataset)
+    run_dir = None if out is None else Path(out)
+    if run_dir is not None and not resume:  # a kill from here on leaves a resumable directory
+        start_run_dir(run_dir, overwrite)
+        write_json(run_dir / "config.json", {**cfg.to_dict(), "protocol": dataset.protocol,
+                                             "commit": code_commit()})
+    chosen = run_training(dataclasses.replace(cfg, refit="no"), None, resume=resume,
+                          on_epoch=on_epoch, evaluate_test=False, dataset=dataset,
+                          checkpoint=None if run_dir is None else
+                          run_dir / SELECTION_CHECKPOINT_FILE)
     best = int(chosen.metrics["best_epoch"])
     fold = cfg.refit == "fold-back"
     final = fold_back_config(cfg) if fold else refit_config(cfg, chosen.history, best, select)
@@ -85,7 +101,10 @@ def train_with_refit(run_training: Callable[..., "RunOutput"], cfg: TrainConfig,
         print(f"{'fold-back' if fold else 'refit'}: {final.epochs} epochs on every training "
               f"interaction (validation chose epoch {best}, {select} {max(scores):.4f})",
               flush=True)
-    return run_training(final, out, overwrite, evaluate_test=evaluate_test,
+    # the directory is this run's own now: its second run replaces what the first one left
+    going_on = resume and run_dir is not None and (run_dir / CHECKPOINT_FILE).exists()
+    return run_training(final, out, overwrite=True, resume=going_on,
+                        evaluate_test=evaluate_test,
                         selection=(chosen.history, notes, chosen.start_seconds),
                         dataset=dataset, start=chosen.model if fold else None,
                         recorded=cfg if fold else None)

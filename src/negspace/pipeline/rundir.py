@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from negspace.data.interactions import Interactions
 from negspace.errors import NegspaceError
 from negspace.io import atomic_write, write_json, write_text
-from negspace.training.checkpoint import CHECKPOINT_FILE
+from negspace.training.checkpoint import CHECKPOINT_FILE, SELECTION_CHECKPOINT_FILE
 
 MODEL_FILE = "model.safetensors"
 INTERACTIONS_FILE = "interactions.safetensors"
@@ -29,7 +29,7 @@ INTERACTIONS_FILE = "interactions.safetensors"
 # Files a run writes; --overwrite removes them (metrics.json first, so that a run directory is never
 # a finished-looking mix of two runs).
 METRICS_FILE = "metrics.json"
-RUN_FILES = (METRICS_FILE, "checkpoint.pt", "timing.json", "history.csv", "selection.csv", MODEL_FILE,
+RUN_FILES = (METRICS_FILE, CHECKPOINT_FILE, SELECTION_CHECKPOINT_FILE, "timing.json", "history.csv", "selection.csv", MODEL_FILE,
              INTERACTIONS_FILE, "ids.json", "config.json", "towers.safetensors", "features.json",
              "drift.png")
 
@@ -149,6 +149,7 @@ def write_run(path: Path, user_vectors: torch.Tensor, item_vectors: torch.Tensor
         extras(path)
     write_json(path / METRICS_FILE, {k: float(v) for k, v in metrics.items()})
     (path / CHECKPOINT_FILE).unlink(missing_ok=True)
+    (path / SELECTION_CHECKPOINT_FILE).unlink(missing_ok=True)
 
 
 @dataclass

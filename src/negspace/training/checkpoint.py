@@ -19,6 +19,8 @@ from negspace.errors import NegspaceError, TrainingInterrupted
 from negspace.io import atomic_write
 
 CHECKPOINT_FILE = "checkpoint.pt"
+# A --refit run's validated run, kept in memory, checkpoints here beside the run's own file
+SELECTION_CHECKPOINT_FILE = "selection-checkpoint.pt"
 FORMAT = 1
 
 
@@ -118,5 +120,5 @@ class StopSignals:
         self._previous.clear()
 
 
-__all__ = ["CHECKPOINT_FILE", "TrainingInterrupted", "StopSignals", "rng_states", "restore_rng_states",
+__all__ = ["CHECKPOINT_FILE", "SELECTION_CHECKPOINT_FILE", "TrainingInterrupted", "StopSignals", "rng_states", "restore_rng_states",
            "save_checkpoint", "load_checkpoint"]
