@@ -108,9 +108,17 @@ def test_one_decision_for_the_trainer_and_the_replay():
     assert plain.decide(0.1, 0.2, 1, 1e-2) == Decision(False, False, True, 2)
 
 
-def test_the_default_recipe_stops_after_two_decays():
-    from negspace.config import with_default_recipe
-    assert make_config(with_default_recipe({})).max_decays == 2
+def test_the_default_recipe_stops_after_two_decays_or_one_before_a_fold_back():
+    from negspace.config import resolve_for_data, with_default_recipe
+    cfg = make_config(with_default_recipe({}))
+    assert cfg.max_decays is None  # chosen with the refit, by the data's size
+    assert resolve_for_data(cfg, 6_022, 3_043).max_decays == 2  # refit yes
+    large = resolve_for_data(cfg, 29_858, 40_981, 810_128)
+    assert (large.refit, large.max_decays) == ("fold-back", 1)
+    no_validation = make_config(with_default_recipe({"validation": 0.0}))
+    assert resolve_for_data(no_validation, 29_858, 40_981).max_decays == 2
+    given = make_config(with_default_recipe({"max_decays": 3}))
+    assert resolve_for_data(given, 29_858, 40_981).max_decays == 3
     assert make_config(with_default_recipe({"model": "mf"})).max_decays == 0  # named: no recipe
 
 

@@ -17,12 +17,12 @@ from negspace.config.schema import BY_SIZE, TrainConfig
 # test Recall@20 0.1580 -> 0.1626 in 18 epochs instead of 32). Chosen on validation
 # splits only (docs/results.md, "Default recipe"); it reads nothing of the dataset but its
 # statistics. Training ends at the first validation without improvement after two decays of the
-# rate (training/schedule.py floor_after). dim 0 means "by the data's size" (resolve_for_data),
+# rate, one before a fold-back (MAX_DECAYS below; training/schedule.py floor_after). dim 0 means "by the data's size" (resolve_for_data),
 # as sampler "auto" does; a value given by the user stays.
 DEFAULT_RECIPE: dict[str, Any] = {
     "model": "mf", "loss": "softmax", "sampler": "auto", "dim": 0, "negatives": 0,
     "batch_size": 0, "lr": 0.01, "temperature": 0, "init": "spectral", "init_std": 0.01,
-    "refit": "auto", "layers": None, "val_users": None, "max_decays": 2,
+    "refit": "auto", "layers": None, "val_users": None, "max_decays": None,
 }
 # Up to this many user x item cells an epoch of the full softmax at d 512 stays cheap (ML-1M's
 # 1.8e7: about 5 s on one core), and d 512 at T 0.15 scored above d 128 at T 0.2 on the validation
@@ -85,6 +85,14 @@ VALIDATION_MIN_USERS = 10_000
 # on gowalla-lightgcn matched the refit on a nested validation split (+3.8% against +3.6%) at
 # 27% of its seconds. On small data the refit is worth its cost: on ML-100k's nested validation
 # the refit gained 5.5% and two fold-back epochs 2.3% (bench/records/gowalla.jsonl).
+# max_decays None: training ends at the first validation without improvement after MAX_DECAYS
+# decays of the rate (two decays kept the best within 0.04% of the whole run's on six recorded
+# curves, one gave up to 0.12%: bench/research/stop_replay.py). Before a fold-back, which goes on
+# at the first rate, one: on the nested validation of gowalla-lightgcn the validated run then
+# stopped after 12 epochs instead of 16 and the fold-back reached the same Recall@20 (0.2199
+# against 0.2200); on Amazon-CDs after 11 instead of 12, the same 0.1664.
+MAX_DECAYS = 2
+FOLD_BACK_MAX_DECAYS = 1
 
 
 def resolve_for_data(cfg: TrainConfig, n_users: int, n_items: int,
@@ -101,6 +109,9 @@ def resolve_for_data(cfg: TrainConfig, n_users: int, n_items: int,
         one = cfg.validation > 0 and cfg.nproc <= 1
         cfg = dataclasses.replace(cfg, refit=("yes" if cells <= SMALL_DATA_MAX_CELLS else "fold-back")
                                   if one else "no")
+    if cfg.max_decays is None:
+        cfg = dataclasses.replace(cfg, max_decays=FOLD_BACK_MAX_DECAYS if cfg.refit == "fold-back"
+                                  else MAX_DECAYS)
     # layers None: the graph encoder where it measured better, with the full softmax by users
     # only (pair batches would propagate once per 256 pairs, 100x an epoch); else none
     plain = 0 if cfg.layers is None else cfg.layers
