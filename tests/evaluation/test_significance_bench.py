@@ -1,20 +1,13 @@
 """bench/significance.py: per-user values kept and reused, pairs compared, unpaired runs refused."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "significance.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_significance", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from bench import significance
+    return significance
 
 
 @pytest.fixture
