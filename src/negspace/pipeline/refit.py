@@ -111,9 +111,9 @@ def train_with_refit(run_training: Callable[..., "RunOutput"], cfg: TrainConfig,
 
 
 def fold_back_config(cfg: TrainConfig) -> TrainConfig:
-    """The configuration of `--refit fold-back`'s second run: `cfg.fold_back_epochs` epochs on every
-    training interaction at `cfg.lr`, no validation, no schedule (the model comes from the
-    validated run, so nothing of `init` is computed again)."""
+    """The configuration of `--refit fold-back`'s second run: `cfg.fold_back_epochs` epochs on
+    every training interaction at `cfg.lr`, no validation, no schedule (the model comes from
+    the validated run, so nothing of `init` is computed again)."""
     return dataclasses.replace(cfg, refit="no", validation=0.0, val_users=0,
                                epochs=cfg.fold_back_epochs, lr_schedule="none",
                                lr_steps="").validate()
