@@ -17,8 +17,9 @@ from negspace.config.schema import BY_SIZE, TrainConfig
 # test Recall@20 0.1580 -> 0.1626 in 18 epochs instead of 32). Chosen on validation
 # splits only (docs/results.md, "Default recipe"); it reads nothing of the dataset but its
 # statistics. Training ends at the first validation without improvement after two decays of the
-# rate, one before a fold-back (MAX_DECAYS below; training/schedule.py floor_after). dim 0 means "by the data's size" (resolve_for_data),
-# as sampler "auto" does; a value given by the user stays.
+# rate, one before a fold-back (MAX_DECAYS below; training/schedule.py floor_after). dim 0 means
+# "by the data's size" (resolve_for_data), as sampler "auto" does; a value given by the user
+# stays.
 DEFAULT_RECIPE: dict[str, Any] = {
     "model": "mf", "loss": "softmax", "sampler": "auto", "dim": 0, "negatives": 0,
     "batch_size": 0, "lr": 0.01, "temperature": 0, "init": "spectral", "init_std": 0.01,
@@ -97,9 +98,10 @@ FOLD_BACK_MAX_DECAYS = 1
 
 def resolve_for_data(cfg: TrainConfig, n_users: int, n_items: int,
                      n_pairs: int = 0) -> TrainConfig:
-    """`cfg` with sampler "auto" (and dim, temperature, batch_size 0), layers and val_users None and refit
-    "auto" (yes, fold or no) replaced by what the data's size (users, items, training pairs) calls for (see
-    above). The caller samples its validation users after this (`sample_users`)."""
+    """`cfg` with sampler "auto" (and dim, temperature, batch_size 0), layers, val_users and
+    max_decays None and refit "auto" (yes, fold-back or no) replaced by what the data's size
+    (users, items, training pairs) calls for (see above). The caller samples its validation users
+    after this (`sample_users`)."""
     cells = n_users * n_items
     if cfg.val_users is None:
         sample = cells > VALIDATION_MAX_CELLS
@@ -107,8 +109,8 @@ def resolve_for_data(cfg: TrainConfig, n_users: int, n_items: int,
             VALIDATION_MAX_CELLS / max(n_items, 1))) if sample else 0)
     if cfg.refit == "auto":  # the 10% held out for validation counts: trained on at the end
         one = cfg.validation > 0 and cfg.nproc <= 1
-        cfg = dataclasses.replace(cfg, refit=("yes" if cells <= SMALL_DATA_MAX_CELLS else "fold-back")
-                                  if one else "no")
+        small = cells <= SMALL_DATA_MAX_CELLS
+        cfg = dataclasses.replace(cfg, refit=("yes" if small else "fold-back") if one else "no")
     if cfg.max_decays is None:
         cfg = dataclasses.replace(cfg, max_decays=FOLD_BACK_MAX_DECAYS if cfg.refit == "fold-back"
                                   else MAX_DECAYS)
