@@ -1,7 +1,8 @@
 """Folding the validation interactions back into a trained model, measured without the test split.
 
     python bench/research/fold_back.py --dataset gowalla-lightgcn --threads 2 \
-        [--epochs 3] [--rates best first] [--refit] [--set key=value ...]
+        [--epochs 3] [--rates best first] [--steps '' 2] [--control] [--refit] \
+        [--set key=value ...]
 
 A run early-stops on a validation split carved from its training data, so its model has not
 trained on those interactions. A refit trains again on all of them (twice the time); a fold-back
@@ -10,7 +11,8 @@ the test split, this script nests the run one level down: the run's validation s
 the test, a second split V2 carved from the rest chooses the epochs as validation does. It
 prints Recall@20 / NDCG@20 on V of
   - the validated model (its graph over every interaction it may see, as the export does),
-  - after each fold-back epoch (a fresh Adam at the chosen rate, no schedule),
+  - after each fold-back epoch (a fresh Adam at the chosen rate; with `--steps`, decayed after
+    the epochs given, else constant),
   - with `--control`, after each epoch of the same on the validated run's own data (V2 left
     out): the extra epochs' share of the gain,
   - with `--refit`, the refit (pipeline/refit.py: the chosen epochs and decays again on all).
