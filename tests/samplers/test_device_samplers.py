@@ -144,8 +144,9 @@ def test_draw_items_is_declared_by_every_sampler(interactions):
     from negspace.samplers.in_batch import FullCatalogueSampler, UniformSoftmaxSampler
     for host in (UniformSampler(seed=1), FullCatalogueSampler(seed=1)):
         host.fit(interactions)
-        assert host.draw_items(7) is None
+        assert host.draw_items(7) is None and not host.draws_items  # the declared capability
         assert device_sampler(host, CPU).draw_items(7) is None
     host = UniformSoftmaxSampler(seed=1).fit(interactions)
+    assert host.draws_items
     for drawn in (host.draw_items(7), device_sampler(host, CPU).draw_items(7)):
         assert drawn.shape == (7,) and 0 <= int(drawn.min()) and int(drawn.max()) < interactions.n_items

@@ -49,6 +49,8 @@ class NegativeSampler(ABC):
     Class attributes (the sampler's contract, read by the trainer and the device step):
         kind: which protocol its draws follow (SamplerKind).
         reads_model: sampling reads the current embeddings (its draws cannot be prefetched).
+        draws_items: `draw_items` returns a draw, not None (the device step draws its own
+            on the accelerator for such a sampler: samplers/device.py).
     Batches of users (`--batch-by user`) read `draw_items` whatever the kind.
 
     Args:
@@ -58,6 +60,7 @@ class NegativeSampler(ABC):
     name: str = "base"
     kind: ClassVar[SamplerKind] = SamplerKind.PER_ROW
     reads_model: ClassVar[bool] = False
+    draws_items: ClassVar[bool] = False
 
     def __init__(self, seed: int = 0) -> None:
         self.rng = np.random.default_rng(seed)

@@ -166,9 +166,9 @@ class DeviceSampler:
         return neg, ~self.pos.contains(users.unsqueeze(1), neg.unsqueeze(0))
 
     def draw_items(self, n: int) -> torch.Tensor | None:
-        """The host's `draw_items` on the device: UniformSoftmaxSampler's uniform draw, None (the
-        exact sum) for the others, as their host default."""
-        if not isinstance(self.host, UniformSoftmaxSampler):
+        """The host's `draw_items` on the device: a uniform draw for a host that draws items
+        (UniformSoftmaxSampler), None (the exact sum) for the others, as their host default."""
+        if not self.host.draws_items:
             return None
         return torch.randint(0, self.n_items, (n,), generator=self.gen, device=self.device)
 

@@ -99,6 +99,7 @@ class UniformSoftmaxSampler(EmbeddingSampler):
     same for every candidate and the correction changes nothing)."""
 
     name = "uniform-softmax"
+    draws_items = True
 
     def _candidates(self, users: np.ndarray, items: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         n_items = self.train.n_items
