@@ -29,7 +29,7 @@ def child(a: argparse.Namespace) -> None:
     from negspace.training import heap
 
     if a.child == "glibc":
-        heap._applied = False  # the trainer's call then changes nothing: glibc's own thresholds
+        heap.keep_glibc_defaults()  # the trainer's call then changes nothing
     else:
         heap.keep_large_blocks(trim=a.child == "mmap+trim")
     import torch

@@ -51,3 +51,13 @@ def test_keep_large_blocks_is_idempotent():
     assert keep_large_blocks() is first
     if sys.platform.startswith("linux") and "glibc" in " ".join(platform.libc_ver()):
         assert first
+
+
+def test_keep_glibc_defaults_decides_before_the_trainer_does(monkeypatch):
+    from negspace.training import heap
+    monkeypatch.setattr(heap, "_applied", None)  # a process that has not decided yet
+    heap.keep_glibc_defaults()
+    assert heap.keep_large_blocks() is False  # the trainer's call now changes nothing
+    monkeypatch.setattr(heap, "_applied", True)  # already raised: it stays so
+    heap.keep_glibc_defaults()
+    assert heap.keep_large_blocks() is True

@@ -52,3 +52,12 @@ def keep_large_blocks(trim: bool = True) -> bool:
             except (OSError, AttributeError):  # musl and others have no mallopt: unchanged
                 pass
     return _applied
+
+
+def keep_glibc_defaults() -> None:
+    """Decides for glibc's own thresholds: later `keep_large_blocks` calls change nothing (a
+    benchmark's baseline; call it before training starts). Once the thresholds are raised, this
+    changes nothing either."""
+    global _applied
+    if _applied is None:
+        _applied = False
