@@ -4,7 +4,8 @@ seconds, for negspace's default and ALS (256 factors), in one run on one machine
 Both methods are run as a user would run them, settings chosen on the validation split carved
 from the training data (10% of each user's items, as `negspace train` carves it):
 - negspace default: `negspace train --dataset D` (the default recipe: early stopping on the
-  validation split, then the refit on all training data on small data, the fold-back above);
+  validation split, then the refit on all training data on small data, the fold-back up to 4e9
+  cells);
 - ALS: implicit's ALS at 256 factors, regularisation 30 and alpha 5 (bench/tune_peers.py's
   seeded setting), validated at tune_peers' checkpoints (2, 4, 6, ... iterations) and stopped after
   3 without improvement, then refitted on all training data for the chosen iteration count.

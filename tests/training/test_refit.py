@@ -77,11 +77,12 @@ def test_a_refit_run_is_the_validated_runs_choice_retrained_on_all_data(toy_csv,
     assert not torch.equal(out.model.items.weight, validated.model.items.weight)
 
 
-def test_refit_auto_refits_small_data_and_folds_back_above():
+def test_refit_auto_refits_small_data_and_folds_back_up_to_4e9_cells():
     cfg = make_config(with_default_recipe({}))
     assert cfg.refit == "auto"
     assert resolve_for_data(cfg, 6_022, 3_043).refit == "yes"
     assert resolve_for_data(cfg, 70_679, 24_915).refit == "fold-back"
+    assert resolve_for_data(cfg, 52_643, 91_599).refit == "no"  # 4.8e9 cells: neither pays
     two = make_config(with_default_recipe({"nproc": 2}))
     assert resolve_for_data(two, 70_679, 24_915).refit == "no"
     no_validation = make_config(with_default_recipe({"validation": 0.0}))

@@ -81,11 +81,17 @@ SHARED_NEGATIVES = 1000  # --confidence's pair batches: shared uniform negatives
 VALIDATION_MAX_CELLS = 2e9
 VALIDATION_MIN_USERS = 10_000
 # refit "auto": the model finally trains on the interactions validation held out. Up to
-# SMALL_DATA_MAX_CELLS by a refit (a second run of the chosen epochs: seconds there); above, by
-# folding them back (pipeline/refit.py: 3 more epochs on everything at the first rate), which
-# on gowalla-lightgcn matched the refit on a nested validation split (+3.8% against +3.6%) at
-# 27% of its seconds. On small data the refit is worth its cost: on ML-100k's nested validation
-# the refit gained 5.5% and two fold-back epochs 2.3% (bench/records/gowalla.jsonl).
+# SMALL_DATA_MAX_CELLS by a refit (a second run of the chosen epochs: seconds there); above, up
+# to FOLD_BACK_MAX_CELLS, by folding them back (pipeline/refit.py: 3 more epochs on everything at
+# the first rate), which on gowalla-lightgcn matched the refit on a nested validation split
+# (+3.8% against +3.6%) at 27% of its seconds; test Recall@20 +2.5% there and +2.6% on
+# Amazon-CDs (1.5e9 cells). On small data the refit is worth its cost: on ML-100k's nested
+# validation the refit gained 5.5% and two fold-back epochs 2.3% (bench/records/gowalla.jsonl).
+# Past FOLD_BACK_MAX_CELLS neither: Amazon-Book (4.8e9 cells) gained 0.4% on test for 22% more
+# seconds, and the 8M-pair synthetic set (2.7e10) lost 3.8% (0.1002 against 0.1042): epochs
+# that long at the first rate undo what the decays gained (its validation rose 0.1080 -> 0.1090
+# with them), and a refit would double runs of 20 minutes and more.
+FOLD_BACK_MAX_CELLS = 4e9
 # max_decays None: training ends at the first validation without improvement after MAX_DECAYS
 # decays of the rate (two decays kept the best within 0.04% of the whole run's on six recorded
 # curves, one gave up to 0.12%: bench/research/stop_replay.py). Before a fold-back, which goes on
@@ -109,8 +115,9 @@ def resolve_for_data(cfg: TrainConfig, n_users: int, n_items: int,
             VALIDATION_MAX_CELLS / max(n_items, 1))) if sample else 0)
     if cfg.refit == "auto":  # the 10% held out for validation counts: trained on at the end
         one = cfg.validation > 0 and cfg.nproc <= 1
-        small = cells <= SMALL_DATA_MAX_CELLS
-        cfg = dataclasses.replace(cfg, refit=("yes" if small else "fold-back") if one else "no")
+        final = "yes" if cells <= SMALL_DATA_MAX_CELLS else \
+            "fold-back" if cells <= FOLD_BACK_MAX_CELLS else "no"
+        cfg = dataclasses.replace(cfg, refit=final if one else "no")
     if cfg.max_decays is None:
         cfg = dataclasses.replace(cfg, max_decays=FOLD_BACK_MAX_DECAYS if cfg.refit == "fold-back"
                                   else MAX_DECAYS)
