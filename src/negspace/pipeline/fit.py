@@ -55,7 +55,8 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
                  selection: tuple[list[dict], dict[str, float], float] | None = None,
                  dataset: Dataset | None = None, start: EmbeddingModel | None = None,
                  recorded: TrainConfig | None = None,
-                 checkpoint: Path | None = None) -> RunOutput:
+                 checkpoint: Path | None = None,
+                 on_start: Callable[[], None] | None = None) -> RunOutput:
     """Trains one configuration and, when `out` is given, writes the run directory.
 
     The validation split is carved from the training data; the test data is touched once, at the
@@ -81,6 +82,8 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
             the whole run's, which repeats it, not its second run's).
         checkpoint: with `out` None, the checkpoint file of this run kept in memory (a --refit
             run's validated run; pipeline/refit.py); with `resume`, continued from it if it exists.
+        on_start: called once the model is built, before the first epoch (a --refit run starts
+            its directory there, so that input refused while loading or building leaves none).
 
     Returns:
         Test metrics (with `train_seconds`), history, the selected model, the split, seconds.
@@ -141,6 +144,8 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
     model = trainer.model
     if dist is not None:
         distributed.attach(trainer, dist)
+    if on_start is not None:
+        on_start()
     state = None
     if run_dir is not None:
         if resume:

@@ -83,14 +83,16 @@ def train_with_refit(run_training: Callable[..., "RunOutput"], cfg: TrainConfig,
         `selection_val_<metric>` and `refit_epochs` (or `fold_back_epochs`).
     """
     run_dir = None if out is None else Path(out)
-    if run_dir is not None and not resume:  # a kill from here on leaves a resumable directory
+
+    def start() -> None:  # once the first model is built: a kill from then on can be resumed
         start_run_dir(run_dir, overwrite)
         write_json(run_dir / "config.json", {**cfg.to_dict(), "protocol": dataset.protocol,
                                              "commit": code_commit()})
     chosen = run_training(dataclasses.replace(cfg, refit="no"), None, resume=resume,
                           on_epoch=on_epoch, evaluate_test=False, dataset=dataset,
                           checkpoint=None if run_dir is None else
-                          run_dir / SELECTION_CHECKPOINT_FILE)
+                          run_dir / SELECTION_CHECKPOINT_FILE,
+                          on_start=None if run_dir is None or resume else start)
     best = int(chosen.metrics["best_epoch"])
     fold = cfg.refit == "fold-back"
     final = fold_back_config(cfg) if fold else refit_config(cfg, chosen.history, best, select)
