@@ -12,7 +12,7 @@ a few seconds, with the same definitions.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -40,9 +40,6 @@ class PairedComparison:
     ci_high: float
     confidence: float
     p_value: float
-
-    def to_dict(self) -> dict[str, float | int | str]:
-        return asdict(self)
 
     def verdict(self, alpha: float = 0.05, a: str = "a", b: str = "b") -> str:
         """"A above B", "A below B" or "no significant difference", at level `alpha`, with the
@@ -96,12 +93,16 @@ def compare_paired(a: np.ndarray, b: np.ndarray, metric: str = "", confidence: f
 _CHUNK_CELLS = 1 << 23  # resamples x users per chunk: 64 MB of float64
 
 
+def _chunks(n_resamples: int, n_users: int) -> list[tuple[int, int]]:
+    """(first resample, resamples) of each chunk of about _CHUNK_CELLS resampled values."""
+    rows = max(1, _CHUNK_CELLS // n_users)
+    return [(start, min(rows, n_resamples - start)) for start in range(0, n_resamples, rows)]
+
+
 def _resampled_means(diff: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
     """The mean of `diff` over `n_resamples` bootstrap resamples of its users."""
-    rows = max(1, _CHUNK_CELLS // len(diff))
     out = np.empty(n_resamples)
-    for start in range(0, n_resamples, rows):
-        n = min(rows, n_resamples - start)
+    for start, n in _chunks(n_resamples, len(diff)):
         out[start:start + n] = diff[rng.integers(0, len(diff), (n, len(diff)))].mean(axis=1)
     return out
 
@@ -111,10 +112,8 @@ def _sign_flip_p(diff: np.ndarray, n_resamples: int, rng: np.random.Generator) -
     user's two values flips the sign of its difference); the observed one counts as a resample,
     so p >= 1 / (n_resamples + 1)."""
     observed = abs(diff.mean())
-    rows = max(1, _CHUNK_CELLS // len(diff))
     extreme = 0
-    for start in range(0, n_resamples, rows):
-        n = min(rows, n_resamples - start)
+    for _, n in _chunks(n_resamples, len(diff)):
         signs = rng.integers(0, 2, (n, len(diff)), dtype=np.int8) * 2 - 1
         means = (signs.astype(np.float64) @ diff) / len(diff)
         # a tolerance for the float error of equal sums computed in another order

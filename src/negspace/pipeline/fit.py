@@ -21,10 +21,8 @@ from negspace.pipeline.split import hold_out_validation, split_parts
 from negspace.pipeline.output import RunOutput
 from negspace.pipeline.refit import train_with_refit
 from negspace.pipeline.towers import plot_drift, save_towers, tower_features
-from negspace.pipeline.rundir import (METRICS_FILE, check_run_dir, code_commit,
-                                         remove_temporaries, start_run_dir, write_history,
-                                         write_run)
-from negspace.io import write_json
+from negspace.pipeline.rundir import (METRICS_FILE, check_run_dir, remove_temporaries,
+                                         start_run_dir, write_config, write_history, write_run)
 from negspace.errors import NegspaceError
 from negspace.models import TwoTower
 from negspace.models.base import EmbeddingModel
@@ -157,9 +155,7 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
                 dist.barrier()  # every rank has read it before rank 0 writes the next one
         elif writer:
             start_run_dir(run_dir, overwrite)
-            write_json(run_dir / "config.json", {**(recorded or cfg).to_dict(),
-                                                 "protocol": dataset.protocol,
-                                                 "commit": code_commit()})
+            write_config(run_dir, {**(recorded or cfg).to_dict(), "protocol": dataset.protocol})
             if selection is not None:
                 write_history(run_dir, selection[0], "selection.csv")
     elif checkpoint is not None and resume and checkpoint.exists():

@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from negspace.config import TrainConfig
-from negspace.io import write_json
-from negspace.pipeline.rundir import code_commit, start_run_dir
+from negspace.pipeline.rundir import start_run_dir, write_config
 from negspace.training.checkpoint import CHECKPOINT_FILE, SELECTION_CHECKPOINT_FILE
 from negspace.training.schedule import refit_plan
 
@@ -86,8 +85,7 @@ def train_with_refit(run_training: Callable[..., "RunOutput"], cfg: TrainConfig,
 
     def start() -> None:  # once the first model is built: a kill from then on can be resumed
         start_run_dir(run_dir, overwrite)
-        write_json(run_dir / "config.json", {**cfg.to_dict(), "protocol": dataset.protocol,
-                                             "commit": code_commit()})
+        write_config(run_dir, {**cfg.to_dict(), "protocol": dataset.protocol})
     chosen = run_training(dataclasses.replace(cfg, refit="no"), None, resume=resume,
                           on_epoch=on_epoch, evaluate_test=False, dataset=dataset,
                           checkpoint=None if run_dir is None else

@@ -29,9 +29,10 @@ INTERACTIONS_FILE = "interactions.safetensors"
 # Files a run writes; --overwrite removes them (metrics.json first, so that a run directory is never
 # a finished-looking mix of two runs).
 METRICS_FILE = "metrics.json"
-RUN_FILES = (METRICS_FILE, CHECKPOINT_FILE, SELECTION_CHECKPOINT_FILE, "timing.json", "history.csv", "selection.csv", MODEL_FILE,
-             INTERACTIONS_FILE, "ids.json", "config.json", "towers.safetensors", "features.json",
-             "drift.png")
+CONFIG_FILE = "config.json"
+RUN_FILES = (METRICS_FILE, CHECKPOINT_FILE, SELECTION_CHECKPOINT_FILE, "timing.json",
+             "history.csv", "selection.csv", MODEL_FILE, INTERACTIONS_FILE, "ids.json",
+             CONFIG_FILE, "towers.safetensors", "features.json", "drift.png")
 
 
 @functools.lru_cache(maxsize=1)
@@ -84,6 +85,12 @@ def start_run_dir(path: str | Path, overwrite: bool, resumable: bool = True) -> 
             (path / name).unlink(missing_ok=True)
     remove_temporaries(path)
     return path
+
+
+def write_config(path: Path, config: dict[str, Any]) -> None:
+    """Writes RUN_DIR/config.json: the run's options (and protocol), stamped with the code's
+    commit."""
+    write_json(path / CONFIG_FILE, {**config, "commit": code_commit()})
 
 
 def remove_temporaries(path: Path) -> None:
@@ -142,7 +149,7 @@ def write_run(path: Path, user_vectors: torch.Tensor, item_vectors: torch.Tensor
                  measure)
     save_interactions(path, train)
     write_history(path, history)
-    write_json(path / "config.json", {**config, "commit": code_commit()})
+    write_config(path, config)
     if timing is not None:
         write_json(path / "timing.json", timing)
     if extras is not None:
