@@ -4,10 +4,12 @@ same initial weights, refusals, a killed rank and --resume."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
 import socket
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -135,7 +137,19 @@ def _rank_main(rank: int, port: int, case: str, batch: int, out: str) -> None:
     dist.destroy_process_group()
     # gloo's and the store's threads end with the group: left running into interpreter exit, a
     # worker releasing a finished collective's tensors there aborted the rank (SIGABRT)
-    (Path(out) / f"threads{rank}.json").write_text(json.dumps(_native_threads()))
+    (Path(out) / f"threads{rank}.json").write_text(json.dumps(_threads_left()))
+
+
+def _threads_left(wait_s: float = 10.0) -> list[str]:
+    """The gloo and store threads still running once collection has run and up to wait_s has
+    passed: the store can outlive the group by a garbage-collection cycle, or by the moment
+    its loop takes to stop (CI once saw 'pt_tcpstore_uv' right after destroy_process_group)."""
+    gc.collect()
+    deadline = time.monotonic() + wait_s
+    while (left := _native_threads()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        gc.collect()
+    return left
 
 
 def _native_threads() -> list[str]:
