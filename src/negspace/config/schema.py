@@ -156,6 +156,7 @@ class TrainConfig:
     threads: int | None = field(default=None, metadata=_opt("torch threads (default: all cores for the full softmax by users and shared negatives, else 1 for training steps with negatives drawn on a second core; all cores for evaluation)", low=1))
     progress: bool = field(default=True, metadata=_opt("show a progress bar"))
     checkpoint_every: int = field(default=0, metadata=_opt("also checkpoint every K steps (0: at epoch ends only)", low=0))
+    checkpoint_share: float = field(default=0.05, metadata=_opt("an epoch's end skips its checkpoint while the last write, if it took a second or more, would pass this share of the time since it (0: every epoch)", low=0, high=1))
     device: str = field(default="auto", metadata=_opt("where to train and rank: auto (a GPU when there is one), cpu, cuda or cuda:N"))
     precision: str = field(default="fp32", metadata=_opt("on a GPU: fp32; tf32 (TensorFloat-32 matmuls); bf16 (two-tower MLPs and scores in bfloat16); tables and optimiser state stay float32", ("fp32", "bf16", "tf32")))
     deterministic: bool = field(default=False, metadata=_opt("on a GPU: deterministic CUDA algorithms where torch has them (the CPU always is)"))

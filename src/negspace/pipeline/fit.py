@@ -201,7 +201,8 @@ def _rank_entry(values: dict[str, Any], out: str | None, overwrite: bool, resume
 
 
 # Options that change neither the numbers nor the bytes a run produces: a resumed run may change them.
-_FREE_ON_RESUME = ("threads", "progress", "checkpoint_every", "data_dir", "device")
+_FREE_ON_RESUME = ("threads", "progress", "checkpoint_every", "checkpoint_share", "data_dir",
+                   "device")
 
 
 # Options added with the two-tower model: left out of the fingerprint at their defaults, so that

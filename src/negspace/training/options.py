@@ -46,6 +46,10 @@ class TrainerOptions:
         checkpoint: file to write checkpoints to (every epoch end); None writes none and leaves
             SIGINT and SIGTERM alone.
         checkpoint_every: also write one every this many steps (0: only at epoch ends).
+        checkpoint_share: large checkpoints at most about this share of the time: an epoch's end
+            writes none while the last write took a second or more and more than this share of
+            the seconds since it ended (the last epoch, and a stop signal, always write; 0:
+            every epoch).
         fingerprint: identifies the configuration; a checkpoint with another one is refused.
         drift: measure the item vectors' drift over 1, 5 and 10 steps (history columns drift_k).
         prefetch: draw the next batch's negatives in a background thread while this batch's
@@ -98,6 +102,7 @@ class TrainerOptions:
     progress: bool = _configured('progress')
     checkpoint: Path | None = None
     checkpoint_every: int = _configured('checkpoint_every')
+    checkpoint_share: float = _configured('checkpoint_share')
     fingerprint: str = ""
     drift: bool = False
     prefetch: bool = True

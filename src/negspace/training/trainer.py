@@ -101,6 +101,7 @@ class Trainer(TrainerCheckpoints):
         self.epoch_loss, self.epoch_seconds, self.epoch_cpu = 0.0, 0.0, 0.0
         self.epoch_gen_state = self.gen.get_state()  # the shuffle of this epoch is drawn from it
         self.last_checkpoint: tuple[int, int] | None = None
+        self.checkpoint_cost = (0.0, 0.0)  # (seconds the last write took, perf_counter at its end)
         self.drift = DriftMeter(train.n_items, seed=options.seed) if options.drift else None
         # Prefetching is exact only for draws that depend on nothing a step changes.
         self.can_prefetch = (options.prefetch and usable_cores() >= 2
@@ -351,9 +352,11 @@ class Trainer(TrainerCheckpoints):
         self.finished = stop or last or (decision.stop and epoch >= self.opt.min_epochs)
         self.epoch, self.step_in_epoch, self.epoch_loss = epoch + 1, 0, 0.0
         self.epoch_seconds, self.epoch_cpu = 0.0, 0.0
-        if self.opt.checkpoint is not None:
+        stopping = signals is not None and signals.received is not None
+        if self.opt.checkpoint is not None and (self.finished or stopping or
+                                                self.checkpoint_due()):
             self.save_checkpoint()
-        if signals is not None and signals.received is not None and not self.finished:
+        if stopping and not self.finished:
             raise self._interrupted(signals.received)
 
 

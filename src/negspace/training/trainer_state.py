@@ -5,6 +5,7 @@ the errors that name the last good checkpoint (divergence, a stop signal). Mixed
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from negspace.models.base import EmbeddingModel
 from negspace.training.checkpoint import (TrainingInterrupted, restore_rng_states, rng_states,
                                           save_checkpoint)
 from negspace.training.options import TrainResult
+
+CHEAP_CHECKPOINT_S = 1.0  # writes faster than this happen at every epoch's end (checkpoint_due)
 
 
 class TrainerCheckpoints:
@@ -79,9 +82,22 @@ class TrainerCheckpoints:
             self.epoch_loss += self.device_step.flush()
         self._check_parameters()
         state = self.state() if self.dist is None else self.dist.gather_state(self.state())
+        start = time.perf_counter()
         if state is not None:  # None: a rank other than 0, which does not write
             save_checkpoint(self.opt.checkpoint, state)
         self.last_checkpoint = (self.epoch, self.step_in_epoch)
+        end = time.perf_counter()
+        self.checkpoint_cost = (end - start, end)
+
+    def checkpoint_due(self) -> bool:
+        """Whether an epoch's end writes a checkpoint: always while writes take under a second;
+        else once the seconds since the last write ended reach its cost / checkpoint_share, so
+        writes stay near that share of the run (the 8M-pair synthetic set's checkpoint of
+        weights, Adam moments and best weights is 1.6 GB, about 10 s, after epochs of 80)."""
+        took, ended = self.checkpoint_cost
+        share = self.opt.checkpoint_share
+        return (share <= 0 or took < CHEAP_CHECKPOINT_S
+                or (time.perf_counter() - ended) * share >= took)
 
     def _check_parameters(self) -> None:
         bad = first_non_finite(self.model)

@@ -122,7 +122,8 @@ def _resumable(cell_dir: Path, cfg: Any) -> bool:
         stored = json.loads((cell_dir / "config.json").read_text())
     except (OSError, ValueError):
         return False
-    free = ("threads", "progress", "checkpoint_every", "data_dir", "device")
+    free = ("threads", "progress", "checkpoint_every", "checkpoint_share", "data_dir",
+            "device")
     added = ("precision", "deterministic")  # absent from cells started before they existed
     same = all(stored.get(k) == v for k, v in cfg.to_dict().items()
                if k not in free and not (k in added and k not in stored))

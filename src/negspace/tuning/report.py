@@ -11,7 +11,8 @@ from negspace.io import write_text
 from negspace.plotting import pyplot_or_none
 
 TOP = 10  # trials in the report's table
-_RUN_ONLY = ("threads", "progress", "select_metric", "data_dir", "checkpoint_every")
+_RUN_ONLY = ("threads", "progress", "select_metric", "data_dir", "checkpoint_every",
+             "checkpoint_share")
 
 
 def toml_value(value: Any) -> str:

@@ -26,7 +26,7 @@ from negspace.tuning.space import Space, check_metric, load_space
 from negspace.tuning.study import (TrialJob, _optuna, make_pruner, make_sampler, open_storage,
                                    parse_budget, run_workers)
 
-_FREE = ("threads", "progress", "checkpoint_every", "data_dir")
+_FREE = ("threads", "progress", "checkpoint_every", "checkpoint_share", "data_dir")
 
 
 @dataclass
