@@ -108,13 +108,18 @@ def test_one_decision_for_the_trainer_and_the_replay():
     assert plain.decide(0.1, 0.2, 1, 1e-2) == Decision(False, False, True, 2)
 
 
-def test_the_default_recipe_stops_after_two_decays_or_one_before_a_fold_back():
+def test_the_default_recipe_stops_after_two_decays_one_on_large_data_none_before_a_fold_back():
     from negspace.config import resolve_for_data, with_default_recipe
     cfg = make_config(with_default_recipe({}))
     assert cfg.max_decays is None  # chosen with the refit, by the data's size
     assert resolve_for_data(cfg, 6_022, 3_043).max_decays == 2  # refit yes
-    large = resolve_for_data(cfg, 29_858, 40_981, 810_128)
-    assert (large.refit, large.max_decays) == ("fold-back", 1)
+    folded = resolve_for_data(cfg, 29_858, 40_981, 810_128)
+    assert (folded.refit, folded.max_decays, folded.lr_floor) == ("fold-back", 0, cfg.lr)
+    schedule = PlateauSchedule.for_rate("plateau", folded.lr, folded.lr_decay, folded.lr_floor,
+                                        folded.max_decays)
+    assert schedule.decide(0.1, 0.2, 0, folded.lr) == Decision(False, False, True, 1)
+    huge = resolve_for_data(cfg, 300_000, 100_000, 7_800_000)  # 3e10 cells
+    assert (huge.refit, huge.max_decays, huge.lr_floor) == ("no", 1, cfg.lr_floor)
     no_validation = make_config(with_default_recipe({"validation": 0.0}))
     assert resolve_for_data(no_validation, 29_858, 40_981).max_decays == 2
     given = make_config(with_default_recipe({"max_decays": 3}))

@@ -51,9 +51,12 @@ LARGE_DATA = {"dim": 256, "temperature": 0.15, "batch_size": 256}
 # for about 1.6x the cpu-seconds an epoch: more accuracy per cpu-second, so d 128. Each step
 # propagates over the whole graph, so batches of 1,024 users instead of 256 quarter that cost an
 # epoch: about 25 cpu-s an epoch against 38 at 512 users, with validation as high at equal epochs
-# (0.2212 after 11 epochs; 512 users 0.2210, 256 users 0.2206 at best).
+# (0.2212 after 11 epochs; 512 users 0.2210, 256 users 0.2206 at best). Validated up to the first
+# epoch without improvement and folded back (no decay, below), d 192 reached 0.2217 on the nested
+# validation split against d 160's 0.2206 and d 128's 0.2196, in 4 epochs of about 1.3x the
+# cpu-seconds of d 128's 6 (bench/research/fold_back.py --set dim=192 --set lr_floor=0.01).
 LONG_HISTORY_MIN_ITEMS = 20
-LONG_HISTORY = {"dim": 128, "temperature": 0.1, "layers": 2, "batch_size": 1024}
+LONG_HISTORY = {"dim": 192, "temperature": 0.1, "layers": 2, "batch_size": 1024}
 # sampler "auto": the softmax batched by users (256 users a step, each user's positives summed).
 # On small data and on long histories over the whole catalogue (`--sampler full`) while an
 # epoch's n_users x n_items scores stay affordable (up to FULL_SOFTMAX_MAX_CELLS) and a step's
@@ -94,12 +97,16 @@ VALIDATION_MIN_USERS = 10_000
 FOLD_BACK_MAX_CELLS = 4e9
 # max_decays None: training ends at the first validation without improvement after MAX_DECAYS
 # decays of the rate (two decays kept the best within 0.04% of the whole run's on six recorded
-# curves, one gave up to 0.12%: bench/research/stop_replay.py). Before a fold-back, which goes on
-# at the first rate, one: on the nested validation of gowalla-lightgcn the validated run then
-# stopped after 12 epochs instead of 16 and the fold-back reached the same Recall@20 (0.2199
-# against 0.2200); on Amazon-CDs after 11 instead of 12, the same 0.1664.
+# curves, one gave up to 0.12%: bench/research/stop_replay.py). Past ONE_DECAY_MIN_CELLS, where
+# an epoch takes minutes, one: on the 8M-pair synthetic set (2.7e10 cells, 80 s an epoch) the
+# second decay's epochs chose nothing (the best epoch was 10 of 12 either way) and cost 1.5
+# minutes of 20.
+# Before a fold-back, which goes on at the first rate, none: the validated run ends at its first
+# validation without improvement (lr_floor raised to lr). On the nested validation of
+# gowalla-lightgcn the fold-back then reached 0.2196 after 7 validated epochs against 0.2199
+# after one decay's 12 (0.2200 after two decays' 16), in 102 s of the validated run against 229.
 MAX_DECAYS = 2
-FOLD_BACK_MAX_DECAYS = 1
+ONE_DECAY_MIN_CELLS = 1e10
 
 
 def resolve_for_data(cfg: TrainConfig, n_users: int, n_items: int,
@@ -118,8 +125,10 @@ def resolve_for_data(cfg: TrainConfig, n_users: int, n_items: int,
         final = "yes" if cells <= SMALL_DATA_MAX_CELLS else \
             "fold-back" if cells <= FOLD_BACK_MAX_CELLS else "no"
         cfg = dataclasses.replace(cfg, refit=final if one else "no")
-    if cfg.max_decays is None:
-        cfg = dataclasses.replace(cfg, max_decays=FOLD_BACK_MAX_DECAYS if cfg.refit == "fold-back"
+    if cfg.max_decays is None and cfg.refit == "fold-back":  # the floor is the first rate
+        cfg = dataclasses.replace(cfg, max_decays=0, lr_floor=max(cfg.lr_floor, cfg.lr))
+    elif cfg.max_decays is None:
+        cfg = dataclasses.replace(cfg, max_decays=1 if cells > ONE_DECAY_MIN_CELLS
                                   else MAX_DECAYS)
     # layers None: the graph encoder where it measured better, with the full softmax by users
     # only (pair batches would propagate once per 256 pairs, 100x an epoch); else none
