@@ -17,7 +17,8 @@ from negspace.config.schema import BY_SIZE, TrainConfig
 # test Recall@20 0.1580 -> 0.1626 in 18 epochs instead of 32). Chosen on validation
 # splits only (docs/results.md, "Default recipe"); it reads nothing of the dataset but its
 # statistics. Training ends at the first validation without improvement after two decays of the
-# rate, one before a fold-back (MAX_DECAYS below; training/schedule.py floor_after). dim 0 means
+# rate (one on the largest data; before a fold-back, none: MAX_DECAYS below; training/schedule.py
+# floor_after). dim 0 means
 # "by the data's size" (resolve_for_data), as sampler "auto" does; a value given by the user
 # stays.
 DEFAULT_RECIPE: dict[str, Any] = {

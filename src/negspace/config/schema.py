@@ -97,7 +97,7 @@ class TrainConfig:
     lr_steps: str = field(default="", metadata=_opt("steps: comma-separated epochs after which the learning rate is multiplied by --lr-decay (the tuner's refit replays a plateau run's decays)"))
     lr_decay: float = field(default=0.1, metadata=_opt("plateau: learning-rate factor per decay", low=0, high=1, low_open=True))
     lr_floor: float = field(default=1e-6, metadata=_opt("plateau: the learning rate never goes below this", low=0))
-    max_decays: int | None = field(default=0, metadata=_opt("plateau: after this many decays of the learning rate, the next validation without improvement ends training (0: no limit but --lr-floor; the default recipe: 1 before a fold-back, else 2)", low=0))
+    max_decays: int | None = field(default=0, metadata=_opt("plateau: after this many decays of the learning rate, the next validation without improvement ends training (0: no limit but --lr-floor; the default recipe: 2, 1 past 1e10 cells, and before a fold-back none: the floor is --lr)", low=0))
     seed: int = field(default=0, metadata=_opt("random seed (split, init, sampling)", low=0))
     fold: int = field(default=0, metadata=_opt("test fold for k-fold datasets", low=0))
     n_folds: int = field(default=4, metadata=_opt("folds for k-fold datasets", low=2))
