@@ -209,7 +209,7 @@ def test_the_default_recipe_and_its_sampler_for_the_data_size():
     (43_169, 35_648, 604_475, "uniform-softmax", 4456, 256, 0.15, 0),
     (70_679, 24_915, 652_514, "uniform-softmax", 3114, 256, 0.15, 0),  # amazon-book-kgat: 9 a user
     # gowalla-lightgcn: 27 items a user, 1.2e9 cells: the full softmax and the graph encoder
-    (29_858, 40_981, 810_128, "full", 1000, 128, 0.1, 2),
+    (29_858, 40_981, 810_128, "full", 1000, 192, 0.1, 2),
     # the 8M-pair synthetic set, 3e10 cells: 1e9 / 300k draws, validation on 20,000 users
     (300_000, 100_000, 7_909_185, "uniform-softmax", 3333, 256, 0.15, 0),
 ])
