@@ -82,7 +82,7 @@ def test_refit_auto_refits_small_data_and_folds_back_up_to_4e9_cells():
     assert cfg.refit == "auto"
     assert resolve_for_data(cfg, 6_022, 3_043).refit == "yes"
     assert resolve_for_data(cfg, 70_679, 24_915).refit == "fold-back"
-    assert resolve_for_data(cfg, 52_643, 91_599).refit == "no"  # 4.8e9 cells: neither pays
+    assert resolve_for_data(cfg, 52_643, 91_599).refit == "no"  # 4.8e9 cells: past the cap
     two = make_config(with_default_recipe({"nproc": 2}))
     assert resolve_for_data(two, 70_679, 24_915).refit == "no"
     no_validation = make_config(with_default_recipe({"validation": 0.0}))

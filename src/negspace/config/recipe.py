@@ -91,10 +91,11 @@ VALIDATION_MIN_USERS = 10_000
 # (+3.8% against +3.6%) at 27% of its seconds; test Recall@20 +2.5% there and +2.6% on
 # Amazon-CDs (1.5e9 cells). On small data the refit is worth its cost: on ML-100k's nested
 # validation the refit gained 5.5% and two fold-back epochs 2.3% (bench/records/gowalla.jsonl).
-# Past FOLD_BACK_MAX_CELLS neither: Amazon-Book (4.8e9 cells) gained 0.4% on test for 22% more
-# seconds, and the 8M-pair synthetic set (2.7e10) lost 3.8% (0.1002 against 0.1042): epochs
-# that long at the first rate undo what the decays gained (its validation rose 0.1080 -> 0.1090
-# with them), and a refit would double runs of 20 minutes and more.
+# Amazon-Book (1.8e9 cells), nested: 0.2450 after the fold-back against 0.2418 for the model
+# validated with two decays and no fold-back. Past FOLD_BACK_MAX_CELLS neither: the 8M-pair
+# synthetic set (2.7e10) lost 3.8% with it (0.1002 against 0.1042): epochs that long at the first
+# rate undo what the decays gained (its validation rose 0.1080 -> 0.1090 with them), and a refit
+# would double runs of 20 minutes and more.
 FOLD_BACK_MAX_CELLS = 4e9
 # max_decays None: training ends at the first validation without improvement after MAX_DECAYS
 # decays of the rate (two decays kept the best within 0.04% of the whole run's on six recorded
