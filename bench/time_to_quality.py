@@ -127,7 +127,7 @@ def plot(results: dict[str, dict], path: Path) -> None:
         ax.set_title(Path(dataset).name, fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("* the delivered model (after the refit)", fontsize=8)
+    fig.suptitle("* the delivered model (after its refit or fold-back)", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
