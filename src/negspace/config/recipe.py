@@ -18,9 +18,8 @@ from negspace.config.schema import BY_SIZE, TrainConfig
 # splits only (docs/results.md, "Default recipe"); it reads nothing of the dataset but its
 # statistics. Training ends at the first validation without improvement after two decays of the
 # rate (one on the largest data; before a fold-back, none: MAX_DECAYS below; training/schedule.py
-# floor_after). dim 0 means
-# "by the data's size" (resolve_for_data), as sampler "auto" does; a value given by the user
-# stays.
+# floor_after). dim 0 means "by the data's size" (resolve_for_data), as sampler "auto" does; a
+# value given by the user stays.
 DEFAULT_RECIPE: dict[str, Any] = {
     "model": "mf", "loss": "softmax", "sampler": "auto", "dim": 0, "negatives": 0,
     "batch_size": 0, "lr": 0.01, "temperature": 0, "init": "spectral", "init_std": 0.01,
