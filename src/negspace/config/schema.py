@@ -56,6 +56,10 @@ learning rate drops 10x and the best weights come back after each validation wit
 # the samplers of --batch-by user: the whole catalogue, or a uniform sample scaled up to it
 USER_BATCH_SAMPLERS = ("full", "uniform-softmax")
 BY_SIZE = ("dim", "temperature", "batch_size")  # 0: chosen by the data's size (config/recipe.py)
+# Options that change neither the numbers nor the bytes a run produces, only how this machine runs
+# it: a resumed run, a grid cell or a tuner's refit may differ in them and still be the same run.
+MACHINE_OPTIONS = ("threads", "progress", "checkpoint_every", "checkpoint_share", "data_dir",
+                   "device")
 BY_DATA = (*BY_SIZE, "negatives")  # 0 allowed with --sampler auto (negatives: by the branch)
 
 

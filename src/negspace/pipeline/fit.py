@@ -28,7 +28,8 @@ from negspace.models import TwoTower
 from negspace.models.base import EmbeddingModel
 from negspace.pipeline.build import build_trainer
 from negspace.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
-from negspace.config import TrainConfig, config_fields, make_config, resolve_for_data
+from negspace.config import (MACHINE_OPTIONS, TrainConfig, config_fields, make_config,
+                             resolve_for_data)
 from negspace.training.device import configure, resolve_device
 from negspace.training.options import TrainerOptions, selection_metric
 from negspace.training.trainer import score_fn
@@ -200,9 +201,8 @@ def _rank_entry(values: dict[str, Any], out: str | None, overwrite: bool, resume
     return run_training(make_config(values), out, overwrite=overwrite, resume=resume)
 
 
-# Options that change neither the numbers nor the bytes a run produces: a resumed run may change them.
-_FREE_ON_RESUME = ("threads", "progress", "checkpoint_every", "checkpoint_share", "data_dir",
-                   "device")
+# A resumed run may change these (they change neither its numbers nor its bytes).
+_FREE_ON_RESUME = MACHINE_OPTIONS
 
 
 # Options added with the two-tower model: left out of the fingerprint at their defaults, so that

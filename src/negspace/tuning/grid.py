@@ -30,7 +30,7 @@ import pandas as pd
 
 from negspace.errors import NegspaceError, TrainingInterrupted
 from negspace.io import read_toml, write_text
-from negspace.config import make_config, normalise_keys
+from negspace.config import MACHINE_OPTIONS, make_config, normalise_keys
 from negspace.plotting import pyplot_or_none
 
 DEFAULT_METRICS = ["map@50", "ndcg@50", "mmr@50", "recall@20", "ndcg@20"]
@@ -122,8 +122,7 @@ def _resumable(cell_dir: Path, cfg: Any) -> bool:
         stored = json.loads((cell_dir / "config.json").read_text())
     except (OSError, ValueError):
         return False
-    free = ("threads", "progress", "checkpoint_every", "checkpoint_share", "data_dir",
-            "device")
+    free = MACHINE_OPTIONS
     added = ("precision", "deterministic")  # absent from cells started before they existed
     same = all(stored.get(k) == v for k, v in cfg.to_dict().items()
                if k not in free and not (k in added and k not in stored))

@@ -7,12 +7,14 @@ import math
 from pathlib import Path
 from typing import Any
 
+from negspace.config.schema import MACHINE_OPTIONS
 from negspace.io import write_text
 from negspace.plotting import pyplot_or_none
 
 TOP = 10  # trials in the report's table
-_RUN_ONLY = ("threads", "progress", "select_metric", "data_dir", "checkpoint_every",
-             "checkpoint_share")
+# left out of a recipe: this machine's options (a device fixed by the space stays) and the
+# selection metric, which a refit without validation does not read
+_RUN_ONLY = (*(k for k in MACHINE_OPTIONS if k != "device"), "select_metric")
 
 
 def toml_value(value: Any) -> str:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from negspace.config.schema import MACHINE_OPTIONS
 from negspace.errors import NegspaceError
 from negspace.training.schedule import replayed_decays
 from negspace.tuning.report import counts, recipe, write_recipe, write_report
@@ -26,7 +27,8 @@ from negspace.tuning.space import Space, check_metric, load_space
 from negspace.tuning.study import (TrialJob, _optuna, make_pruner, make_sampler, open_storage,
                                    parse_budget, run_workers)
 
-_FREE = ("threads", "progress", "checkpoint_every", "checkpoint_share", "data_dir")
+# a stored refit is reused whatever these were, but not from another device
+_FREE = tuple(k for k in MACHINE_OPTIONS if k != "device")
 
 
 @dataclass
