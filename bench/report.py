@@ -113,8 +113,13 @@ def summary(records: list[dict[str, Any]]) -> list[str]:
 
 def significance_summary(records: list[dict[str, Any]]) -> list[str]:
     """One line per dataset with paired tests (bench/significance.py): how many of its
-    comparisons are significant at the 5% level, and the range of their p-values."""
-    tests = [r for r in records if r["section"] == "significance" and "p_value" in r["metrics"]]
+    comparisons between summary columns are significant at the 5% level, and the range of their
+    p-values (other paired tests, such as two settings of one method, stay in their section)."""
+    def between_columns(method: str) -> bool:
+        pair = method.split(",")[0].split(" vs ")
+        return len(pair) == 2 and all(any(f(m) for _, f in COLUMNS) for m in pair)
+    tests = [r for r in records if r["section"] == "significance" and "p_value" in r["metrics"]
+             and between_columns(r["method"])]
     lines = []
     for ds in ordered([r["dataset"] for r in tests]):
         mine = [r for r in tests if r["dataset"] == ds]

@@ -48,10 +48,14 @@ def test_any_record_renders_grouped_by_section_and_dataset(tmp_path):
 
 
 def test_paired_tests_are_summed_up_under_the_summary(tmp_path):
-    tests = [{**BASE, "id": f"s{i}", "section": "significance", "method": f"a vs b {i}",
+    tests = [{**BASE, "id": f"s{i}", "section": "significance",
+              "method": f"negspace default vs ALS tuned, metric {i}",
               "metrics": {"p_value": p, "test_users": 1294}} for i, p in enumerate((0.03, 0.4, 0.9))]
+    # a test between two settings of one method is not a comparison of the summary's columns
+    other = {**BASE, "id": "s9", "section": "significance", "method": "fold-back vs refit, m",
+             "metrics": {"p_value": 0.001, "test_users": 1294}}
     _write(tmp_path / "rec", {**BASE, "id": "a", "method": "negspace default",
-                              "metrics": {"recall@20": 0.18}}, *tests)
+                              "metrics": {"recall@20": 0.18}}, *tests, other)
     out = tmp_path / "results.md"
     assert report.main(["--records", str(tmp_path / "rec"), "--out", str(out)]) == 0
     text = out.read_text()

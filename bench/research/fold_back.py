@@ -9,7 +9,7 @@ trained on those interactions. A refit trains again on all of them (twice the ti
 continues the validated model on all of them for a few epochs. To compare them without reading
 the test split, this script nests the run one level down: the run's validation split V plays
 the test, a second split V2 carved from the rest chooses the epochs as validation does. It
-prints Recall@20 / NDCG@20 on V of
+prints Recall@20 / NDCG@20 and MAP@50 / NDCG@50 on V of
   - the validated model (its graph over every interaction it may see, as the export does),
   - after each fold-back epoch (a fresh Adam at the chosen rate; with `--steps`, decayed after
     the epochs given, else constant),
@@ -42,17 +42,18 @@ from harness import recipe_option  # noqa: E402
 
 
 def on_v(model, seen, v, training_on=None) -> dict[str, float]:
-    """Recall@20 / NDCG@20 on V, with every interaction the model may see excluded (and its
-    graph over them); `training_on`: the graph to put back for the training that goes on."""
+    """Recall@20 / NDCG@20 (and MAP@50 / NDCG@50, the k-fold sets' measures) on V, with every
+    interaction the model may see excluded (and its graph over them); `training_on`: the graph to
+    put back for the training that goes on."""
     model.eval()
     if model.reads_history:
         model.set_history(seen)
     with torch.no_grad():
-        m = evaluate(score_fn(model), seen, v, ks=(20,))
+        m = evaluate(score_fn(model), seen, v, ks=(20, 50))
     model.train()
     if model.reads_history and training_on is not None:
         model.set_history(training_on)
-    return {k: round(m[k], 4) for k in ("recall@20", "ndcg@20")}
+    return {k: round(m[k], 4) for k in ("recall@20", "ndcg@20", "map@50", "ndcg@50")}
 
 
 def main() -> None:

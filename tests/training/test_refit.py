@@ -81,12 +81,22 @@ def test_refit_auto_refits_small_data_and_folds_back_up_to_4e9_cells():
     cfg = make_config(with_default_recipe({}))
     assert cfg.refit == "auto"
     assert resolve_for_data(cfg, 6_022, 3_043).refit == "yes"
-    assert resolve_for_data(cfg, 70_679, 24_915).refit == "fold-back"
+    # asked to fold back on small data: 7 epochs at a tenth of the rate, validated at the first
+    asked = resolve_for_data(make_config(with_default_recipe({"refit": "fold-back"})), 6_022, 3_043)
+    assert (asked.fold_back_epochs, asked.fold_back_lr_scale) == (7, 0.1)
+    assert (asked.max_decays, asked.lr_floor) == (0, asked.lr)
+    large = resolve_for_data(cfg, 70_679, 24_915)
+    assert (large.refit, large.fold_back_epochs, large.fold_back_lr_scale) == ("fold-back", 3, 1)
     assert resolve_for_data(cfg, 52_643, 91_599).refit == "no"  # 4.8e9 cells: past the cap
     two = make_config(with_default_recipe({"nproc": 2}))
     assert resolve_for_data(two, 70_679, 24_915).refit == "no"
     no_validation = make_config(with_default_recipe({"validation": 0.0}))
     assert resolve_for_data(no_validation, 100, 100).refit == "no"
+    # what the user gives stays
+    given = make_config(with_default_recipe({"fold_back_epochs": 2, "fold_back_lr_scale": 1.0}))
+    mine = resolve_for_data(given, 6_022, 3_043)
+    assert (mine.fold_back_epochs, mine.fold_back_lr_scale) == (2, 1.0)
+    assert make_config({"model": "mf"}).fold_back_lr_scale == 1.0  # outside the recipe: --lr
 
 
 @pytest.mark.parametrize("refit", ["yes", "fold-back"])
@@ -108,6 +118,9 @@ def test_fold_back_config_goes_on_without_validation_or_schedule(toy_csv):
     final = fold_back_config(cfg)
     assert (final.refit, final.validation, final.val_users, final.epochs, final.lr_schedule,
             final.lr) == ("no", 0.0, 0, 2, "none", cfg.lr)
+    decayed = fold_back_config(make_config(_values(toy_csv, refit="fold-back", lr=0.02,
+                                                   fold_back_lr_scale=0.25)))
+    assert decayed.lr == pytest.approx(0.005)
 
 
 def test_a_fold_back_run_goes_on_from_the_validated_model_over_all_data(toy_csv, tmp_path):

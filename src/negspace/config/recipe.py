@@ -24,6 +24,7 @@ DEFAULT_RECIPE: dict[str, Any] = {
     "model": "mf", "loss": "softmax", "sampler": "auto", "dim": 0, "negatives": 0,
     "batch_size": 0, "lr": 0.01, "temperature": 0, "init": "spectral", "init_std": 0.01,
     "refit": "auto", "layers": None, "val_users": None, "max_decays": None,
+    "fold_back_epochs": None, "fold_back_lr_scale": None,
 }
 # Up to this many user x item cells an epoch of the full softmax at d 512 stays cheap (ML-1M's
 # 1.8e7: about 5 s on one core), and d 512 at T 0.15 scored above d 128 at T 0.2 on the validation
@@ -85,25 +86,34 @@ VALIDATION_MAX_CELLS = 2e9
 VALIDATION_MIN_USERS = 10_000
 # refit "auto": the model finally trains on the interactions validation held out. Up to
 # SMALL_DATA_MAX_CELLS by a refit (a second run of the chosen epochs: seconds there); above, up
-# to FOLD_BACK_MAX_CELLS, by folding them back (pipeline/refit.py: 3 more epochs on everything at
-# the first rate), which on gowalla-lightgcn matched the refit on a nested validation split
-# (+3.8% against +3.6%) at 27% of its seconds; test Recall@20 +2.5% there and +2.6% on
-# Amazon-CDs (1.5e9 cells). On small data the refit is worth its cost: on ML-100k's nested
-# validation the refit gained 5.5% and two fold-back epochs 2.3% (bench/records/gowalla.jsonl).
-# Amazon-Book (1.8e9 cells), nested: 0.2450 after the fold-back against 0.2418 for the model
-# validated with two decays and no fold-back. Past FOLD_BACK_MAX_CELLS neither: the 8M-pair
+# to FOLD_BACK_MAX_CELLS, by folding them back (pipeline/refit.py: LARGE_FOLD_BACK, 3 more epochs
+# on everything at the first rate), which on gowalla-lightgcn matched the refit on a nested
+# validation split (+3.8% against +3.6%) at 27% of its seconds; test Recall@20 +2.5% there and
+# +2.6% on Amazon-CDs (1.5e9 cells). Amazon-Book (1.8e9 cells), nested: 0.2450 after the
+# fold-back against 0.2418 for the model validated with two decays and no fold-back.
+# On small data the first rate undoes what the decays gained (ML-1M nested: 0.2352 after one
+# epoch against the validated 0.2547); an explicit `--refit fold-back` there is SMALL_FOLD_BACK,
+# 7 epochs at 0.1 x the first rate after a validated run at the first rate only. It is level with
+# the refit on the nested validation split of ML-1M, ML-100k, Last.fm and Book-Crossing (-0.3% on
+# average, -1.8% to +1.0%) in half the epochs (ML-1M 14.6 s of training against 27.3), but read
+# lower on every test split (-0.2% to -2.8%, none significant alone; Last.fm's four folds -0.5%)
+# and 4 epochs at 0.3 x, as level on validation, read 0.9% under the refit on ML-1M's test
+# (p 0.003): the refit stays the default there (bench/records/gowalla.jsonl, accuracy.jsonl).
+# Past FOLD_BACK_MAX_CELLS neither: the 8M-pair
 # synthetic set (2.7e10) lost 3.8% with it (0.1002 against 0.1042): epochs that long at the first
 # rate undo what the decays gained (its validation rose 0.1080 -> 0.1090 with them), and a refit
 # would double runs of 20 minutes and more.
 FOLD_BACK_MAX_CELLS = 4e9
+SMALL_FOLD_BACK = {"fold_back_epochs": 7, "fold_back_lr_scale": 0.1}
+LARGE_FOLD_BACK = {"fold_back_epochs": 3, "fold_back_lr_scale": 1.0}
 # max_decays None: training ends at the first validation without improvement after MAX_DECAYS
 # decays of the rate (two decays kept the best within 0.04% of the whole run's on six recorded
 # curves, one gave up to 0.12%: bench/research/stop_replay.py). Past ONE_DECAY_MIN_CELLS, where
 # an epoch takes minutes, one: on the 8M-pair synthetic set (2.7e10 cells, 80 s an epoch) the
 # second decay's epochs chose nothing (the best epoch was 10 of 12 either way) and cost 1.5
 # minutes of 20.
-# Before a fold-back, which goes on at the first rate, none: the validated run ends at its first
-# validation without improvement (lr_floor raised to lr). On the nested validation of
+# Before a fold-back, none: the validated run ends at its first validation without improvement
+# (lr_floor raised to lr); the fold-back's own rate (above) follows. On the nested validation of
 # gowalla-lightgcn the fold-back then reached 0.2196 after 7 validated epochs against 0.2199
 # after one decay's 12 (0.2200 after two decays' 16), in 102 s of the validated run against 229.
 MAX_DECAYS = 2
@@ -112,10 +122,10 @@ ONE_DECAY_MIN_CELLS = 1e10
 
 def resolve_for_data(cfg: TrainConfig, n_users: int, n_items: int,
                      n_pairs: int = 0) -> TrainConfig:
-    """`cfg` with sampler "auto" (and dim, temperature, batch_size 0), layers, val_users and
-    max_decays None and refit "auto" (yes, fold-back or no) replaced by what the data's size
-    (users, items, training pairs) calls for (see above). The caller samples its validation users
-    after this (`sample_users`)."""
+    """`cfg` with sampler "auto" (and dim, temperature, batch_size 0), layers, val_users,
+    max_decays, fold_back_epochs and fold_back_lr_scale None and refit "auto" (yes, fold-back or
+    no) replaced by what the data's size (users, items, training pairs) calls for (see above).
+    The caller samples its validation users after this (`sample_users`)."""
     cells = n_users * n_items
     if cfg.val_users is None:
         sample = cells > VALIDATION_MAX_CELLS
@@ -126,6 +136,10 @@ def resolve_for_data(cfg: TrainConfig, n_users: int, n_items: int,
         final = "yes" if cells <= SMALL_DATA_MAX_CELLS else \
             "fold-back" if cells <= FOLD_BACK_MAX_CELLS else "no"
         cfg = dataclasses.replace(cfg, refit=final if one else "no")
+    small = cells <= SMALL_DATA_MAX_CELLS and cfg.refit == "fold-back"  # else unused or large
+    fold_back = SMALL_FOLD_BACK if small else LARGE_FOLD_BACK
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in fold_back.items()
+                                      if getattr(cfg, k) is None})
     if cfg.max_decays is None and cfg.refit == "fold-back":  # the floor is the first rate
         cfg = dataclasses.replace(cfg, max_decays=0, lr_floor=max(cfg.lr_floor, cfg.lr))
     elif cfg.max_decays is None:

@@ -213,7 +213,7 @@ _ADDED_LATER = {"bank_size": 2048, "warmup": 0, "temperature": 1.0, "logq_streng
                 "val_users": 0, "nproc": 1, "user_col": None, "item_col": None,
                 "weight_col": None, "time_col": None, "precision": "fp32",
                 "deterministic": False, "confidence": 0.0, "refit": "no",
-                "max_decays": 0, "fold_back_epochs": 3}
+                "max_decays": 0, "fold_back_epochs": 3, "fold_back_lr_scale": 1.0}
 
 
 def fingerprint(cfg: TrainConfig, train: Interactions) -> str:

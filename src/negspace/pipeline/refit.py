@@ -5,16 +5,18 @@ The validation split (10% of each user's training items by default) is what earl
 the plateau decays need, but the model trained without it has seen less data. A refit run trains
 twice: first with validation, in memory, which chooses the epochs (and the decays, replayed at
 the same epochs: training/schedule.py `refit_plan`); then on every training interaction for
-those epochs, the model kept and evaluated. This is what `negspace tune` does with its best trial,
-and the default recipe does it on small data (config/schema.py, refit "auto").
+those epochs, the model kept and evaluated. This is what `negspace tune` does with its best trial.
 
 `--refit fold-back` folds the held-out interactions back instead: the validated run's model goes
-on for `fold_back_epochs` epochs on every training interaction, at the first rate with a fresh
-optimiser and no validation, and the last model is kept. Why: on large data a refit costs a
-second whole run. Measured without the test split (bench/research/fold_back.py: one level down, the
-validation split as the test and a second split carved from the rest as validation), on
-gowalla-lightgcn three fold-back epochs lifted Recall@20 on the held-out split from 0.2120 to
-0.2200, the refit's 0.2197, in 51 s against its 190 s.
+on for `fold_back_epochs` epochs on every training interaction, at the first rate times
+`fold_back_lr_scale`, with a fresh optimiser and no validation, and the last model is kept.
+Why: a refit costs a second whole run. Measured without the test split
+(bench/research/fold_back.py: one level down, the validation split as the test and a second
+split carved from the rest as validation), on gowalla-lightgcn three fold-back epochs lifted
+Recall@20 on the held-out split from 0.2120 to 0.2200, the refit's 0.2197, in 51 s against its
+190 s. On small data the default recipe refits; asked to fold back there, it validates at the
+first rate only and folds back at a lower rate, where the refit's decayed epochs would have run
+(config/recipe.py SMALL_FOLD_BACK).
 """
 
 from __future__ import annotations
@@ -112,9 +114,10 @@ def train_with_refit(run_training: Callable[..., "RunOutput"], cfg: TrainConfig,
 
 def fold_back_config(cfg: TrainConfig) -> TrainConfig:
     """The configuration of `--refit fold-back`'s second run: `cfg.fold_back_epochs` epochs on
-    every training interaction at `cfg.lr`, no validation, no schedule (the model comes from
-    the validated run, so nothing of `init` is computed again)."""
-    return dataclasses.replace(cfg, refit="no", validation=0.0, val_users=0,
+    every training interaction at `cfg.lr` x `cfg.fold_back_lr_scale`, no validation, no schedule (the model comes from the validated run, so nothing of `init` is computed
+    again)."""
+    lr = cfg.lr * cfg.fold_back_lr_scale
+    return dataclasses.replace(cfg, refit="no", validation=0.0, val_users=0, lr=lr,
                                epochs=cfg.fold_back_epochs, lr_schedule="none",
                                lr_steps="").validate()
 
