@@ -150,15 +150,15 @@ class Recommender(RecommenderQueries):
             return trainer.model, trainer.fit()
 
         model, result = train_once(cfg, fit_on, validation)
-        if cfg.refit == "yes":  # again on every training interaction, for the chosen epochs
-            from negspace.pipeline.refit import refit_config
-            cfg = self.config = refit_config(cfg, result.history, result.best_epoch, select)
-            model, result = train_once(cfg, train, None)
-        elif cfg.refit == "fold-back":  # the chosen model goes on over every training interaction
-            from negspace.pipeline.refit import fold_back_config
-            if model.reads_history:
+        if cfg.refit in ("yes", "fold-back"):  # then on every training interaction
+            from negspace.pipeline.refit import final_config
+            fold = cfg.refit == "fold-back"  # the chosen model goes on, else a fresh refit
+            final = final_config(cfg, result.history, result.best_epoch, select)
+            if not fold:
+                self.config = final  # the refit's config.json reproduces the model by itself
+            elif model.reads_history:
                 model.set_history(train)
-            model, result = train_once(fold_back_config(cfg), train, None, start=model)
+            model, result = train_once(final, train, None, start=model if fold else None)
         model.eval()
         if model.reads_history:  # served vectors read the whole history
             model.set_history(train)

@@ -95,7 +95,7 @@ def train_with_refit(run_training: Callable[..., "RunOutput"], cfg: TrainConfig,
                           on_start=None if run_dir is None or resume else start)
     best = int(chosen.metrics["best_epoch"])
     fold = cfg.refit == "fold-back"
-    final = fold_back_config(cfg) if fold else refit_config(cfg, chosen.history, best, select)
+    final = final_config(cfg, chosen.history, best, select)
     scores = [row[f"val_{select}"] for row in chosen.history if f"val_{select}" in row]
     notes = {"selection_best_epoch": float(best), f"selection_val_{select}": max(scores),
              ("fold_back_epochs" if fold else "refit_epochs"): float(final.epochs)}
@@ -112,6 +112,15 @@ def train_with_refit(run_training: Callable[..., "RunOutput"], cfg: TrainConfig,
                         recorded=cfg if fold else None)
 
 
+def final_config(cfg: TrainConfig, history: list[dict], best_epoch: int,
+                 select: str) -> TrainConfig:
+    """The configuration of the run after the validated one: `fold_back_config` with refit
+    "fold-back" (it starts from the validated model), else `refit_config` (a fresh start)."""
+    if cfg.refit == "fold-back":
+        return fold_back_config(cfg)
+    return refit_config(cfg, history, best_epoch, select)
+
+
 def fold_back_config(cfg: TrainConfig) -> TrainConfig:
     """The configuration of `--refit fold-back`'s second run: `cfg.fold_back_epochs` epochs on
     every training interaction at `cfg.lr` x `cfg.fold_back_lr_scale`, no validation, no schedule (the model comes from the validated run, so nothing of `init` is computed
@@ -122,4 +131,4 @@ def fold_back_config(cfg: TrainConfig) -> TrainConfig:
                                lr_steps="").validate()
 
 
-__all__ = ["fold_back_config", "refit_config", "train_with_refit"]
+__all__ = ["final_config", "fold_back_config", "refit_config", "train_with_refit"]
