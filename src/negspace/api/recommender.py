@@ -7,6 +7,7 @@ loads here and a saved Recommender is served by the CLI.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -31,7 +32,7 @@ from negspace.retrieval import ann
 from negspace.samplers.base import NegativeSampler
 from negspace.config import (TrainConfig, config_fields, make_config, resolve_for_data,
                                      with_default_recipe)
-from negspace.training.device import configure, resolve_device
+from negspace.training.device import configure, resolve_device, resolve_precision
 from negspace.training.options import TrainerOptions, selection_metric
 
 
@@ -127,6 +128,8 @@ class Recommender(RecommenderQueries):
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         device = self._device()
+        cfg = self.config = dataclasses.replace(
+            cfg, precision=resolve_precision(cfg.precision, device))  # "auto": this machine's
         configure(device, cfg.precision, cfg.deterministic)
         # values: 1 per pair, or 1 + confidence x weight, drawn in proportion (data/confidence.py)
         train = confidence(self._read(data, columns), cfg.confidence)

@@ -30,7 +30,8 @@ def build_objective(cfg: TrainConfig) -> Objective:
                      negative_weight=cfg.negative_weight, positive_weight=cfg.positive_weight,
                      temperature=cfg.temperature, logq_strength=cfg.logq_strength,
                      split_bank_gradient=cfg.split_bank_gradient,
-                     negative_temperature=cfg.negative_temperature)
+                     negative_temperature=cfg.negative_temperature,
+                     bf16_scores=cfg.precision == "bf16")
 
 
 def build_trainer(cfg: TrainConfig, n_users: int, n_items: int, fit_on: Interactions,

@@ -30,7 +30,7 @@ from negspace.pipeline.build import build_trainer
 from negspace.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from negspace.config import (MACHINE_OPTIONS, TrainConfig, config_fields, make_config,
                              resolve_for_data)
-from negspace.training.device import configure, resolve_device
+from negspace.training.device import configure, resolve_device, resolve_precision
 from negspace.training.options import TrainerOptions, selection_metric
 from negspace.training.trainer import score_fn
 
@@ -90,6 +90,8 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)  # before the data: a missing GPU is a one-line error
+    # "auto" decided on this machine and recorded as decided (config.json repeats the run)
+    cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, device))
     configure(device, cfg.precision, cfg.deterministic)
     run_dir = Path(out) if out is not None else None
     dist = None  # --nproc: this rank's DistContext (distributed/process_group.py); rank 0 writes

@@ -1,10 +1,14 @@
-"""Where a run computes: `--device auto|cpu|cuda|cuda:N`, `--precision fp32|bf16|tf32` and
-`--deterministic`, resolved once and applied in one place.
+"""Where a run computes: `--device auto|cpu|cuda|cuda:N`, `--precision fp32|bf16|tf32|auto`
+and `--deterministic`, resolved once and applied in one place.
 
 Tables and optimiser state are float32 in every precision. `bf16` runs the two-tower MLPs and
 score products under CUDA autocast (bfloat16 matmuls, float32 accumulation; softmaxes and losses
-stay float32, as autocast keeps them); `tf32` lets CUDA matmuls use TensorFloat-32. Both are
-no-ops on the CPU, where results stay bit-exact for a seed. What can differ on a GPU is listed in
+stay float32, as autocast keeps them), and on a CPU the softmax losses' [B, d] x [d, N] score
+products under CPU autocast (training/objective.py; the scores come back as float32);
+`tf32` lets CUDA matmuls use TensorFloat-32 (a no-op on the CPU). `auto` is bf16 on a CPU whose
+vector unit multiplies bfloat16 natively (avx512_bf16 or amx_bf16), else fp32: without them
+oneDNN emulates the products, 2.2x slower than float32 (bench/records/speed.jsonl). Results stay
+bit-exact for a seed on one machine in every precision. What can differ on a GPU is listed in
 docs/reliability.md ("GPU").
 """
 
@@ -19,7 +23,8 @@ import torch
 from negspace.errors import NegspaceError
 
 DEVICES_HELP = "auto (a GPU when there is one), cpu, cuda or cuda:N"
-PRECISIONS = ("fp32", "bf16", "tf32")
+PRECISIONS = ("fp32", "bf16", "tf32", "auto")
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags
 
 
 def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
@@ -70,6 +75,27 @@ def check_precision(precision: str) -> str:
     return precision
 
 
+def cpu_multiplies_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether the CPU reports a native bfloat16 product (NATIVE_BF16_FLAGS); False where it
+    cannot be read (other systems)."""
+    try:
+        with open(cpuinfo) as f:
+            flags = next((line.split(":", 1)[1].split() for line in f
+                          if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return any(flag in flags for flag in NATIVE_BF16_FLAGS)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`precision` with "auto" replaced: bf16 on a CPU that multiplies bfloat16 natively, else
+    fp32 (GPUs keep fp32 unless asked)."""
+    check_precision(precision)
+    if precision != "auto":
+        return precision
+    return "bf16" if device.type == "cpu" and cpu_multiplies_bf16() else "fp32"
+
+
 def configure(device: torch.device, precision: str = "fp32", deterministic: bool = False) -> None:
     """Process-wide settings for a run on `device`: TF32 matmuls for `tf32` (and `bf16`, whose
     remaining float32 products may use them too) and, with `deterministic`, deterministic CUDA
@@ -95,6 +121,14 @@ def autocast(device: torch.device, precision: str) -> ContextManager[Any]:
     return contextlib.nullcontext()
 
 
+def score_autocast(precision: str) -> ContextManager[Any]:
+    """bfloat16 autocast on the CPU for `bf16` (the softmax losses' score products); a no-op
+    context otherwise. On CUDA the products follow `autocast`."""
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def model_device(model: torch.nn.Module) -> torch.device:
     """The device of a model's parameters (cpu for a model without any)."""
     for p in model.parameters():
@@ -117,5 +151,6 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-__all__ = ["resolve_device", "cuda_available", "configure", "autocast", "model_device",
+__all__ = ["resolve_device", "resolve_precision", "cpu_multiplies_bf16", "cuda_available",
+           "configure", "autocast", "score_autocast", "model_device",
            "device_name", "synchronize", "check_precision", "PRECISIONS", "DEVICES_HELP"]

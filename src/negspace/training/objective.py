@@ -16,6 +16,7 @@ from negspace.registry import LOSSES, LossFamily
 from negspace.regularizers import covariance, embedding_l2, gor
 from negspace.samplers.candidates import CandidateSet
 from negspace.training import shared_loss
+from negspace.training.device import score_autocast
 
 
 @dataclass
@@ -57,6 +58,16 @@ class Objective:
     logq_strength: float = 1.0
     split_bank_gradient: bool = False
     negative_temperature: float | None = None
+    bf16_scores: bool = False  # the softmax losses' score products in bfloat16 on a CPU
+
+    def _scores(self, u: torch.Tensor, v: torch.Tensor, measure: str) -> torch.Tensor:
+        """score_matrix, its product in bfloat16 under CPU autocast with `bf16_scores` (float32
+        tables in, float32 scores out: the softmax and its sums stay float32); l2 keeps float32,
+        whose difference of squared norms bfloat16 would round away."""
+        if not self.bf16_scores or measure == "l2":
+            return score_matrix(u, v, measure)
+        with score_autocast("bf16"):
+            return score_matrix(u, v, measure).float()
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -227,7 +238,7 @@ class Objective:
         # 1/T folded into the [B, d] side, and unit vectors not normalised twice: the [B, n_items]
         # passes are what a step costs on large catalogues
         measure = "dot" if _unit_vectors(model) and model.measure != "l2" else model.measure
-        logits = score_matrix(u / self.temperature, v, measure) if measure != "l2" else \
+        logits = self._scores(u / self.temperature, v, measure) if measure != "l2" else \
             score_matrix(u, v, measure) / self.temperature
         # sum over pairs of (lse_u - s_ui): the row's log-sum-exp once per positive, no dense target
         total = multinomial_nll(logits, rows, cols, log_weight)
@@ -241,7 +252,7 @@ class Objective:
         """Softmax or BSL over N negatives shared by the batch: one [B, d] x [d, N] product; each
         row's own training positives are masked out of its negatives."""
         n = model.item_vectors(negatives)
-        neg = score_matrix(u, n, model.measure)
+        neg = self._scores(u, n, model.measure)
         log_q_pos = None
         if log_q is not None and self.logq_strength:  # the positive is not sampled from q
             log_q_pos = torch.zeros(len(u), dtype=neg.dtype, device=neg.device)
