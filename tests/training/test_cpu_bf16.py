@@ -1,4 +1,4 @@
-"""`--precision bf16` on a CPU (the softmax losses' score products in bfloat16) and `auto`,
+"""`--precision bf16` on a CPU (the full softmax's score products in bfloat16) and `auto`,
 which takes it where the CPU multiplies bfloat16 natively (training/device.py)."""
 
 import json
@@ -58,3 +58,12 @@ def test_a_bf16_run_records_its_precision_and_repeats_bit_for_bit(toy_csv, tmp_p
     assert torch.equal(out.model.items.weight, again.model.items.weight)
     fp32 = run_training(make_config({**values, "precision": "fp32"}))
     assert not torch.equal(out.model.items.weight, fp32.model.items.weight)
+
+
+def test_the_sampled_softmax_keeps_float32(toy_csv):
+    values = {"dataset": str(toy_csv), "model": "mf", "loss": "softmax",
+              "sampler": "uniform-softmax", "negatives": 20, "batch_by": "user", "dim": 16,
+              "epochs": 2, "seed": 0, "progress": False, "threads": 1}
+    bf16 = run_training(make_config({**values, "precision": "bf16"}))
+    fp32 = run_training(make_config({**values, "precision": "fp32"}))
+    assert torch.equal(bf16.model.items.weight, fp32.model.items.weight)

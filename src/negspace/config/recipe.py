@@ -28,9 +28,10 @@ DEFAULT_RECIPE: dict[str, Any] = {
 }
 # precision "auto" (training/device.py): the score products in bfloat16 on a CPU that multiplies
 # it natively (avx512_bf16, amx_bf16), float32 elsewhere. On such a CPU (AMD EPYC, 2 cores) the
-# epochs took 0.72x (ML-1M), 0.79x (gowalla-lightgcn) and 0.67x (Amazon-CDs) of the cpu-seconds,
-# at validation Recall@20 within 0.2% of float32 after each epoch (bench/research/cpu_speed.py;
-# bench/records/speed.jsonl); without those flags the products are emulated, 2.2x slower.
+# full softmax's epochs took 0.72x (ML-1M) and 0.79x (gowalla-lightgcn) of the cpu-seconds, at
+# validation Recall@20 within 0.15% of float32 after each epoch (bench/research/cpu_speed.py;
+# bench/records/speed.jsonl); without those flags the products are emulated, 2.2x slower. The
+# sampled softmax keeps float32 (training/objective.py: its peak memory grew in bfloat16).
 # Up to this many user x item cells an epoch of the full softmax at d 512 stays cheap (ML-1M's
 # 1.8e7: about 5 s on one core), and d 512 at T 0.15 scored above d 128 at T 0.2 on the validation
 # split of every such dataset we have (ML-100k, ML-1M, Last.fm, Book-Crossing: +2% to +9%);

@@ -163,7 +163,7 @@ class TrainConfig:
     checkpoint_every: int = field(default=0, metadata=_opt("also checkpoint every K steps (0: at epoch ends only)", low=0))
     checkpoint_share: float = field(default=0.05, metadata=_opt("an epoch's end skips its checkpoint while the last write, if it took a second or more, would pass this share of the time since it (0: every epoch)", low=0, high=1))
     device: str = field(default="auto", metadata=_opt("where to train and rank: auto (a GPU when there is one), cpu, cuda or cuda:N"))
-    precision: str = field(default="fp32", metadata=_opt("fp32; bf16 (on a GPU the two-tower MLPs and scores in bfloat16, on a CPU the softmax losses' score products); tf32 (TensorFloat-32 matmuls on a GPU); auto: bf16 on a CPU that multiplies bfloat16 natively (avx512_bf16, amx_bf16), else fp32; tables and optimiser state stay float32", ("fp32", "bf16", "tf32", "auto")))
+    precision: str = field(default="fp32", metadata=_opt("fp32; bf16 (on a GPU the two-tower MLPs and scores in bfloat16, on a CPU the full softmax's score products); tf32 (TensorFloat-32 matmuls on a GPU); auto: bf16 on a CPU that multiplies bfloat16 natively (avx512_bf16, amx_bf16), else fp32; tables and optimiser state stay float32", ("fp32", "bf16", "tf32", "auto")))
     deterministic: bool = field(default=False, metadata=_opt("on a GPU: deterministic CUDA algorithms where torch has them (the CPU always is)"))
 
     @property

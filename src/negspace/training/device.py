@@ -3,8 +3,8 @@ and `--deterministic`, resolved once and applied in one place.
 
 Tables and optimiser state are float32 in every precision. `bf16` runs the two-tower MLPs and
 score products under CUDA autocast (bfloat16 matmuls, float32 accumulation; softmaxes and losses
-stay float32, as autocast keeps them), and on a CPU the softmax losses' [B, d] x [d, N] score
-products under CPU autocast (training/objective.py; the scores come back as float32);
+stay float32, as autocast keeps them), and on a CPU the full softmax's [B, d] x [d, n_items]
+score products under CPU autocast (training/objective.py; the scores come back as float32);
 `tf32` lets CUDA matmuls use TensorFloat-32 (a no-op on the CPU). `auto` is bf16 on a CPU whose
 vector unit multiplies bfloat16 natively (avx512_bf16 or amx_bf16), else fp32: without them
 oneDNN emulates the products, 2.2x slower than float32 (bench/records/speed.jsonl). Results stay
@@ -122,7 +122,7 @@ def autocast(device: torch.device, precision: str) -> ContextManager[Any]:
 
 
 def score_autocast(precision: str) -> ContextManager[Any]:
-    """bfloat16 autocast on the CPU for `bf16` (the softmax losses' score products); a no-op
+    """bfloat16 autocast on the CPU for `bf16` (the full softmax's score products); a no-op
     context otherwise. On CUDA the products follow `autocast`."""
     if precision == "bf16":
         return torch.autocast("cpu", dtype=torch.bfloat16)
