@@ -31,6 +31,7 @@ import torch
 from negspace.pipeline.fit import run_training
 from negspace.training import objective
 from negspace.config import make_config, with_default_recipe
+from negspace.training.device import cpuinfo_value
 
 PATHS = {"default": {},  # the full softmax by users on these sizes
          "shared": {"model": "mf", "loss": "softmax", "sampler": "uniform",
@@ -55,12 +56,7 @@ def bf16_scores():
 
 
 def cpu_flags() -> list[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
-                  if line.startswith("flags")), [])
+    flags = cpuinfo_value("flags").split()
     return sorted(f for f in flags if "bf16" in f or f.startswith("amx"))
 
 

@@ -25,6 +25,7 @@ import torch
 from negspace.data import load_dataset
 from negspace.data.interactions import Interactions
 from negspace.data.splits import holdout_split
+from negspace.data.synth import write_lists
 from negspace.evaluation.evaluator import evaluate
 
 
@@ -63,11 +64,10 @@ def popularity(train: Interactions, held: Interactions) -> dict[str, float]:
 def write(train: Interactions, test: Interactions, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name, part in (("train", train), ("test", test)):
-        m = part.matrix.tocsr()
+        m = part.matrix.tocsr()  # the external ids, as the given files have them
+        users = np.repeat(part.user_ids, np.diff(m.indptr))
         with gzip.open(out / f"{name}.txt.gz", "wt") as f:
-            for u in range(m.shape[0]):  # the external ids, as the given files have them
-                items = part.item_ids[m.indices[m.indptr[u]:m.indptr[u + 1]]]
-                f.write(" ".join(map(str, [part.user_ids[u], *items.tolist()])) + "\n")
+            write_lists(f, users, part.item_ids[m.indices])
 
 
 def main() -> None:

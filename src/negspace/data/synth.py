@@ -131,7 +131,7 @@ def _rank_in_group(keys: np.ndarray) -> np.ndarray:
     return np.arange(len(keys)) - np.repeat(starts, lengths)
 
 
-def _write_lists(f: IO[str], user: np.ndarray, item: np.ndarray) -> None:
+def write_lists(f: IO[str], user: np.ndarray, item: np.ndarray) -> None:
     """`user item item ...` lines of pairs sorted by user."""
     if len(user) == 0:
         return
@@ -182,8 +182,8 @@ def _write(spec: SynthSpec, folder: Path) -> dict:
             n = min(CHUNK_USERS, spec.users - start)
             user, item, is_test = _chunk(spec, index, n, catalogue)
             user += start
-            _write_lists(ftrain, user[~is_test], item[~is_test])
-            _write_lists(ftest, user[is_test], item[is_test])
+            write_lists(ftrain, user[~is_test], item[~is_test])
+            write_lists(ftest, user[is_test], item[is_test])
             n_test += int(is_test.sum())
             n_train += int((~is_test).sum())
             seen[item] = True

@@ -123,8 +123,8 @@ def final_config(cfg: TrainConfig, history: list[dict], best_epoch: int,
 
 def fold_back_config(cfg: TrainConfig) -> TrainConfig:
     """The configuration of `--refit fold-back`'s second run: `cfg.fold_back_epochs` epochs on
-    every training interaction at `cfg.lr` x `cfg.fold_back_lr_scale`, no validation, no schedule (the model comes from the validated run, so nothing of `init` is computed
-    again)."""
+    every training interaction at `cfg.lr` x `cfg.fold_back_lr_scale`, no validation, no
+    schedule (the model comes from the validated run, so nothing of `init` is computed again)."""
     lr = cfg.lr * cfg.fold_back_lr_scale
     return dataclasses.replace(cfg, refit="no", validation=0.0, val_users=0, lr=lr,
                                epochs=cfg.fold_back_epochs, lr_schedule="none",

@@ -75,15 +75,21 @@ def check_precision(precision: str) -> str:
     return precision
 
 
+def cpuinfo_value(key: str, cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The first `key : value` line's value in `cpuinfo` ("" where the key is absent or the file
+    cannot be read: other systems)."""
+    try:
+        with open(cpuinfo) as f:
+            return next((line.split(":", 1)[1].strip() for line in f
+                         if line.split(":", 1)[0].strip() == key), "")
+    except OSError:
+        return ""
+
+
 def cpu_multiplies_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     """Whether the CPU reports a native bfloat16 product (NATIVE_BF16_FLAGS); False where it
     cannot be read (other systems)."""
-    try:
-        with open(cpuinfo) as f:
-            flags = next((line.split(":", 1)[1].split() for line in f
-                          if line.startswith("flags")), [])
-    except OSError:
-        return False
+    flags = cpuinfo_value("flags", cpuinfo).split()
     return any(flag in flags for flag in NATIVE_BF16_FLAGS)
 
 
@@ -121,12 +127,10 @@ def autocast(device: torch.device, precision: str) -> ContextManager[Any]:
     return contextlib.nullcontext()
 
 
-def score_autocast(precision: str) -> ContextManager[Any]:
-    """bfloat16 autocast on the CPU for `bf16` (the full softmax's score products); a no-op
-    context otherwise. On CUDA the products follow `autocast`."""
-    if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def score_autocast() -> ContextManager[Any]:
+    """bfloat16 autocast on the CPU, for `bf16`'s full-softmax score products (training/
+    objective.py decides when). On CUDA the products follow `autocast`."""
+    return torch.autocast("cpu", dtype=torch.bfloat16)
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -151,6 +155,7 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-__all__ = ["resolve_device", "resolve_precision", "cpu_multiplies_bf16", "cuda_available",
+__all__ = ["resolve_device", "resolve_precision", "cpuinfo_value", "cpu_multiplies_bf16",
+           "cuda_available",
            "configure", "autocast", "score_autocast", "model_device",
            "device_name", "synchronize", "check_precision", "PRECISIONS", "DEVICES_HELP"]

@@ -69,7 +69,7 @@ class Objective:
         whose difference of squared norms bfloat16 would round away."""
         if not self.bf16_scores or measure == "l2":
             return score_matrix(u, v, measure)
-        with score_autocast("bf16"):
+        with score_autocast():
             return score_matrix(u, v, measure).float()
 
     def __post_init__(self) -> None:
