@@ -2,11 +2,13 @@
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 
 from negspace.config import make_config
 from negspace.data.interactions import Interactions
-from negspace.models.spectral import spectral_vectors
+from negspace.models.spectral import (_orthonormal, leading_item_vectors, normalised_matrix,
+                                      spectral_vectors)
 from negspace.registry import build_model
 
 
@@ -75,3 +77,37 @@ def test_a_run_counts_the_start_in_its_training_seconds(tmp_path):
     assert out.start_seconds > 0
     history_seconds = sum(row["seconds"] for row in out.history)
     assert out.metrics["train_seconds"] >= history_seconds + out.start_seconds - 1e-3
+
+
+def test_leading_item_vectors_match_an_exact_svd():
+    rng = np.random.default_rng(0)
+    u = np.linalg.qr(rng.normal(size=(300, 60)))[0]
+    w = np.linalg.qr(rng.normal(size=(120, 60)))[0]
+    matrix = sp.csr_matrix(u @ np.diag(0.8 ** np.arange(60)) @ w.T)  # a decaying spectrum
+    for dtype in (torch.float32, torch.float64):
+        v = leading_item_vectors(matrix, 10, seed=int(rng.integers(100)), niter=4, dtype=dtype)
+        assert v.shape == (120, 10)
+        assert np.allclose(v.T @ v, np.eye(10), atol=1e-5)
+        # the same directions (up to sign) as the exact singular vectors, largest first
+        assert np.abs((v * w[:, :10]).sum(0)).min() > 0.999
+
+
+def test_nearly_dependent_columns_take_the_householder_paths(monkeypatch):
+    """A sketch wider than the matrix's rank: the Cholesky factor and the Gram's eigenvalues
+    would divide by about zero; the fallbacks return finite orthonormal vectors instead."""
+    calls = {"qr": 0, "svd": 0}
+    for name in calls:
+        def counted(*args, _name=name, _fn=getattr(torch.linalg, name), **kwargs):
+            calls[_name] += 1
+            return _fn(*args, **kwargs)
+        monkeypatch.setattr(torch.linalg, name, counted)
+    base = np.random.default_rng(0).random((40, 3))
+    low_rank = sp.csr_matrix(base @ np.random.default_rng(1).random((3, 30)))
+    _, normalised, _ = normalised_matrix(low_rank)
+    v = leading_item_vectors(normalised, 20, seed=0, niter=2, dtype=torch.float32)
+    assert v.shape == (30, 20) and np.isfinite(v).all()
+    assert np.allclose(v.T @ v, np.eye(20), atol=1e-4)
+    y = torch.from_numpy(base @ np.ones((3, 6)))  # six copies of one column's span: rank 3
+    q = _orthonormal(y)
+    assert torch.isfinite(q).all() and torch.allclose(q.T @ q, torch.eye(6, dtype=q.dtype), atol=1e-6)
+    assert calls["qr"] >= 2 and calls["svd"] == 1

@@ -7,6 +7,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from negspace.models.unit_rows import unit_rows
+
 Measure = Literal["l2", "dot", "cosine"]
 
 
@@ -66,6 +68,5 @@ def score_matrix(u: torch.Tensor, v: torch.Tensor, measure: Measure) -> torch.Te
     if measure == "l2":
         return 2 * u @ v.T - u.pow(2).sum(-1, keepdim=True) - v.pow(2).sum(-1)
     if measure == "cosine":
-        u = nn.functional.normalize(u, dim=-1)
-        v = nn.functional.normalize(v, dim=-1)
+        u, v = unit_rows(u), unit_rows(v)
     return u @ v.T

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from negspace.errors import NegspaceError
 from negspace.models.base import EmbeddingModel
+from negspace.models.unit_rows import unit_rows
 
 
 class CML(EmbeddingModel):
@@ -38,7 +38,7 @@ class CML(EmbeddingModel):
         if idx is None:
             idx = torch.arange(table.num_embeddings, device=table.weight.device)
         v = table(idx)
-        return F.normalize(v, dim=-1) if self.norm == "sphere" else v
+        return unit_rows(v) if self.norm == "sphere" else v
 
     def user_vectors(self, users: torch.Tensor | None) -> torch.Tensor:
         return self._vectors(self.users, users)

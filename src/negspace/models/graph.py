@@ -14,6 +14,7 @@ import torch
 from negspace.data.interactions import Interactions
 from negspace.models.mf import MF
 from negspace.models.spectral import normalised_matrix, torch_csr
+from negspace.models.unit_rows import unit_rows
 
 
 class _GraphProduct(torch.autograd.Function):
@@ -173,7 +174,7 @@ class PropagatedMF(MF):
         else:
             full = self.propagated()[0] if table is self.users else self._propagated_items()[1]
             v = full if idx is None else full.index_select(0, idx.reshape(-1)).view(*idx.shape, -1)
-        return torch.nn.functional.normalize(v, dim=-1) if self.cosine else v
+        return unit_rows(v) if self.cosine else v
 
     def train(self, mode: bool = True) -> "PropagatedMF":
         self._cache = None  # no tensor of one mode's graph serves the other

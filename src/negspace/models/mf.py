@@ -9,6 +9,7 @@ from torch import nn
 
 from negspace.errors import NegspaceError
 from negspace.models.base import EmbeddingModel, Measure
+from negspace.models.unit_rows import unit_rows
 
 INITS = ("normal", "xavier")
 
@@ -69,7 +70,7 @@ class MF(EmbeddingModel):
 
     def _vectors(self, table: nn.Embedding, idx: torch.Tensor | None) -> torch.Tensor:
         v = table.weight if idx is None else table(idx)
-        return nn.functional.normalize(v, dim=-1) if self.cosine else v
+        return unit_rows(v) if self.cosine else v
 
     def _with_bias_slot(self, v: torch.Tensor) -> torch.Tensor:
         """User vectors with the last coordinate 1 that meets the item bias (when there is one)."""

@@ -4,13 +4,13 @@ history items, scored by cosine."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from negspace.data.interactions import Interactions
 from negspace.errors import NegspaceError
 from negspace.models.history import capped_history, history_rows
 from negspace.models.base import EmbeddingModel
+from negspace.models.unit_rows import unit_rows
 
 AGGREGATORS = ("mean", "user_attention", "self_attention")
 
@@ -111,12 +111,12 @@ class SimpleX(EmbeddingModel):
         if users is None:
             # In chunks: the history tensor is [chunk, L, d].
             users = torch.arange(self.n_users, device=self.hist.device)
-            return torch.cat([F.normalize(self._mix(c, None), dim=-1) for c in users.split(1024)])
-        return F.normalize(self._mix(users, None), dim=-1)
+            return torch.cat([unit_rows(self._mix(c, None)) for c in users.split(1024)])
+        return unit_rows(self._mix(users, None))
 
     def user_vectors_for_pairs(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return self.dropout(F.normalize(self._mix(users, items), dim=-1))
+        return self.dropout(unit_rows(self._mix(users, items)))
 
     def item_vectors(self, items: torch.Tensor | None) -> torch.Tensor:
         table = self.items.weight if items is None else self.items(items)
-        return F.normalize(table, dim=-1)
+        return unit_rows(table)

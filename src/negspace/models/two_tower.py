@@ -12,6 +12,7 @@ from negspace.data.interactions import Interactions
 from negspace.errors import NegspaceError
 from negspace.models.history import capped_history, history_rows
 from negspace.models.base import EmbeddingModel, Measure
+from negspace.models.unit_rows import unit_rows
 
 
 def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
@@ -90,7 +91,7 @@ class TwoTower(EmbeddingModel):
                     history_mean: torch.Tensor) -> torch.Tensor:
         parts = [id_vectors] + ([self.user_proj(x)] if self.user_proj else []) + [history_mean]
         out = self.user_mlp(torch.cat(parts, dim=-1))
-        return F.normalize(out, dim=-1) if self.measure == "cosine" else out
+        return unit_rows(out) if self.measure == "cosine" else out
 
     def _users(self, users: torch.Tensor, exclude: torch.Tensor | None) -> torch.Tensor:
         items, mask = history_rows(self.hist, self.hist_len, users, exclude)
@@ -111,7 +112,7 @@ class TwoTower(EmbeddingModel):
             items = torch.arange(self.n_items, device=self.items.weight.device)
         parts = [self.items(items)] + ([self.item_proj(self.item_x[items])] if self.item_proj else [])
         out = self.item_mlp(torch.cat(parts, dim=-1))
-        return F.normalize(out, dim=-1) if self.measure == "cosine" else out
+        return unit_rows(out) if self.measure == "cosine" else out
 
     def cold_user_vectors(self, features: torch.Tensor | None,
                           histories: list[list[int]]) -> torch.Tensor:
