@@ -1,9 +1,11 @@
 """One step of the full softmax by users (scores, loss, backward), as autograd computed it and
-as losses/multinomial.py does, before and after training/heap.py raises glibc's mmap threshold.
+as losses/multinomial.py does, before and after training/heap.py raises glibc's mmap threshold,
+and then with models/unit_rows.py's backward of the cosine's normalisation in place of
+F.normalize's.
 
     python bench/softmax_step.py [--threads 1] [--shape gowalla|ml1m] [--steps 12]
 
-Prints the median milliseconds of each of the four set-ups and their ratios to the first, all
+Prints the median milliseconds of each of the five set-ups and their ratios to the first, all
 measured in this one run (the machine is shared: compare ratios, not times across runs). The
 shapes: gowalla (256 users x 40,981 items, d 64, 27 positives a user) and ml1m (256 x 3,043,
 d 512, 132 positives a user).
@@ -17,6 +19,7 @@ import time
 import torch
 
 from negspace.losses.multinomial import multinomial_nll
+from negspace.models.unit_rows import unit_rows
 from negspace.training.heap import keep_large_blocks
 
 SHAPES = {"gowalla": (256, 40981, 64, 27), "ml1m": (256, 3043, 512, 132)}
@@ -29,13 +32,18 @@ def autograd_nll(logits: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -
     return ((counts * lse).sum() - logits[rows, cols].sum()) / len(rows)
 
 
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """The cosine's normalisation as autograd differentiates it."""
+    return torch.nn.functional.normalize(x, dim=1)
+
+
 def median_ms(loss_fn, u: torch.Tensor, v: torch.Tensor, rows: torch.Tensor,
-              cols: torch.Tensor, steps: int) -> float:
+              cols: torch.Tensor, steps: int, unit=normalize) -> float:
     times = []
     for _ in range(steps + 2):  # the first two warm up
         t = time.perf_counter()
-        un = torch.nn.functional.normalize(u, dim=1) / 0.1
-        logits = un @ torch.nn.functional.normalize(v, dim=1).T
+        un = unit(u) / 0.1
+        logits = un @ unit(v).T
         loss_fn(logits, rows, cols).backward()
         times.append(time.perf_counter() - t)
     kept = sorted(times[2:])
@@ -63,9 +71,11 @@ def main() -> None:
             break
         for name, fn in (("autograd", autograd_nll), ("hand-written", multinomial_nll)):
             results[f"{name}{', heap' if heap else ''}"] = median_ms(fn, u, v, rows, cols, a.steps)
+    results["hand-written, heap, unit_rows"] = median_ms(multinomial_nll, u, v, rows, cols,
+                                                          a.steps, unit_rows)
     first = next(iter(results.values()))
     for name, ms in results.items():
-        print(f"{a.shape} {a.threads} thread(s)  {name:<24} {ms:7.1f} ms  {first / ms:.2f}x")
+        print(f"{a.shape} {a.threads} thread(s)  {name:<30} {ms:7.1f} ms  {first / ms:.2f}x")
 
 
 if __name__ == "__main__":
