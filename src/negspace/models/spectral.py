@@ -51,8 +51,9 @@ def leading_item_vectors(normalised: sp.spmatrix, k: int, seed: int = 0, niter: 
     The steps are torch.svd_lowrank's (a Gaussian sketch, `niter` power iterations each
     re-orthonormalised, then the SVD of the projected matrix), done cheaper where the sketch is
     wide: products with a CSR copy of the transpose (not the transposed view), each basis by a
-    Cholesky QR of its float64 Gram matrix, the last SVD from the Gram's eigenvectors (ML-1M at
-    k 512: 0.55 s against torch.svd_lowrank's 0.93, the same subspace to float rounding).
+    Cholesky QR of its float64 Gram matrix, the last SVD from the Gram's eigenvectors (float32,
+    2 iterations: ML-1M at k 512 0.63 s against torch.svd_lowrank's 0.91, the same subspace;
+    gowalla-lightgcn at k 192 1.09 s against 1.96, closer to the exact subspace).
 
     Args:
         niter: power iterations (each costs two sparse products with k + 10 columns).
@@ -95,7 +96,7 @@ def _leading_left_vectors(m: torch.Tensor, k: int) -> torch.Tensor:
     to divide by."""
     values, vectors = torch.linalg.eigh((m.T @ m).double())
     values, vectors = values.flip(0)[:k], vectors.flip(1)[:, :k]
-    if not bool(values[-1] > values[0] * 1e-10) if len(values) else False:
+    if not bool(values[-1] > values[0] * 1e-10):  # also a rounding's negative eigenvalue
         return torch.linalg.svd(m, full_matrices=False)[0][:, :k]
     return (m.double() @ (vectors / values.sqrt())).to(m.dtype)
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from negspace.compiled import AVAILABLE, numba
-NORM_EPS = 1e-12  # F.normalize's floor on the norm (training/fused.py uses it too)
+from negspace.models.unit_rows import NORM_EPS  # F.normalize's floor (training/fused.py too)
 
 
 def _unit(src, row, dst):  # pragma: no cover -- compiled
