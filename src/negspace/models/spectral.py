@@ -52,8 +52,9 @@ def leading_item_vectors(normalised: sp.spmatrix, k: int, seed: int = 0, niter: 
     re-orthonormalised, then the SVD of the projected matrix), done cheaper where the sketch is
     wide: products with a CSR copy of the transpose (not the transposed view), each basis by a
     Cholesky QR of its float64 Gram matrix, the last SVD from the Gram's eigenvectors (float32,
-    2 iterations: ML-1M at k 512 0.63 s against torch.svd_lowrank's 0.91, the same subspace;
-    gowalla-lightgcn at k 192 1.09 s against 1.96, closer to the exact subspace).
+    2 iterations: ML-1M at k 512 0.73 s against torch.svd_lowrank's 1.04, the same subspace;
+    gowalla-lightgcn at k 192 0.89 s against 1.44, closer to the exact subspace;
+    bench/research/spectral_svd.py).
 
     Args:
         niter: power iterations (each costs two sparse products with k + 10 columns).
