@@ -40,3 +40,11 @@ def test_without_a_gradient_it_is_normalize_itself():
     with torch.no_grad():
         y = unit_rows(x.clone().requires_grad_())
     assert y.grad_fn is None
+
+
+def test_a_bfloat16_table_keeps_its_dtype_and_bits():
+    x = _rows()[:20].bfloat16().requires_grad_()
+    y = unit_rows(x)
+    assert y.dtype == torch.bfloat16 and torch.equal(y, torch.nn.functional.normalize(x, dim=-1))
+    y.float().pow(2).sum().backward()
+    assert x.grad.dtype == torch.bfloat16 and torch.isfinite(x.grad.float()).all()
