@@ -28,12 +28,12 @@ from pathlib import Path
 
 import torch
 
-from negspace.config import make_config, resolve_for_data, with_default_recipe
+from negspace.config import make_config, with_default_recipe
 from negspace.evaluation.evaluator import evaluate
 from negspace.pipeline.build import build_trainer
 from negspace.pipeline.fit import load_for
 from negspace.pipeline.refit import refit_config
-from negspace.pipeline.split import hold_out_validation, split_parts
+from negspace.pipeline.split import hold_out_validation, resolved_split
 from negspace.training.options import TrainerOptions
 from negspace.training.trainer import score_fn
 
@@ -78,9 +78,8 @@ def main() -> None:
     cfg = make_config(with_default_recipe({"dataset": a.dataset, "refit": "no", "progress": False,
                                            "threads": a.threads, **extra}))
     dataset = load_for(cfg)
-    train, _, times = split_parts(cfg, dataset)  # the test split is not used below
-    cfg = resolve_for_data(cfg, train.n_users, train.n_items, train.nnz)
-    seen, v = hold_out_validation(cfg, dataset, train, times)  # V: this probe's "test"
+    # the test split is not used below; V (the run's validation) plays this probe's "test"
+    cfg, train, _, seen, v = resolved_split(cfg, dataset)
     inner = dataclasses.replace(cfg, seed=cfg.seed + 1, val_users=0)
     fit_on, v2 = hold_out_validation(inner, dataset, seen, None)
     select = "recall@20" if dataset.protocol == "given" else "ndcg@50"

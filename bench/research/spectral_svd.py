@@ -21,11 +21,11 @@ import time
 import numpy as np
 import torch
 
-from negspace.config import make_config, resolve_for_data, with_default_recipe
+from negspace.config import make_config, with_default_recipe
 from negspace.evaluation.evaluator import evaluate
 from negspace.models.spectral import leading_item_vectors, low_pass_factors, normalised_matrix, torch_csr
 from negspace.pipeline.fit import load_for
-from negspace.pipeline.split import hold_out_validation, split_parts
+from negspace.pipeline.split import resolved_split
 
 
 def torch_lowrank(normalised, k: int, seed: int) -> np.ndarray:
@@ -58,10 +58,7 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     for name in a.datasets:
         cfg = make_config(with_default_recipe({"dataset": name, "progress": False}))
-        dataset = load_for(cfg)
-        train, _, times = split_parts(cfg, dataset)  # the order of pipeline/fit.py
-        cfg = resolve_for_data(cfg, train.n_users, train.n_items, train.nnz)
-        fit_on, validation = hold_out_validation(cfg, dataset, train, times)
+        cfg, _, _, fit_on, validation = resolved_split(cfg, load_for(cfg))
         r, normalised, di = normalised_matrix(fit_on.matrix)
         k = min(cfg.dim, min(r.shape) - 1)
         results = {}

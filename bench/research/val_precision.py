@@ -17,12 +17,12 @@ import dataclasses
 
 import torch
 
-from negspace.config import make_config, resolve_for_data, with_default_recipe
+from negspace.config import make_config, with_default_recipe
 from negspace.evaluation.evaluator import evaluate
 from negspace.evaluation.scoring import model_scorer
 from negspace.pipeline.build import build_trainer
 from negspace.pipeline.fit import load_for
-from negspace.pipeline.split import hold_out_validation, split_parts
+from negspace.pipeline.split import resolved_split
 from negspace.training.device import configure, resolve_precision
 from negspace.training.options import TrainerOptions, selection_metric
 
@@ -52,9 +52,7 @@ def main() -> None:
     cfg = make_config(with_default_recipe({"dataset": a.dataset, "refit": "no", "progress": False,
                                            "threads": a.threads}))
     dataset = load_for(cfg)
-    train, _, times = split_parts(cfg, dataset)  # the order of pipeline/fit.py
-    cfg = resolve_for_data(cfg, train.n_users, train.n_items, train.nnz)
-    fit_on, validation = hold_out_validation(cfg, dataset, train, times)
+    cfg, train, _, fit_on, validation = resolved_split(cfg, dataset)
     device = torch.device("cpu")
     cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, device))  # as run_training
     configure(device, cfg.precision, cfg.deterministic)

@@ -51,7 +51,7 @@ def leading_item_vectors(normalised: sp.spmatrix, k: int, seed: int = 0, niter: 
     The steps are torch.svd_lowrank's (a Gaussian sketch, `niter` power iterations each
     re-orthonormalised, then the SVD of the projected matrix), done cheaper where the sketch is
     wide: products with a CSR copy of the transpose (not the transposed view), each basis by a
-    Cholesky QR of its float64 Gram matrix, the last SVD from the Gram's eigenvectors (float32,
+    Cholesky QR of its Gram matrix, the last SVD from the Gram's eigenvectors (float32,
     2 iterations: ML-1M at k 512 0.73 s against torch.svd_lowrank's 1.04, the same subspace;
     gowalla-lightgcn at k 192 0.89 s against 1.44, closer to the exact subspace;
     bench/research/spectral_svd.py).
@@ -75,9 +75,10 @@ def leading_item_vectors(normalised: sp.spmatrix, k: int, seed: int = 0, niter: 
 
 
 def _orthonormal(y: torch.Tensor) -> torch.Tensor:
-    """An orthonormal basis of y's columns: y R^-1 with R the Cholesky factor of y^T y (in
-    float64), the same span as a Householder QR's at a third of the passes; Householder where
-    the Gram is too ill-conditioned to factor (columns nearly dependent)."""
+    """An orthonormal basis of y's columns: y R^-1 with R the Cholesky factor of y^T y (the
+    Gram formed in y's dtype, factored in float64), the same span as a Householder QR's at a
+    third of the passes; Householder where the Gram is too ill-conditioned to factor (columns
+    nearly dependent)."""
     gram = (y.T @ y).double()
     factor, info = torch.linalg.cholesky_ex(gram)
     if int(info) != 0 or not _well_conditioned(torch.diagonal(factor)):
@@ -86,15 +87,15 @@ def _orthonormal(y: torch.Tensor) -> torch.Tensor:
 
 
 def _well_conditioned(diagonal: torch.Tensor) -> bool:
-    # the Gram's condition number is about the square of this ratio; beyond 1e5 (1e10 for the
-    # Gram) float64 keeps too few digits for the float32 columns
+    # the ratio of R's diagonal bounds y's conditioning from below (the Gram's is about its
+    # square); past 1e5 R^-1 would amplify the Gram's rounding into the basis
     return bool(diagonal.min() > diagonal.max() * 1e-5)
 
 
 def _leading_left_vectors(m: torch.Tensor, k: int) -> torch.Tensor:
     """The top `k` left singular vectors of a tall matrix m (n x q, q small), from the
-    eigenvectors of its q x q Gram in float64; a full SVD where a singular value is too small
-    to divide by."""
+    eigenvectors of its q x q Gram (formed in m's dtype, decomposed in float64); a full SVD where
+    a singular value is too small to divide by."""
     values, vectors = torch.linalg.eigh((m.T @ m).double())
     values, vectors = values.flip(0)[:k], vectors.flip(1)[:, :k]
     if not bool(values[-1] > values[0] * 1e-10):  # also a rounding's negative eigenvalue

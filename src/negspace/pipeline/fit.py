@@ -17,7 +17,7 @@ from negspace.data.interactions import Interactions
 from negspace.data.loaders import Columns, load_dataset
 from negspace.evaluation.evaluator import evaluate
 from negspace.distributed import process_group as distributed
-from negspace.pipeline.split import hold_out_validation, split_parts
+from negspace.pipeline.split import resolved_split, split_parts
 from negspace.pipeline.output import RunOutput
 from negspace.pipeline.refit import train_with_refit
 from negspace.pipeline.towers import plot_drift, save_towers, tower_features
@@ -28,8 +28,7 @@ from negspace.models import TwoTower
 from negspace.models.base import EmbeddingModel
 from negspace.pipeline.build import build_trainer
 from negspace.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
-from negspace.config import (MACHINE_OPTIONS, TrainConfig, config_fields, make_config,
-                             resolve_for_data)
+from negspace.config import MACHINE_OPTIONS, TrainConfig, config_fields, make_config
 from negspace.training.device import configure, resolve_device, resolve_precision
 from negspace.training.options import TrainerOptions, selection_metric
 from negspace.training.trainer import score_fn
@@ -119,11 +118,8 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
         check_run_dir(run_dir, overwrite)  # refuse before the (slow) loading
     t0 = time.perf_counter()
     dataset = load_for(cfg) if dataset is None else dataset
-    train, test, times = split_parts(cfg, dataset)
-    # sampler "auto" (the default recipe) and its val_users resolved first: validation users are
-    # sampled once, by the resolved count
-    cfg = resolve_for_data(cfg, train.n_users, train.n_items, train.nnz)
-    fit_on, validation = hold_out_validation(cfg, dataset, train, times)
+    # sampler "auto" (the default recipe) and its val_users resolved before validation is carved
+    cfg, train, test, fit_on, validation = resolved_split(cfg, dataset)
     select = selection_metric(cfg, dataset.protocol)
     if cfg.refit in ("yes", "fold-back"):  # train with validation in memory, then on all of it
         return train_with_refit(run_training, cfg, select, out, overwrite, on_epoch,

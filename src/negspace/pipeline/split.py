@@ -16,7 +16,7 @@ from negspace.data.interactions import Interactions
 from negspace.data.splits import (holdout_split, kfold_split, last_split, sample_users,
                                   time_split)
 from negspace.errors import NegspaceError
-from negspace.config import TrainConfig
+from negspace.config import TrainConfig, resolve_for_data
 
 
 def _mode(cfg: TrainConfig, dataset: Dataset) -> str:
@@ -48,6 +48,21 @@ def split_parts(cfg: TrainConfig, dataset: Dataset
     else:
         train, test, times = last_split(inter, dataset.times, cfg.last_n)
     return train, test.binarized(), times
+
+
+def resolved_split(cfg: TrainConfig, dataset: Dataset
+                   ) -> tuple[TrainConfig, Interactions, Interactions, Interactions,
+                              Interactions | None]:
+    """A run's split in the order the run takes it: `split_parts`, then the recipe's choices by
+    the training part's size (`resolve_for_data`; its val_users among them, so validation users
+    are sampled once, by the resolved count), then `hold_out_validation`.
+
+    Returns:
+        (the resolved configuration, train, test, the part trained on, validation or None).
+    """
+    train, test, times = split_parts(cfg, dataset)
+    cfg = resolve_for_data(cfg, train.n_users, train.n_items, train.nnz)
+    return (cfg, train, test, *hold_out_validation(cfg, dataset, train, times))
 
 
 def split_with_validation(cfg: TrainConfig, dataset: Dataset

@@ -156,6 +156,5 @@ def synchronize(device: torch.device) -> None:
 
 
 __all__ = ["resolve_device", "resolve_precision", "cpuinfo_value", "cpu_multiplies_bf16",
-           "cuda_available",
-           "configure", "autocast", "score_autocast", "model_device",
+           "cuda_available", "configure", "autocast", "score_autocast", "model_device",
            "device_name", "synchronize", "check_precision", "PRECISIONS", "DEVICES_HELP"]
