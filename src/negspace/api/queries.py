@@ -20,6 +20,7 @@ from negspace.models.base import score_matrix
 from negspace.models.two_tower import TwoTower
 from negspace.retrieval import ann
 from negspace.retrieval.foldin import fold_in
+from negspace.retrieval.item_filter import ItemFilter, blended_scorer
 from negspace.retrieval.topk import csr_entries, topk_items
 
 class RecommenderQueries:
@@ -51,7 +52,7 @@ class RecommenderQueries:
         user_list = _as_list(users)
         rows = np.array([train.user_index(u) for u in user_list], np.int64)
         return self._rank(self.user_vectors[rows], rows if filter_seen else None, user_list, k,
-                          items, exclude, use_index)
+                          items, exclude, use_index, history_rows=rows)
 
     def recommend_new(self, histories: Mapping[Any, Sequence[Any]] | Sequence[Sequence[Any]],
                       k: int = 10, filter_seen: bool = True, items: Iterable[Any] | None = None,
@@ -88,7 +89,7 @@ class RecommenderQueries:
                                          if idx else np.empty(0, np.int64),
                                          np.asarray(keys, dtype=object), train.item_ids)
         return self._rank(vectors, np.arange(len(keys)) if filter_seen else None, keys, k, items,
-                          exclude, use_index, seen=seen)
+                          exclude, use_index, seen=seen, history_rows=np.arange(len(keys)))
 
     def new_user_vectors(self, histories: list[list[int]],
                          features: Mapping[Any, Mapping] | Sequence[Mapping | None] | None = None,
@@ -157,14 +158,16 @@ class RecommenderQueries:
 
     def _rank(self, vectors: torch.Tensor, seen_rows: np.ndarray | None, keys: list, k: int,
               items: Iterable[Any] | None, exclude: Iterable[Any] | None,
-              use_index: bool | None, seen: Interactions | None = None) -> pd.DataFrame:
-        top, scores = self.rank_vectors(vectors, seen_rows, k, items, exclude, use_index, seen)
+              use_index: bool | None, seen: Interactions | None = None,
+              history_rows: np.ndarray | None = None) -> pd.DataFrame:
+        top, scores = self.rank_vectors(vectors, seen_rows, k, items, exclude, use_index, seen,
+                                        history_rows)
         return _frame(keys, top, scores, self._need_fitted().item_ids)
 
     def rank_vectors(self, vectors: torch.Tensor, seen_rows: np.ndarray | None, k: int,
                      items: Iterable[Any] | None = None, exclude: Iterable[Any] | None = None,
-                     use_index: bool | None = None, seen: Interactions | None = None
-                     ) -> tuple[np.ndarray, np.ndarray]:
+                     use_index: bool | None = None, seen: Interactions | None = None,
+                     history_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The ranking behind `recommend` and `recommend_new`, as arrays (for `negspace serve`,
         which answers without building a DataFrame).
 
@@ -173,6 +176,8 @@ class RecommenderQueries:
             seen_rows: the row of `seen` of each vector whose items are filtered out, or None.
             k, items, exclude, use_index: as in `recommend`.
             seen: the interactions filtered (default: the training interactions).
+            history_rows: the row of `seen` holding each vector's history, which a run with
+                an item filter (`item_filter` > 0) scores (default: `seen_rows`).
 
         Returns:
             (item indices [n, k] int64, scores [n, k] float32), -1 / -inf padding.
@@ -189,7 +194,12 @@ class RecommenderQueries:
             if exclude is not None:
                 cand = np.setdiff1d(cand, [train.item_index(i) for i in _as_list(exclude)])
         rows = np.arange(len(keys)) if seen_rows is None else seen_rows
-        exact = cand is not None or use_index is False or self.index is None
+        weight = self.config.item_filter_weight or 0.0
+        if weight and use_index:
+            raise NegspaceError(f"this model blends an item filter into its scores (item_filter "
+                                f"{weight:g}), which a faiss index over the vectors cannot rank: "
+                                "rank exactly")
+        exact = cand is not None or use_index is False or self.index is None or weight > 0
         if use_index and exact and self.index is None:
             raise NegspaceError("no faiss index: call build_index() or save one with "
                                 "negspace export --faiss")
@@ -197,8 +207,15 @@ class RecommenderQueries:
             # score_fn receives positions into `rows`; the mask reads the matching seen rows
             positions = np.arange(len(keys))
             mask = None if seen_rows is None else _reindex(seen, rows)
-            top, scores = topk_items(self._scorer(vectors), positions, k, exclude=mask,
-                                     candidates=cand)
+            scorer = self._scorer(vectors)
+            if weight:
+                history_rows = seen_rows if history_rows is None else history_rows
+                if history_rows is None:
+                    raise NegspaceError("this model's item filter scores each user's history: "
+                                        "pass the rows of the users' histories")
+                scorer = blended_scorer(scorer, self._item_filter(),
+                                        _reindex(seen, history_rows).matrix, weight)
+            top, scores = topk_items(scorer, positions, k, exclude=mask, candidates=cand)
         else:
             top, scores = ann.search(self.index, self.measure, vectors.numpy(), k,
                                      exclude=seen if seen_rows is not None else None, rows=rows)
@@ -213,6 +230,14 @@ class RecommenderQueries:
             self._items_on_device = self.item_vectors.to(device)
         items = self._items_on_device
         return lambda p: score_matrix(vectors[p].to(device), items, self.measure)
+
+    def _item_filter(self) -> ItemFilter:
+        """The item filter of the training graph, built on first use and kept."""
+        train = self._need_fitted()
+        cached = getattr(self, "_filter_of", None)
+        if cached is None or cached[0] is not train:
+            cached = self._filter_of = (train, ItemFilter(train))
+        return cached[1]
 
     # -- faiss ----------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from negspace.errors import NegspaceError, did_you_mean
 from negspace.evaluation.evaluator import evaluate
 from negspace.data.features import encode_side_features
 from negspace.pipeline.build import ModelFactory, build_trainer
+from negspace.pipeline.filtering import resolve_item_filter
 from negspace.pipeline.rundir import load_run, prepare_run_dir, write_run
 from negspace.pipeline.towers import (FEATURES_FILE, TOWERS_FILE, TowerFeatures, load_towers,
                                       save_towers)
@@ -29,6 +30,7 @@ from negspace.models.base import EmbeddingModel
 from negspace.models.two_tower import TwoTower
 from negspace.api.queries import RecommenderQueries
 from negspace.retrieval import ann
+from negspace.retrieval.item_filter import blended_scorer
 from negspace.samplers.base import NegativeSampler
 from negspace.config import (TrainConfig, config_fields, make_config, resolve_for_data,
                                      with_default_recipe)
@@ -153,6 +155,8 @@ class Recommender(RecommenderQueries):
             return trainer.model, trainer.fit()
 
         model, result = train_once(cfg, fit_on, validation)
+        # --item-filter auto: chosen on validation while the model is still on fit_on's graph
+        cfg = self.config = resolve_item_filter(cfg, model, fit_on, validation, select)[0]
         if cfg.refit in ("yes", "fold-back"):  # then on every training interaction
             from negspace.pipeline.refit import final_config
             fold = cfg.refit == "fold-back"  # the chosen model goes on, else a fresh refit
@@ -256,7 +260,9 @@ class Recommender(RecommenderQueries):
         if held.nnz == 0:  # else every metric would be NaN, with no word why
             raise NegspaceError("no test interaction of a known user and item: the users and "
                                 "items the model was not trained on are dropped")
-        self.metrics = evaluate(self._scorer(self.user_vectors), train, held, ks=ks)
+        scorer = blended_scorer(self._scorer(self.user_vectors), self._item_filter(),
+                                train.matrix, self.config.item_filter_weight or 0.0)
+        self.metrics = evaluate(scorer, train, held, ks=ks)
         return self.metrics
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:

@@ -25,6 +25,7 @@ DEFAULT_RECIPE: dict[str, Any] = {
     "batch_size": 0, "lr": 0.01, "temperature": 0, "init": "spectral", "init_std": 0.01,
     "refit": "auto", "layers": None, "val_users": None, "max_decays": None,
     "fold_back_epochs": None, "fold_back_lr_scale": None, "precision": "auto",
+    "item_filter": None,
 }
 # precision "auto" (training/device.py): the score products in bfloat16 on a CPU that multiplies
 # it natively (avx512_bf16, amx_bf16), float32 elsewhere. On such a CPU (AMD EPYC, 2 cores) the
@@ -154,6 +155,10 @@ def resolve_for_data(cfg: TrainConfig, n_users: int, n_items: int,
     # layers None: the graph encoder where it measured better, with the full softmax by users
     # only (pair batches would propagate once per 256 pairs, 100x an epoch); else none
     plain = 0 if cfg.layers is None else cfg.layers
+    if cfg.item_filter is None:  # the graph filter where it validated higher: long histories
+        long = (cfg.sampler == "auto" and not getattr(cfg, "confidence", 0)
+                and _sized(cells, n_items, n_pairs, n_users) is LONG_HISTORY)
+        cfg = dataclasses.replace(cfg, item_filter="auto" if long else "0")
     if cfg.sampler != "auto":
         return dataclasses.replace(cfg, layers=plain)
     fits = _fits(cells, n_items)

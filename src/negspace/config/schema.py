@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,8 @@ class TrainConfig:
     user_dropout: float = field(default=0.0, metadata=_opt("mf: dropout on the user vector in training (simplex: --dropout)", low=0, high=0.9))
     init: str = field(default="normal", metadata=_opt("mf embedding initialisation: normal, xavier, or spectral (the leading singular vectors of the normalised training matrix, unit rows)", INITS))
     layers: int | None = field(default=0, metadata=_opt("mf: propagate the vectors over the training graph this many times and average the layers, LightGCN-style (0: plain MF; the default recipe chooses by the data)", low=0))
+    item_filter: str | None = field(default="0", metadata=_opt(
+        "weight W in [0, 1) of an item-item graph filter (GF-CF's linear term r R~^T R~) blended into the ranking scores as (1 - W) z(model) + W z(filter), per user standardised; auto: W chosen on the validation split from 0 to 0.3 after training; 0: the vectors alone (the default recipe: auto on data with long histories past 1e8 user x item cells, else 0). Rankings with W > 0 are exact (no faiss index)"))
     init_std: float | None = field(default=None, metadata=_opt("mf normal init std (default 0.1 dot, 1e-3 cosine)", low=0, low_open=True))
     side_features: bool = field(default=True, metadata=_opt("two-tower: use the dataset's side features"))
     gor_weight: float | None = field(default=None, metadata=_opt(
@@ -188,6 +191,19 @@ class TrainConfig:
         if steps and self.lr_schedule != "steps":
             raise NegspaceError("--lr-steps needs --lr-schedule steps")
         return steps
+
+    @property
+    def item_filter_weight(self) -> float | None:
+        """--item-filter as a weight: None for "auto" (and the default recipe's "by the data")."""
+        if self.item_filter in (None, "auto"):
+            return None
+        try:
+            weight = float(self.item_filter)
+        except ValueError:
+            weight = math.nan
+        if not 0 <= weight < 1:  # nan fails too
+            raise NegspaceError(f"--item-filter must be auto or a weight in [0, 1); got {self.item_filter!r}")
+        return weight
 
     @property
     def resolved_measure(self) -> str:
@@ -253,6 +269,7 @@ class TrainConfig:
                     raise NegspaceError(f"--{_flag(f.name)} must be {op} {low}; got {value}")
                 if high is not None and value > high:
                     raise NegspaceError(f"--{_flag(f.name)} must be <= {high}; got {value}")
+        self.item_filter_weight  # noqa: B018 -- parses and checks --item-filter
         if self.fold >= self.n_folds:
             raise NegspaceError(f"--fold must be < --n-folds ({self.n_folds}); got {self.fold}")
         if self.model == "cml" and self.resolved_loss == "bpr":

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from negspace.evaluation.evaluator import evaluate
+from negspace.pipeline.filtering import ranking_scorer
 from negspace.pipeline.rundir import load_run
 from negspace.io import write_json
 from negspace.evaluation.scoring import BufferedScorer
@@ -61,8 +62,9 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None,
             and _same_ids(test.item_ids, run.train.item_ids)):
         raise NegspaceError(f"{cfg.dataset} no longer holds the users and items {run_dir} was "
                             "trained on (changed since, or other loading options)")
-    metrics = evaluate(_scorer(run.user_vectors, run.item_vectors, run.measure, device), run.train,
-                       test, ks=(20, 50))
+    scorer = ranking_scorer(_scorer(run.user_vectors, run.item_vectors, run.measure, device),
+                            run.train, cfg.item_filter_weight or 0.0)
+    metrics = evaluate(scorer, run.train, test, ks=(20, 50))
     old = Path(run_dir) / "metrics.json"
     previous = json.loads(old.read_text()) if old.exists() else {}
     write_json(old, {**previous, **{k: float(v) for k, v in metrics.items()}})

@@ -19,6 +19,7 @@ from negspace.evaluation.evaluator import evaluate
 from negspace.distributed import process_group as distributed
 from negspace.pipeline.split import resolved_split, split_parts
 from negspace.pipeline.output import RunOutput
+from negspace.pipeline.filtering import ranking_scorer, resolve_item_filter
 from negspace.pipeline.refit import train_with_refit
 from negspace.pipeline.towers import plot_drift, save_towers, tower_features
 from negspace.pipeline.rundir import (METRICS_FILE, check_run_dir, remove_temporaries,
@@ -163,14 +164,20 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
         trainer.result.train_seconds += start_seconds
     result = trainer.fit(state)
     model.eval()
+    # --item-filter auto: its weight chosen on validation, with the model still on fit_on's graph
+    cfg, filter_weight, choice_seconds = resolve_item_filter(cfg, model, fit_on, validation, select)
+    result.train_seconds += choice_seconds
     if model.reads_history:  # test-time user vectors read the whole history
         model.set_history(train)
         model.to(device)  # the new history buffers too
     if not evaluate_test:  # the test interactions stay unread
-        return RunOutput({"best_epoch": result.best_epoch}, result.history, model, train, test,
-                         time.perf_counter() - t0, start_seconds)
-    metrics = (evaluate if dist is None else dist.evaluate)(score_fn(model), train, test, ks=(20, 50))
-    metrics.update({"best_epoch": result.best_epoch, **unseen_test_items(train, test),
+        return RunOutput({"best_epoch": result.best_epoch, "item_filter": filter_weight},
+                         result.history, model, train, test, time.perf_counter() - t0,
+                         start_seconds)
+    ranked = ranking_scorer(score_fn(model), train, filter_weight)
+    metrics = (evaluate if dist is None else dist.evaluate)(ranked, train, test, ks=(20, 50))
+    metrics.update({"best_epoch": result.best_epoch, "item_filter": filter_weight,
+                    **unseen_test_items(train, test),
                     **(selection[1] if selection is not None else {})})
     seconds = time.perf_counter() - t0
     # a refit's user waited for both runs: the validated run's seconds count too

@@ -95,7 +95,11 @@ def train_with_refit(run_training: Callable[..., "RunOutput"], cfg: TrainConfig,
                           on_start=None if run_dir is None or resume else start)
     best = int(chosen.metrics["best_epoch"])
     fold = cfg.refit == "fold-back"
-    final = final_config(cfg, chosen.history, best, select)
+    # --item-filter auto: the validated run chose the weight; both records keep it
+    weight = f"{chosen.metrics['item_filter']:g}"
+    cfg = dataclasses.replace(cfg, item_filter=weight)
+    final = dataclasses.replace(final_config(cfg, chosen.history, best, select),
+                                item_filter=weight)
     scores = [row[f"val_{select}"] for row in chosen.history if f"val_{select}" in row]
     notes = {"selection_best_epoch": float(best), f"selection_val_{select}": max(scores),
              ("fold_back_epochs" if fold else "refit_epochs"): float(final.epochs)}

@@ -174,7 +174,8 @@ def create_app(holder: ModelHolder, settings: ServeSettings | None = None) -> Fa
             if missing is not None:
                 return missing
             vectors = m.rec.user_vectors[torch.from_numpy(rows)]
-            return _ranked(m, body, vectors, rows if body.exclude_seen else None, body.users)
+            return _ranked(m, body, vectors, rows if body.exclude_seen else None, body.users,
+                           history_rows=rows)
         return await off_loop(work)
 
     @app.post("/recommend/new", **docs.NEW_USER)
@@ -202,7 +203,7 @@ def create_app(holder: ModelHolder, settings: ServeSettings | None = None) -> Fa
                                              np.array([0]), m.rec.train.item_ids)
             return _ranked(m, body, vectors,
                            np.zeros(1, np.int64) if body.exclude_seen else None, [None],
-                           seen=seen, single=True)
+                           seen=seen, single=True, history_rows=np.zeros(1, np.int64))
         return await off_loop(work)
 
     @app.post("/similar", **docs.SIMILAR)
@@ -271,12 +272,16 @@ def _unknown_items(m: LoadedModel, body: Any) -> Response | None:
 
 
 def _ranked(m: LoadedModel, body: Any, vectors: torch.Tensor, seen_rows: np.ndarray | None,
-            keys: list, seen: Interactions | None = None, single: bool = False) -> Response:
-    """Ranks with the Recommender and answers {"model_version", "exact", "results"|...}."""
+            keys: list, seen: Interactions | None = None, single: bool = False,
+            history_rows: np.ndarray | None = None) -> Response:
+    """Ranks with the Recommender and answers {"model_version", "exact", "results"|...}.
+    `history_rows`: each vector's history in `seen` (or the training data), which a run with an
+    item filter scores."""
     # the index answers plain top-k; candidate lists and exclusions rank exactly
     exact = not m.use_index or body.candidates is not None or body.exclude is not None
     top, scores = m.rec.rank_vectors(vectors, seen_rows, body.k, items=body.candidates,
-                                     exclude=body.exclude, use_index=not exact, seen=seen)
+                                     exclude=body.exclude, use_index=not exact, seen=seen,
+                                     history_rows=history_rows)
     item_ids = m.rec.train.item_ids
     parts = []  # one user's JSON at a time: other threads get the GIL between them
     for key, t, s in zip(keys, top, scores):
