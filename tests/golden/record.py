@@ -65,6 +65,8 @@ def _api():
 def _digest(run_dir: Path) -> dict:
     """What must stay the same: test metrics, the vectors' bytes and the validation history."""
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    if metrics.get("item_filter") == 0.0:  # no item filter: recorded as before the option
+        del metrics["item_filter"]
     history = (run_dir / "history.csv").read_text().splitlines()
     header = history[0].split(",")
     keep = [i for i, h in enumerate(header) if "second" not in h]
