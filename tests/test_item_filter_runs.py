@@ -1,8 +1,8 @@
 """`--item-filter` through a run: the CLI trains with it (a weight, or auto chosen on validation),
 the run directory records it, and every ranking of the run (its test metrics, `negspace
 evaluate`, `Recommender.recommend` / `recommend_new` / `evaluate`, the server) blends it the same
-way; a faiss index is refused for it; bad values are one-line errors; the default recipe turns it
-on for long histories only."""
+way; a faiss index is refused for it; bad values are one-line errors; the default recipe chooses
+it on large data only."""
 
 import json
 
@@ -100,13 +100,13 @@ def test_bad_weights_are_one_line_errors(csv, tmp_path, capsys, value):
     assert not (tmp_path / "x").exists()
 
 
-def test_the_default_recipe_filters_long_histories_only():
+def test_the_default_recipe_chooses_the_filter_on_large_data_only():
     cfg = make_config(with_default_recipe({}))
     assert cfg.item_filter is None and cfg.item_filter_weight is None
-    assert resolve_for_data(cfg, 29_858, 40_981, 810_128).item_filter == "auto"  # 27 a user
+    assert resolve_for_data(cfg, 29_858, 40_981, 810_128).item_filter == "auto"  # 1.2e9 cells
     assert resolve_for_data(cfg, 6_022, 3_043, 900_000).item_filter == "0"  # small data
-    assert resolve_for_data(cfg, 52_643, 91_599, 2_380_730).item_filter == "0"  # 9 a user
-    assert resolve_for_data(cfg, 300_000, 100_000, 7_800_000).item_filter == "0"  # sampled
+    assert resolve_for_data(cfg, 52_643, 91_599, 2_380_730).item_filter == "auto"  # 9 a user
+    assert resolve_for_data(cfg, 300_000, 100_000, 7_800_000).item_filter == "0"  # 3e10 cells
     given = make_config(with_default_recipe({"item_filter": "0.1"}))
     assert resolve_for_data(given, 6_022, 3_043, 900_000).item_filter == "0.1"
     assert make_config({"model": "mf"}).item_filter_weight == 0.0  # named: off unless asked
