@@ -105,7 +105,8 @@ def test_the_default_recipe_chooses_the_filter_on_large_data_only():
     assert cfg.item_filter is None and cfg.item_filter_weight is None
     assert resolve_for_data(cfg, 29_858, 40_981, 810_128).item_filter == "auto"  # 1.2e9 cells
     assert resolve_for_data(cfg, 6_022, 3_043, 900_000).item_filter == "0"  # small data
-    assert resolve_for_data(cfg, 52_643, 91_599, 2_380_730).item_filter == "auto"  # 9 a user
+    assert resolve_for_data(cfg, 70_679, 24_915, 652_514).item_filter == "auto"  # 9 a user
+    assert resolve_for_data(cfg, 52_643, 91_599, 2_380_730).item_filter == "0"  # 4.8e9 cells
     assert resolve_for_data(cfg, 300_000, 100_000, 7_800_000).item_filter == "0"  # 3e10 cells
     given = make_config(with_default_recipe({"item_filter": "0.1"}))
     assert resolve_for_data(given, 6_022, 3_043, 900_000).item_filter == "0.1"
