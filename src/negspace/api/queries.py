@@ -198,7 +198,7 @@ class RecommenderQueries:
         if weight and use_index:
             raise NegspaceError(f"this model blends an item filter into its scores (item_filter "
                                 f"{weight:g}), which a faiss index over the vectors cannot rank: "
-                                "rank exactly")
+                                "rank exactly, or train with --item-filter 0 for an index")
         exact = cand is not None or use_index is False or self.index is None or weight > 0
         if use_index and exact and self.index is None:
             raise NegspaceError("no faiss index: call build_index() or save one with "
