@@ -14,7 +14,7 @@ import torch
 
 from negspace.data.interactions import Interactions
 from negspace.evaluation.evaluator import auto_chunk_size, per_user_metrics
-from negspace.retrieval.item_filter import ItemFilter, blend
+from negspace.retrieval.item_filter import ItemFilter, mix_, standardise_, standardised
 from negspace.retrieval.topk import ScoreFn, topk_items
 
 # The weights tried. On gowalla-lightgcn's validation split the default's model peaked at 0.1
@@ -47,13 +47,16 @@ def choose_weight(score_fn: ScoreFn, item_filter: ItemFilter, train: Interaction
     for lo in range(0, len(users), chunk):
         rows = users[lo:lo + chunk]
         with torch.no_grad():
-            model = score_fn(torch.from_numpy(rows)).clone()  # a scorer may reuse its buffer
-            filtered = item_filter.scores(train.matrix[rows])
-        for w in weights:
-            scores = model if w == 0 else blend(model, filtered, w)
-            top, _ = topk_items(lambda _p, s=scores: s, rows, k, exclude=train,
-                                chunk_size=len(rows))
-            tops[w].append(top)
+            model = score_fn(torch.from_numpy(rows))
+            # each side standardised once; every weight mixes them into one reused buffer
+            model_z = standardised(model)
+            filter_z = standardise_(item_filter.scores(train.matrix[rows]).to(model.device))
+            mixed = torch.empty_like(model_z)
+            for w in weights:
+                scores = model if w == 0 else mix_(model_z, filter_z, w, out=mixed)
+                top, _ = topk_items(lambda _p, s=scores: s, rows, k, exclude=train,
+                                    chunk_size=len(rows))
+                tops[w].append(top)
     values = {}
     for w in weights:
         top = np.concatenate(tops[w]) if tops[w] else np.empty((0, k), np.int64)

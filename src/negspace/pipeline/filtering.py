@@ -46,8 +46,8 @@ def resolve_item_filter(cfg: TrainConfig, model: EmbeddingModel, fit_on: Interac
                                        select)
         if cfg.progress:
             tried = ", ".join(f"{w:g}: {v:.4f}" for w, v in values.items())
-            print(f"item filter: weight {weight:g} chosen on validation {select} ({tried})",
-                  flush=True)
+            print(f"item filter: weight {weight:g} chosen on validation {select} ({tried}) in "
+                  f"{time.perf_counter() - started:.1f} s", flush=True)
     return (dataclasses.replace(cfg, item_filter=f"{weight:g}"), weight,
             time.perf_counter() - started)
 

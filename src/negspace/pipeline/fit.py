@@ -72,7 +72,7 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
             must not read it; in memory only, `out` None) returns only `best_epoch` as metrics.
         selection: a --refit run's validated run (its history, written to selection.csv and
             counted in the training seconds, what it chose, added to the metrics, and the
-            seconds of its model's start); set by pipeline/refit.py.
+            seconds of its model's start and its item-filter choice); set by pipeline/refit.py.
         dataset: the data `cfg` names, when the caller has loaded it already (the refit's two
             runs); None loads it.
         start: a trained model to go on training instead of a new one (--refit fold-back's second
@@ -171,7 +171,8 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
         model.set_history(train)
         model.to(device)  # the new history buffers too
     if not evaluate_test:  # the test interactions stay unread
-        return RunOutput({"best_epoch": result.best_epoch, "item_filter": filter_weight},
+        return RunOutput({"best_epoch": result.best_epoch, "item_filter": filter_weight,
+                          "item_filter_seconds": choice_seconds},
                          result.history, model, train, test, time.perf_counter() - t0,
                          start_seconds)
     ranked = ranking_scorer(score_fn(model), train, filter_weight)
@@ -194,6 +195,7 @@ def run_training(cfg: TrainConfig, out: str | Path | None = None, overwrite: boo
                   {**(recorded or cfg).to_dict(), "protocol": dataset.protocol}, metrics,
                   {"train_seconds": round(result.train_seconds, 3),
                    "start_seconds": round(start_seconds, 3),
+                   **({"item_filter_seconds": round(choice_seconds, 3)} if choice_seconds else {}),
                    "session_seconds": round(seconds, 3), "resumed": resume,
                    **({"selection_train_seconds": round(selection_seconds, 3)}
                       if selection is not None else {})})

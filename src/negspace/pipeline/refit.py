@@ -111,7 +111,8 @@ def train_with_refit(run_training: Callable[..., "RunOutput"], cfg: TrainConfig,
     going_on = resume and run_dir is not None and (run_dir / CHECKPOINT_FILE).exists()
     return run_training(final, out, overwrite=True, resume=going_on,
                         evaluate_test=evaluate_test,
-                        selection=(chosen.history, notes, chosen.start_seconds),
+                        selection=(chosen.history, notes, chosen.start_seconds
+                                   + chosen.metrics["item_filter_seconds"]),
                         dataset=dataset, start=chosen.model if fold else None,
                         recorded=cfg if fold else None)
 
