@@ -26,7 +26,6 @@ from negspace.models.spectral import normalised_matrix, torch_csr
 # Up to this many items the filter is one dense [n_items, n_items] float32 matrix (400 MB at
 # 10,000; a history row times it is a matrix product); past it, two sparse products per call.
 DENSE_MAX_ITEMS = 10_000
-BLOCK_ROWS = 256  # histories a sparse product takes at a time (its transposed copies' size)
 Z_EPS = 1e-12  # a constant score row (an empty history) standardises to zeros, not NaN
 
 
@@ -63,13 +62,10 @@ class ItemFilter:
         # the users one hop away as a dense [n, n_users] block, then one sparse-dense product:
         # a sparse-sparse second product built a [n, n_items] sparse result of nearly every
         # cell (gowalla-lightgcn: 1.4 GB more peak memory than its dense scores)
+        hops = torch.from_numpy((rows @ self.normalised_t).toarray())
         if self._transposed is None:
             self._transposed = torch_csr(self.normalised_t)
-        out = torch.empty(rows.shape[0], self.n_items)
-        for lo in range(0, rows.shape[0], BLOCK_ROWS):  # the transposed copies stay small
-            hops = torch.from_numpy((rows[lo:lo + BLOCK_ROWS] @ self.normalised_t).toarray())
-            out[lo:lo + len(hops)] = torch.sparse.mm(self._transposed, hops.T.contiguous()).T
-        return out
+        return torch.sparse.mm(self._transposed, hops.T.contiguous()).T.contiguous()
 
 
 def row_stats(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
