@@ -13,7 +13,9 @@ The curve: after each validated epoch (checkpoint) of the validated run, the tes
 model validation prefers so far, at the training seconds spent so far (validation and these test
 reads excluded; the test reads choose nothing). The last point of each method is what it
 delivers: the final model's test Recall@20 at all its training seconds (the validated run's plus
-the refit's).
+the refit's). Between 1e8 and 4e9 cells that last point ranks with the item filter the default
+chooses on validation after training (`--item-filter auto`), and its seconds include the choice;
+the points before it rank by the vectors alone.
 
 Run (needs implicit, the bench extra):
     NEGSPACE_DATA=... python bench/time_to_quality.py --datasets movielens-1m-lcfn
