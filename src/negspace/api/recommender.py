@@ -260,8 +260,9 @@ class Recommender(RecommenderQueries):
         if held.nnz == 0:  # else every metric would be NaN, with no word why
             raise NegspaceError("no test interaction of a known user and item: the users and "
                                 "items the model was not trained on are dropped")
-        scorer = blended_scorer(self._scorer(self.user_vectors), self._item_filter(),
-                                train.matrix, self.config.item_filter_weight or 0.0)
+        scorer, weight = self._scorer(self.user_vectors), self.config.item_filter_weight or 0.0
+        if weight:  # (the filter is built only for a run that blends it)
+            scorer = blended_scorer(scorer, self._item_filter(), train.matrix, weight)
         self.metrics = evaluate(scorer, train, held, ks=ks)
         return self.metrics
 

@@ -135,7 +135,7 @@ class TrainConfig:
     init: str = field(default="normal", metadata=_opt("mf embedding initialisation: normal, xavier, or spectral (the leading singular vectors of the normalised training matrix, unit rows)", INITS))
     layers: int | None = field(default=0, metadata=_opt("mf: propagate the vectors over the training graph this many times and average the layers, LightGCN-style (0: plain MF; the default recipe chooses by the data)", low=0))
     item_filter: str | None = field(default="0", metadata=_opt(
-        "weight W in [0, 1) of an item-item graph filter (GF-CF's linear term r R~^T R~) blended into the ranking scores as (1 - W) z(model) + W z(filter), per user standardised; auto: W chosen on the validation split from 0 to 0.3 after training; 0: the vectors alone (the default recipe: auto on data with long histories past 1e8 user x item cells, else 0). Rankings with W > 0 are exact (no faiss index)"))
+        "weight W in [0, 1) of an item-item graph filter (GF-CF's linear term r R~^T R~) blended into the ranking scores as (1 - W) z(model) + W z(filter), per user standardised; auto: W chosen on the validation split from 0 to 0.3 after training; 0: the vectors alone (the default recipe: auto past 1e8 user x item cells up to 4e9, else 0). Rankings with W > 0 are exact (no faiss index)"))
     init_std: float | None = field(default=None, metadata=_opt("mf normal init std (default 0.1 dot, 1e-3 cosine)", low=0, low_open=True))
     side_features: bool = field(default=True, metadata=_opt("two-tower: use the dataset's side features"))
     gor_weight: float | None = field(default=None, metadata=_opt(

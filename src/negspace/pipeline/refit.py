@@ -96,10 +96,8 @@ def train_with_refit(run_training: Callable[..., "RunOutput"], cfg: TrainConfig,
     best = int(chosen.metrics["best_epoch"])
     fold = cfg.refit == "fold-back"
     # --item-filter auto: the validated run chose the weight; both records keep it
-    weight = f"{chosen.metrics['item_filter']:g}"
-    cfg = dataclasses.replace(cfg, item_filter=weight)
-    final = dataclasses.replace(final_config(cfg, chosen.history, best, select),
-                                item_filter=weight)
+    cfg = dataclasses.replace(cfg, item_filter=f"{chosen.metrics['item_filter']:g}")
+    final = final_config(cfg, chosen.history, best, select)
     scores = [row[f"val_{select}"] for row in chosen.history if f"val_{select}" in row]
     notes = {"selection_best_epoch": float(best), f"selection_val_{select}": max(scores),
              ("fold_back_epochs" if fold else "refit_epochs"): float(final.epochs)}

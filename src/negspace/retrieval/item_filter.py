@@ -38,13 +38,13 @@ class ItemFilter:
 
     def __init__(self, graph: Interactions) -> None:
         _, normalised, _ = normalised_matrix(graph.matrix)
+        normalised = normalised.astype(np.float32).tocsr()
         self.n_items = graph.n_items
-        self.normalised = normalised.astype(np.float32).tocsr()
-        self.normalised_t = self.normalised.T.tocsr()
+        self.normalised_t = normalised.T.tocsr()
         self.dense: torch.Tensor | None = None
         self._transposed: torch.Tensor | None = None  # R~^T as a torch CSR tensor, on first use
         if self.n_items <= DENSE_MAX_ITEMS:
-            self.dense = torch.from_numpy((self.normalised_t @ self.normalised).toarray())
+            self.dense = torch.from_numpy((self.normalised_t @ normalised).toarray())
 
     def scores(self, histories: sp.csr_matrix) -> torch.Tensor:
         """r R~^T R~ for each binary history row.
@@ -90,9 +90,10 @@ def mix_(model_z: torch.Tensor, filter_z: torch.Tensor, weight: float,
          out: torch.Tensor | None = None) -> torch.Tensor:
     """(1 - weight) model_z + weight filter_z, into `out` (default: model_z itself). The one
     arithmetic of every blend, so the weight chosen on validation ranks as it was measured."""
-    out = model_z if out is None else torch.mul(model_z, 1.0 - weight, out=out)
-    if out is model_z:
-        out.mul_(1.0 - weight)
+    if out is None:
+        out = model_z.mul_(1.0 - weight)
+    else:
+        torch.mul(model_z, 1.0 - weight, out=out)
     return out.add_(filter_z, alpha=weight)
 
 
